@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The test command (README quick start, .ci/run): installs what the tests need when it is
+# missing -- Debian's cp2k, openmpi-bin, slurm-wlm, munge; the package with its test extras --
+# then runs the whole suite. Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+need=()
+command -v cp2k.psmp >/dev/null || need+=(cp2k)
+command -v mpirun >/dev/null || need+=(openmpi-bin)
+command -v slurmctld >/dev/null || need+=(slurm-wlm)
+command -v munged >/dev/null || need+=(munge)
+if [ ${#need[@]} -gt 0 ]; then
+    echo "tests/run.sh: installing Debian packages: ${need[*]}"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+python3 -m pip install -q -e ".[test]"
+
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
+exec python3 -m pytest -ra "$@"

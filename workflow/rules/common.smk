@@ -1,0 +1,99 @@
+import json
+import sys
+from pathlib import Path
+
+from snakemake.utils import validate
+
+sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
+
+from qdphonon.config import ConfigError, campaign_from_config, replica_seed
+from qdphonon.config import aimd_cost_estimate
+
+
+validate(config, schema="../schemas/config.schema.yaml")
+
+try:
+    SYSTEMS = campaign_from_config(config)
+except ConfigError as exc:
+    raise WorkflowError(f"invalid config: {exc}") from None
+
+RESULTS = "results"
+
+# Every rule calls the package the same way, in or outside a conda env (envs/ do not install it).
+QDPHONON = f"PYTHONPATH={Path(workflow.basedir) / 'workflow'}${{PYTHONPATH:+:$PYTHONPATH}} python -m qdphonon"
+
+
+wildcard_constraints:
+    system="|".join(SYSTEMS),
+    replica=r"r\d+",
+
+
+def system_of(wildcards):
+    return SYSTEMS[wildcards.system]
+
+
+def replica_targets(pattern):
+    """Expand a pattern over every (system, replica) pair of the campaign."""
+    return [
+        pattern.format(system=s.name, replica=r)
+        for s in SYSTEMS.values()
+        for r in s.replicas
+    ]
+
+
+FIGURES = ("spectral_densities", "size_dependence", "core_shell_comparison", "phonon_dos")
+
+
+def all_targets():
+    return [f"{RESULTS}/summary.csv"] + [
+        f"{RESULTS}/figures/{name}.{ext}" for name in FIGURES for ext in ("png", "pdf")
+    ]
+
+
+def md_param(key):
+    """Param function: an MD setting of the wildcard's system (after per-system overrides)."""
+    return lambda wildcards: system_of(wildcards).md[key]
+
+
+def seed_of(wildcards):
+    return replica_seed(config["md"]["seed"], wildcards.system, wildcards.replica)
+
+
+def smearing_arg():
+    """The explicit smearing flag, or nothing (integer occupations)."""
+    smearing = config["scf"]["smearing_K"]
+    return "" if smearing is None else f"--smearing-K {smearing}"
+
+
+def aimd_tasks(wildcards):
+    """MPI ranks for one AIMD job: scales with atoms and level (about 10 atoms a rank at PBE),
+    capped by the local core count when jobs run on this machine; profiles may override."""
+    if config["engine"] == "mock":
+        return 1
+    n_atoms = system_of(wildcards).n_atoms
+    wanted = max(1, min(256, n_atoms // (10 if config["level"] == "pbe" else 100)))
+    if workflow.local_exec:
+        try:
+            return max(1, min(wanted, workflow.cores))
+        except WorkflowError:
+            return 1
+    return wanted
+
+
+def aimd_runtime_min(wildcards, resources=None):
+    """Wall time of one AIMD job in minutes from the cost model (DESIGN §3 timings), capped at
+    48 h: longer trajectories continue from the restart file in the next submission."""
+    if config["engine"] == "mock":
+        return 10
+    s = system_of(wildcards)
+    tasks = aimd_tasks(wildcards)
+    cost = aimd_cost_estimate(s.n_atoms, config["level"], s.md["steps"], cores=tasks)
+    return int(min(48 * 60, max(15, 1.5 * cost["hours"] * 60 + config["cp2k"]["walltime_margin_min"])))
+
+
+def aimd_mem_mb(wildcards):
+    """Memory of one AIMD job: generous per-atom estimate (PBE needs far more than xTB)."""
+    if config["engine"] == "mock":
+        return 2000
+    per_atom = 40 if config["level"] == "pbe" else 4
+    return int(2000 + per_atom * system_of(wildcards).n_atoms)
