@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import hashlib
 import io
 import os
@@ -229,7 +230,8 @@ def cp2k_input_tree(
     project = project or ("md" if run_type == "MD" else "relax")
     glob: dict[str, Any] = {"project_name": project, "run_type": run_type, "print_level": "MEDIUM", "seed": md.seed}
     if walltime_s is not None:
-        glob["walltime"] = int(walltime_s)
+        hours, rest = divmod(max(0, int(walltime_s)), 3600)
+        glob["walltime"] = f"{hours:02d}:{rest // 60:02d}:{rest % 60:02d}"
     tree: dict[str, Any] = {
         "global": glob,
         "force_eval": {
@@ -354,18 +356,30 @@ def _drop_none(tree: Any) -> Any:
     return tree
 
 
-def render_input(tree: Mapping[str, Any], xmlspec: str | os.PathLike | None = None) -> str:
-    """Render and validate a CP2K input tree; raise :class:`CP2KInputError` naming the problem."""
+@functools.lru_cache(maxsize=4)
+def _generator(spec: str):
     from cp2k_input_tools.generator import CP2KInputGenerator
+
+    return CP2KInputGenerator(xmlspec=spec)
+
+
+@functools.lru_cache(maxsize=4)
+def input_parser(spec: str):
+    """A cached cp2k-input-tools parser for one input definition (loading one costs ~1.5 s)."""
     from cp2k_input_tools.parser import CP2KInputParser
 
+    return CP2KInputParser(xmlspec=spec)
+
+
+def render_input(tree: Mapping[str, Any], xmlspec: str | os.PathLike | None = None) -> str:
+    """Render and validate a CP2K input tree; raise :class:`CP2KInputError` naming the problem."""
     spec = str(xmlspec or bundled_xmlspec())
     try:
-        text = "\n".join(CP2KInputGenerator(xmlspec=spec).line_iter(_drop_none(tree))) + "\n"
+        text = "\n".join(_generator(spec).line_iter(_drop_none(tree))) + "\n"
     except Exception as exc:  # the generator's errors share no base class
         raise CP2KInputError(f"CP2K input refused by the generator ({type(exc).__name__}): {exc}") from exc
     try:
-        CP2KInputParser(xmlspec=spec).parse(io.StringIO(text))
+        input_parser(spec).parse(io.StringIO(text))
     except Exception as exc:
         raise CP2KInputError(f"rendered CP2K input does not parse back ({type(exc).__name__}): {exc}") from exc
     return text
