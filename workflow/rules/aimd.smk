@@ -1,32 +1,33 @@
 rule run_aimd:
-    """NVT AIMD of one replica with real CP2K (resuming from the restart file after a crash or a
-    wall-time stop) or the synthetic mock engine. CP2K works in the run directory, which is not a
-    declared output so Snakemake never deletes a partial trajectory; run.json marks completion."""
-    conda:
-        "../../envs/cp2k.yaml"
     input:
         inp=f"{RESULTS}/cp2k/{{system}}/{{replica}}/md.inp",
         xyz=f"{RESULTS}/relaxed/{{system}}.xyz",
     output:
         record=protected(f"{RESULTS}/aimd/{{system}}/{{replica}}/run.json"),
-    params:
-        engine=config["engine"],
-        run_dir=lambda wc: f"{RESULTS}/aimd/{wc.system}/{wc.replica}",
-        cp2k_command=config["cp2k"]["command"],
-        margin=config["cp2k"]["walltime_margin_min"],
-        on_failure=config["scf"]["on_failure"],
-        mock=json.dumps(config["mock"], sort_keys=True),
+    log:
+        f"{RESULTS}/logs/run_aimd/{{system}}/{{replica}}.log",
+    """NVT AIMD of one replica with real CP2K (resuming from the restart file after a crash or a
+    wall-time stop) or the synthetic mock engine. CP2K works in the run directory, which is not a
+    declared output so Snakemake never deletes a partial trajectory; run.json marks completion.
+    """
+    conda:
+        "../../envs/cp2k.yaml"
+    threads: 1
     resources:
         tasks=aimd_tasks,
         cpus_per_task=1,
         mpi="mpirun",
         runtime=aimd_runtime_min,
         mem_mb=aimd_mem_mb,
-    threads: 1
-    log:
-        f"{RESULTS}/logs/run_aimd/{{system}}/{{replica}}.log",
+    params:
+        engine=config["engine"],
+        run_dir=lambda wc, output: os.path.dirname(output.record),
+        cp2k_command=config["cp2k"]["command"],
+        margin=config["cp2k"]["walltime_margin_min"],
+        on_failure=config["scf"]["on_failure"],
+        mock=json.dumps(config["mock"], sort_keys=True),
     shell:
-        "{QDPHONON} run-aimd --input {input.inp} --structure {input.xyz} --run-dir {params.run_dir}"
+        "python -m qdphonon run-aimd --input {input.inp} --structure {input.xyz} --run-dir {params.run_dir}"
         " --engine {params.engine} --record {output.record} --cp2k-command {params.cp2k_command}"
         " --mpi {resources.mpi:q} --tasks {resources.tasks} --threads {resources.cpus_per_task}"
         " --runtime-min {resources.runtime} --walltime-margin-min {params.margin}"
@@ -34,23 +35,23 @@ rule run_aimd:
 
 
 rule parse_band_edges:
-    """Band edges per MD step (every step exactly once across restart segments) and the
-    position/velocity trajectory for the phonon DOS."""
-    conda:
-        "../../envs/cp2k.yaml"
     input:
         record=f"{RESULTS}/aimd/{{system}}/{{replica}}/run.json",
         xyz=f"{RESULTS}/relaxed/{{system}}.xyz",
     output:
         csv=f"{RESULTS}/band_edges/{{system}}/{{replica}}.csv",
         npz=f"{RESULTS}/trajectories/{{system}}/{{replica}}.npz",
-    params:
-        run_dir=lambda wc: f"{RESULTS}/aimd/{wc.system}/{wc.replica}",
-        on_failure=config["scf"]["on_failure"],
     log:
         f"{RESULTS}/logs/parse_band_edges/{{system}}/{{replica}}.log",
     localrule: True
+    """Band edges per MD step (every step exactly once across restart segments) and the
+    position/velocity trajectory for the phonon DOS."""
+    conda:
+        "../../envs/cp2k.yaml"
+    params:
+        run_dir=lambda wc, input: os.path.dirname(input.record),
+        on_failure=config["scf"]["on_failure"],
     shell:
-        "qdphonon parse-cp2k --run-dir {params.run_dir} --structure {input.xyz}"
+        "python -m qdphonon parse-cp2k --run-dir {params.run_dir} --structure {input.xyz}"
         " --on-scf-failure {params.on_failure} --out {output.csv} --trajectory-out {output.npz}"
         " > {log} 2>&1"

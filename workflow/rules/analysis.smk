@@ -1,8 +1,4 @@
 rule analyze_system:
-    """Huang-Rhys spectrum, reorganisation energy, linewidth (classical and quantum-corrected),
-    region modes with error bars across replicas, and the projected phonon DOS of one system."""
-    conda:
-        "../../envs/analysis.yaml"
     input:
         csvs=lambda wc: expand(
             f"{RESULTS}/band_edges/{{system}}/{{replica}}.csv",
@@ -19,18 +15,23 @@ rule analyze_system:
         spectrum=f"{RESULTS}/analysis/{{system}}/spectral_density.csv",
         linewidth=f"{RESULTS}/analysis/{{system}}/linewidth.json",
         vdos=f"{RESULTS}/analysis/{{system}}/vdos.csv",
+    log:
+        f"{RESULTS}/logs/analyze_system/{{system}}.log",
+    localrule: True
+    """Huang-Rhys spectrum, reorganisation energy, linewidth (classical and quantum-corrected),
+    region modes with error bars across replicas, and the projected phonon DOS of one system.
+    """
+    conda:
+        "../../envs/analysis.yaml"
     params:
         md_temperature=config["md"]["temperature_K"],
         temperature=config["analysis"]["temperature_K"],
         regions=",".join(str(e) for e in config["analysis"]["region_edges_meV"]),
         discard=md_param("equilibration_fs"),
         blocks=config["analysis"]["blocks"],
-        outdir=lambda wc: f"{RESULTS}/analysis/{wc.system}",
-    log:
-        f"{RESULTS}/logs/analyze_system/{{system}}.log",
-    localrule: True
+        outdir=lambda wc, output: os.path.dirname(output.linewidth),
     shell:
-        "{QDPHONON} analyze --band-edges {input.csvs} --velocities {input.npzs}"
+        "python -m qdphonon analyze --band-edges {input.csvs} --velocities {input.npzs}"
         " --structure {input.structure} --md-temperature {params.md_temperature}"
         " --temperature {params.temperature} --regions {params.regions}"
         " --discard-fs {params.discard} --blocks {params.blocks} --outdir {params.outdir}"
@@ -38,11 +39,10 @@ rule analyze_system:
 
 
 rule summarize_campaign:
-    """One row per system: size, formula, gap, lambda, linewidth with error, region modes."""
-    conda:
-        "../../envs/analysis.yaml"
     input:
-        linewidths=expand(f"{RESULTS}/analysis/{{system}}/linewidth.json", system=SYSTEMS),
+        linewidths=expand(
+            f"{RESULTS}/analysis/{{system}}/linewidth.json", system=SYSTEMS
+        ),
         structures=expand(f"{RESULTS}/structures/{{system}}.json", system=SYSTEMS),
     output:
         report(
@@ -53,36 +53,41 @@ rule summarize_campaign:
     log:
         f"{RESULTS}/logs/summarize_campaign.log",
     localrule: True
+    """One row per system: size, formula, gap, lambda, linewidth with error, region modes."""
+    conda:
+        "../../envs/analysis.yaml"
     shell:
-        "{QDPHONON} summarize --linewidths {input.linewidths} --structures {input.structures}"
+        "python -m qdphonon summarize --linewidths {input.linewidths} --structures {input.structures}"
         " --out {output} > {log} 2>&1"
 
 
 rule plot_figures:
-    """Size-dependence, spectral-density, core/shell and phonon-DOS figures (PNG and PDF)."""
-    conda:
-        "../../envs/analysis.yaml"
     input:
         summary=f"{RESULTS}/summary.csv",
         analysis=expand(f"{RESULTS}/analysis/{{system}}/linewidth.json", system=SYSTEMS),
     output:
         **{
-            f"{name}_{ext}": report(
-                f"{RESULTS}/figures/{name}.{ext}",
-                caption=f"../report/{name}.rst",
-                category="Figures",
+            f"{name}_{ext}": (
+                report(
+                    f"{RESULTS}/figures/{name}.{ext}",
+                    caption=f"../report/{name}.rst",
+                    category="Figures",
+                )
+                if ext == "png"
+                else f"{RESULTS}/figures/{name}.{ext}"
             )
-            if ext == "png"
-            else f"{RESULTS}/figures/{name}.{ext}"
             for name in FIGURES
             for ext in ("png", "pdf")
         },
-    params:
-        dirs=expand(f"{RESULTS}/analysis/{{system}}", system=SYSTEMS),
-        outdir=f"{RESULTS}/figures",
     log:
         f"{RESULTS}/logs/plot_figures.log",
     localrule: True
+    """Size-dependence, spectral-density, core/shell and phonon-DOS figures (PNG and PDF)."""
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        dirs=expand(f"{RESULTS}/analysis/{{system}}", system=SYSTEMS),
+        outdir=lambda wc, output: os.path.dirname(output[0]),
     shell:
-        "{QDPHONON} plot --summary {input.summary} --analysis-dirs {params.dirs}"
+        "python -m qdphonon plot --summary {input.summary} --analysis-dirs {params.dirs}"
         " --outdir {params.outdir} > {log} 2>&1"

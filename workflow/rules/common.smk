@@ -1,4 +1,5 @@
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -9,7 +10,6 @@ sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
 from qdphonon.config import ConfigError, campaign_from_config, replica_seed
 from qdphonon.config import aimd_cost_estimate
 
-
 validate(config, schema="../schemas/config.schema.yaml")
 
 try:
@@ -19,8 +19,13 @@ except ConfigError as exc:
 
 RESULTS = "results"
 
-# Every rule calls the package the same way, in or outside a conda env (envs/ do not install it).
-QDPHONON = f"PYTHONPATH={Path(workflow.basedir) / 'workflow'}${{PYTHONPATH:+:$PYTHONPATH}} python -m qdphonon"
+# Every rule calls the package as `python -m qdphonon`, in or outside a conda env (the envs do
+# not install it): jobs inherit this PYTHONPATH, and cluster jobs re-parse this file.
+os.environ.update(
+    PYTHONPATH=os.pathsep.join(
+        p for p in (str(Path(workflow.basedir) / "workflow"), os.environ.get("PYTHONPATH")) if p
+    )
+)
 
 
 wildcard_constraints:
@@ -41,7 +46,12 @@ def replica_targets(pattern):
     ]
 
 
-FIGURES = ("spectral_densities", "size_dependence", "core_shell_comparison", "phonon_dos")
+FIGURES = (
+    "spectral_densities",
+    "size_dependence",
+    "core_shell_comparison",
+    "phonon_dos",
+)
 
 
 def all_targets():
@@ -67,7 +77,8 @@ def smearing_arg():
 
 def aimd_tasks(wildcards):
     """MPI ranks for one AIMD job: scales with atoms and level (about 10 atoms a rank at PBE),
-    capped by the local core count when jobs run on this machine; profiles may override."""
+    capped by the local core count when jobs run on this machine; profiles may override.
+    """
     if config["engine"] == "mock":
         return 1
     n_atoms = system_of(wildcards).n_atoms
@@ -88,7 +99,12 @@ def aimd_runtime_min(wildcards, resources=None):
     s = system_of(wildcards)
     tasks = aimd_tasks(wildcards)
     cost = aimd_cost_estimate(s.n_atoms, config["level"], s.md["steps"], cores=tasks)
-    return int(min(48 * 60, max(15, 1.5 * cost["hours"] * 60 + config["cp2k"]["walltime_margin_min"])))
+    return int(
+        min(
+            48 * 60,
+            max(15, 1.5 * cost["hours"] * 60 + config["cp2k"]["walltime_margin_min"]),
+        )
+    )
 
 
 def aimd_mem_mb(wildcards):

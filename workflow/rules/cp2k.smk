@@ -1,11 +1,18 @@
 rule relax_structure:
-    """Geometry optimisation at the MD's level (real CP2K), or the ideal cut passed through (mock)."""
-    conda:
-        "../../envs/cp2k.yaml"
     input:
         xyz=f"{RESULTS}/structures/{{system}}.xyz",
     output:
         xyz=f"{RESULTS}/relaxed/{{system}}.xyz",
+    log:
+        f"{RESULTS}/logs/relax_structure/{{system}}.log",
+    """Geometry optimisation at the MD's level (real CP2K), or the ideal cut passed through (mock)."""
+    conda:
+        "../../envs/cp2k.yaml"
+    threads: 1
+    resources:
+        tasks=1,
+        cpus_per_task=1,
+        mpi="",
     params:
         engine=config["engine"],
         level=config["level"],
@@ -14,28 +21,24 @@ rule relax_structure:
         max_iter=config["relax"]["max_iter"],
         smearing=smearing_arg(),
         overrides=json.dumps(config["cp2k"]["overrides"], sort_keys=True),
-    resources:
-        tasks=1,
-        cpus_per_task=1,
-        mpi="",
-    threads: 1
-    log:
-        f"{RESULTS}/logs/relax_structure/{{system}}.log",
     shell:
-        "OMP_NUM_THREADS={threads} {QDPHONON} relax --structure {input.xyz} --engine {params.engine}"
+        "OMP_NUM_THREADS={threads} python -m qdphonon relax --structure {input.xyz} --engine {params.engine}"
         " --level {params.level} --workdir {params.workdir} --out {output.xyz}"
         " --cp2k-command {params.cp2k_command} --max-iter {params.max_iter} {params.smearing}"
         " --overrides-json {params.overrides:q} > {log} 2>&1"
 
 
 rule write_cp2k_input:
-    """The NVT AIMD input of one replica, validated against the installed CP2K's input definition."""
-    conda:
-        "../../envs/structures.yaml"
     input:
         xyz=f"{RESULTS}/relaxed/{{system}}.xyz",
     output:
         inp=f"{RESULTS}/cp2k/{{system}}/{{replica}}/md.inp",
+    log:
+        f"{RESULTS}/logs/write_cp2k_input/{{system}}/{{replica}}.log",
+    localrule: True
+    """The NVT AIMD input of one replica, validated against the installed CP2K's input definition."""
+    conda:
+        "../../envs/structures.yaml"
     params:
         level=config["level"],
         temperature=config["md"]["temperature_K"],
@@ -49,11 +52,8 @@ rule write_cp2k_input:
         smearing=smearing_arg(),
         cp2k_command=config["cp2k"]["command"],
         overrides=json.dumps(config["cp2k"]["overrides"], sort_keys=True),
-    log:
-        f"{RESULTS}/logs/write_cp2k_input/{{system}}/{{replica}}.log",
-    localrule: True
     shell:
-        "qdphonon cp2k-input --structure {input.xyz} --level {params.level}"
+        "python -m qdphonon cp2k-input --structure {input.xyz} --level {params.level}"
         " --temperature {params.temperature} --timestep-fs {params.timestep} --steps {params.steps}"
         " --trajectory-every {params.stride} --thermostat-timecon-fs {params.timecon}"
         " --seed {params.seed} --eps-scf {params.eps_scf} --max-scf {params.max_scf} {params.smearing}"
