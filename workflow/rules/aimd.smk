@@ -1,4 +1,8 @@
 rule run_aimd:
+    """NVT AIMD of one replica with real CP2K (resuming from the restart file after a crash or a
+    wall-time stop) or the synthetic mock engine. CP2K works in the run directory, which is not a
+    declared output so Snakemake never deletes a partial trajectory; run.json marks completion.
+    """
     input:
         inp=f"{RESULTS}/cp2k/{{system}}/{{replica}}/md.inp",
         xyz=f"{RESULTS}/relaxed/{{system}}.xyz",
@@ -6,10 +10,6 @@ rule run_aimd:
         record=protected(f"{RESULTS}/aimd/{{system}}/{{replica}}/run.json"),
     log:
         f"{RESULTS}/logs/run_aimd/{{system}}/{{replica}}.log",
-    """NVT AIMD of one replica with real CP2K (resuming from the restart file after a crash or a
-    wall-time stop) or the synthetic mock engine. CP2K works in the run directory, which is not a
-    declared output so Snakemake never deletes a partial trajectory; run.json marks completion.
-    """
     conda:
         "../../envs/cp2k.yaml"
     threads: 1
@@ -35,6 +35,8 @@ rule run_aimd:
 
 
 rule parse_band_edges:
+    """Band edges per MD step (every step exactly once across restart segments) and the
+    position/velocity trajectory for the phonon DOS."""
     input:
         record=f"{RESULTS}/aimd/{{system}}/{{replica}}/run.json",
         xyz=f"{RESULTS}/relaxed/{{system}}.xyz",
@@ -44,8 +46,6 @@ rule parse_band_edges:
     log:
         f"{RESULTS}/logs/parse_band_edges/{{system}}/{{replica}}.log",
     localrule: True
-    """Band edges per MD step (every step exactly once across restart segments) and the
-    position/velocity trajectory for the phonon DOS."""
     conda:
         "../../envs/cp2k.yaml"
     params:

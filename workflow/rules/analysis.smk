@@ -1,4 +1,7 @@
 rule analyze_system:
+    """Huang-Rhys spectrum, reorganisation energy, linewidth (classical and quantum-corrected),
+    region modes with error bars across replicas, and the projected phonon DOS of one system.
+    """
     input:
         csvs=lambda wc: expand(
             f"{RESULTS}/band_edges/{{system}}/{{replica}}.csv",
@@ -18,9 +21,6 @@ rule analyze_system:
     log:
         f"{RESULTS}/logs/analyze_system/{{system}}.log",
     localrule: True
-    """Huang-Rhys spectrum, reorganisation energy, linewidth (classical and quantum-corrected),
-    region modes with error bars across replicas, and the projected phonon DOS of one system.
-    """
     conda:
         "../../envs/analysis.yaml"
     params:
@@ -39,6 +39,7 @@ rule analyze_system:
 
 
 rule summarize_campaign:
+    """One row per system: size, formula, gap, lambda, linewidth with error, region modes."""
     input:
         linewidths=expand(
             f"{RESULTS}/analysis/{{system}}/linewidth.json", system=SYSTEMS
@@ -53,7 +54,6 @@ rule summarize_campaign:
     log:
         f"{RESULTS}/logs/summarize_campaign.log",
     localrule: True
-    """One row per system: size, formula, gap, lambda, linewidth with error, region modes."""
     conda:
         "../../envs/analysis.yaml"
     shell:
@@ -62,6 +62,7 @@ rule summarize_campaign:
 
 
 rule plot_figures:
+    """Size-dependence, spectral-density, core/shell and phonon-DOS figures (PNG and PDF)."""
     input:
         summary=f"{RESULTS}/summary.csv",
         analysis=expand(f"{RESULTS}/analysis/{{system}}/linewidth.json", system=SYSTEMS),
@@ -82,7 +83,6 @@ rule plot_figures:
     log:
         f"{RESULTS}/logs/plot_figures.log",
     localrule: True
-    """Size-dependence, spectral-density, core/shell and phonon-DOS figures (PNG and PDF)."""
     conda:
         "../../envs/analysis.yaml"
     params:

@@ -23,7 +23,12 @@ RESULTS = "results"
 # not install it): jobs inherit this PYTHONPATH, and cluster jobs re-parse this file.
 os.environ.update(
     PYTHONPATH=os.pathsep.join(
-        p for p in (str(Path(workflow.basedir) / "workflow"), os.environ.get("PYTHONPATH")) if p
+        p
+        for p in (
+            str(Path(workflow.basedir) / "workflow"),
+            os.environ.get("PYTHONPATH"),
+        )
+        if p
     )
 )
 

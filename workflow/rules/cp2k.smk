@@ -1,11 +1,11 @@
 rule relax_structure:
+    """Geometry optimisation at the MD's level (real CP2K), or the ideal cut passed through (mock)."""
     input:
         xyz=f"{RESULTS}/structures/{{system}}.xyz",
     output:
         xyz=f"{RESULTS}/relaxed/{{system}}.xyz",
     log:
         f"{RESULTS}/logs/relax_structure/{{system}}.log",
-    """Geometry optimisation at the MD's level (real CP2K), or the ideal cut passed through (mock)."""
     conda:
         "../../envs/cp2k.yaml"
     threads: 1
@@ -29,6 +29,7 @@ rule relax_structure:
 
 
 rule write_cp2k_input:
+    """The NVT AIMD input of one replica, validated against the installed CP2K's input definition."""
     input:
         xyz=f"{RESULTS}/relaxed/{{system}}.xyz",
     output:
@@ -36,7 +37,6 @@ rule write_cp2k_input:
     log:
         f"{RESULTS}/logs/write_cp2k_input/{{system}}/{{replica}}.log",
     localrule: True
-    """The NVT AIMD input of one replica, validated against the installed CP2K's input definition."""
     conda:
         "../../envs/structures.yaml"
     params:
