@@ -185,7 +185,28 @@ def _run_plot(args: argparse.Namespace) -> int:
 
 # --- check (provenance) -------------------------------------------------------
 def _add_check(sub: argparse._SubParsersAction) -> None:
-    pass
+    p = sub.add_parser("check", help="provenance and completeness of a results tree, per system")
+    p.add_argument("--results", default="results")
+    p.add_argument("--config", default="config/config.yaml", help="the campaign's config (validated)")
+    p.add_argument("--json", action="store_true", help="JSON instead of a tab-separated table")
+    p.set_defaults(func=_run_check)
+
+
+def _run_check(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    import yaml
+    from snakemake.utils import validate
+
+    from qdphonon import provenance
+
+    config = yaml.safe_load(Path(args.config).read_text())
+    schema = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
+    validate(config, str(schema))
+    rows = provenance.campaign_provenance(args.results, config)
+    print(json.dumps(rows, indent=1, sort_keys=True) if args.json else provenance.format_table(rows))
+    return 0 if all(r["complete"] for r in rows) else 3
 
 
 def _not_ready(name: str) -> int:

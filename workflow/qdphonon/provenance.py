@@ -1,0 +1,92 @@
+"""Provenance of a results tree, so two sites can compare campaigns (``qdphonon check``).
+
+For every system of a campaign: a hash of the settings that define it (its size, shell,
+structure, level, engine, MD and SCF settings — not cosmetic keys such as figure settings),
+the SHA-256 of its structure file and of each replica's CP2K input, the CP2K version and
+engine that ran each replica (from ``run.json``), and whether the outputs are complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Mapping
+
+from qdphonon.config import SystemConfig, campaign_from_config, settings_digest
+
+PHYSICS_KEYS = ("structure", "level", "engine", "md", "scf", "relax", "cp2k", "mock")
+"""Top-level config keys that change AIMD results; `analysis` changes only analysis outputs."""
+
+
+def file_sha256(path: str | Path) -> str | None:
+    """SHA-256 of a file's bytes, or None when it does not exist."""
+    p = Path(path)
+    if not p.is_file():
+        return None
+    h = hashlib.sha256()
+    with p.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def system_config_digest(config: Mapping[str, Any], system: SystemConfig) -> str:
+    """Hash of everything in the config that determines this system's trajectories."""
+    physics = {k: config.get(k) for k in PHYSICS_KEYS}
+    physics["md"] = dict(system.md)
+    physics["system"] = {"size": list(system.size), "shell_layers": system.shell_layers,
+                         "shell_metal": system.shell_metal}
+    return settings_digest(physics)
+
+
+def _run_record(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def system_provenance(results: Path, config: Mapping[str, Any], system: SystemConfig) -> dict[str, Any]:
+    """Provenance and completeness of one system under ``results``."""
+    replicas = []
+    for replica in system.replicas:
+        record = _run_record(results / "aimd" / system.name / replica / "run.json")
+        replicas.append({
+            "replica": replica,
+            "input_sha256": file_sha256(results / "cp2k" / system.name / replica / "md.inp"),
+            "engine": record.get("engine"),
+            "cp2k_version": record.get("cp2k_version"),
+            "aimd_complete": bool(record),
+            "band_edges": (results / "band_edges" / system.name / f"{replica}.csv").is_file(),
+        })
+    analysis = results / "analysis" / system.name
+    complete = all(r["aimd_complete"] and r["band_edges"] for r in replicas) and all(
+        (analysis / f).is_file() for f in ("spectral_density.csv", "linewidth.json", "vdos.csv"))
+    return {
+        "system": system.name,
+        "config_sha": system_config_digest(config, system),
+        "structure_sha256": file_sha256(results / "structures" / f"{system.name}.xyz"),
+        "replicas": replicas,
+        "complete": complete,
+    }
+
+
+def campaign_provenance(results: str | Path, config: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Provenance of every system of a (schema-validated) config under a results tree."""
+    results = Path(results)
+    return [system_provenance(results, config, s) for s in campaign_from_config(config).values()]
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    """One line per replica: system, config hash, structure/input hashes (12 chars), engine, CP2K, complete."""
+    short = lambda h: (h or "-")[:12]  # noqa: E731
+    lines = ["system\tconfig\tstructure\treplica\tinput\tengine\tcp2k\tcomplete"]
+    for row in rows:
+        for rep in row["replicas"]:
+            lines.append("\t".join([
+                row["system"], row["config_sha"], short(row["structure_sha256"]), rep["replica"],
+                short(rep["input_sha256"]), rep["engine"] or "-", rep["cp2k_version"] or "-",
+                "yes" if row["complete"] else "no",
+            ]))
+    return "\n".join(lines)
