@@ -10,13 +10,14 @@ rule run_aimd:
         record=protected(f"{RESULTS}/aimd/{{system}}/{{replica}}/run.json"),
     log:
         f"{RESULTS}/logs/run_aimd/{{system}}/{{replica}}.log",
+    localrule: config["engine"] == "mock"
     conda:
         "../../envs/cp2k.yaml"
     threads: 1
     resources:
         tasks=aimd_tasks,
         cpus_per_task=1,
-        mpi="mpirun",
+        mpi=aimd_mpi,
         runtime=aimd_runtime_min,
         mem_mb=aimd_mem_mb,
     params:
@@ -29,7 +30,7 @@ rule run_aimd:
     shell:
         "python -m qdphonon run-aimd --input {input.inp} --structure {input.xyz} --run-dir {params.run_dir}"
         " --engine {params.engine} --record {output.record} --cp2k-command {params.cp2k_command}"
-        " --mpi {resources.mpi:q} --tasks {resources.tasks} --threads {resources.cpus_per_task}"
+        " --mpi={resources.mpi:q} --tasks {resources.tasks} --threads {resources.cpus_per_task}"
         " --runtime-min {resources.runtime} --walltime-margin-min {params.margin}"
         " --on-scf-failure {params.on_failure} --mock-params-json {params.mock:q} >> {log} 2>&1"
 

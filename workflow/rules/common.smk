@@ -81,19 +81,18 @@ def smearing_arg():
 
 
 def aimd_tasks(wildcards):
-    """MPI ranks for one AIMD job: scales with atoms and level (about 10 atoms a rank at PBE),
-    capped by the local core count when jobs run on this machine; profiles may override.
+    """MPI ranks of one AIMD job: at least 2 (an MPI job), about 10 atoms a rank at PBE and 100
+    at xTB, at most 256; 1 for the mock. Profiles cap it (workstation: global `tasks`).
     """
     if config["engine"] == "mock":
         return 1
     n_atoms = system_of(wildcards).n_atoms
-    wanted = max(1, min(256, n_atoms // (10 if config["level"] == "pbe" else 100)))
-    if workflow.local_exec:
-        try:
-            return max(1, min(wanted, workflow.cores))
-        except WorkflowError:
-            return 1
-    return wanted
+    return max(2, min(256, n_atoms // (10 if config["level"] == "pbe" else 100)))
+
+
+def aimd_mpi(wildcards):
+    """MPI launcher of the AIMD rule: none for a single rank (the mock); profiles set srun."""
+    return "mpirun" if aimd_tasks(wildcards) > 1 else ""
 
 
 def aimd_runtime_min(wildcards, resources=None):
