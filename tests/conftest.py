@@ -9,6 +9,10 @@ from pathlib import Path
 
 import pytest
 
+import slurm_helpers
+
+slurm_cluster = pytest.fixture(scope="session")(slurm_helpers.slurm_cluster_fixture)
+
 REPO = Path(__file__).resolve().parents[1]
 IN_CI = bool(os.environ.get("CI"))
 

@@ -17,8 +17,7 @@ import yaml
 
 import slurm_helpers as sh
 
-# the session-scoped fixture; other test modules (or conftest.py) can import it the same way
-slurm_cluster = pytest.fixture(scope="session")(sh.slurm_cluster_fixture)
+# the session-scoped `slurm_cluster` fixture lives in conftest.py
 
 PROFILES = sh.REPO / "profiles"
 
