@@ -467,3 +467,36 @@ def test_weight_above_the_regions_is_reported(tmp_path):
     g = 5.0 * np.cos(17.0 / HBAR_meV_fs * t) + 3.0 * np.cos(80.0 / HBAR_meV_fs * t)
     res = an.analyze_system([gap_csv(tmp_path / "above.csv", t, g)], T_MD_K, 300.0)
     assert res["lambda_above_regions_meV"] == pytest.approx(9.0 / (4 * KT_MD_meV), rel=0.03)
+
+
+def test_dropped_scf_steps_are_bridged_and_counted(tmp_path):
+    """drop_step leaves holes in the step grid: a few are interpolated (and reported),
+    the cosine's region S survives; too many are refused naming the file."""
+    import warnings as _w
+
+    from qdphonon.analysis import analyze_system
+
+    dt, n, T = 2.0, 6000, 10.0
+    t = np.arange(n) * dt
+    hw = 7.0
+    amp = 5.0
+    w = hw / HBAR_meV_fs
+    gap = 2.5 + amp * 1e-3 * np.cos(w * t)
+    keep = np.ones(n, bool)
+    keep[[100, 1001, 2500, 4999]] = False
+    path = tmp_path / "holes.csv"
+    rows = ["step,time_fs,vbm_eV,cbm_eV"] + [f"{i},{t[i]},0.0,{gap[i]}" for i in range(n) if keep[i]]
+    path.write_text("\n".join(rows) + "\n")
+    with _w.catch_warnings(record=True) as caught:
+        _w.simplefilter("always")
+        out = analyze_system([path], md_temperature_K=T, temperature_K=300.0, outdir=tmp_path / "o")
+    assert out["n_interpolated_steps"] == 4
+    assert any("4 missing MD step" in str(c.message) for c in caught)
+    expected_S = amp**2 / (4 * hw * BOLTZMANN_meV_per_K * T)
+    mid = [r for r in out["regions"] if r["lo_meV"] <= hw < r["hi_meV"]][0]
+    assert mid["S"] == pytest.approx(expected_S, rel=0.03)
+    bad = tmp_path / "many_holes.csv"
+    rows = ["step,time_fs,vbm_eV,cbm_eV"] + [f"{i},{t[i]},0.0,{gap[i]}" for i in range(0, n, 1) if i % 3]
+    bad.write_text("\n".join(rows) + "\n")
+    with pytest.raises(ValueError, match="many_holes.csv.*missing"):
+        analyze_system([bad], md_temperature_K=T, temperature_K=300.0, outdir=tmp_path / "o2")

@@ -73,6 +73,7 @@ class BandEdgeTrajectory:
     synthetic: bool = False
     level: str | None = None
     n_scf_unconverged: int = 0
+    n_interpolated: int = 0
 
     @property
     def gap_eV(self) -> np.ndarray:
@@ -141,6 +142,41 @@ def check_uniform_time(time_fs: np.ndarray, source: str, rtol: float = 1e-3) -> 
     return float(dt_fs)
 
 
+MAX_DROPPED_FRACTION = 0.05
+"""Largest fraction of MD steps missing from a band-edge file that is bridged by interpolation."""
+
+
+def fill_dropped_steps(
+    step: np.ndarray, columns: dict[str, np.ndarray], source: str, max_fraction: float = MAX_DROPPED_FRACTION
+) -> tuple[dict[str, np.ndarray], int]:
+    """Restore a uniform grid where steps were dropped (SCF failures, ``drop_step`` policy).
+
+    The FFT needs a uniform grid, and deleting samples would shift every frequency. Missing
+    integer steps between the first and last are filled by linear interpolation of every
+    column (time included), and their number is returned so outputs can report it. More
+    than ``max_fraction`` missing is refused: interpolation would then shape the spectrum.
+    """
+    step = np.asarray(step)
+    if not np.all(np.isfinite(step)) or np.any(step != np.round(step)):
+        raise ValueError(f"{source}: column step must hold integers")
+    step = step.astype(np.int64)
+    if np.any(np.diff(step) <= 0):
+        i = int(np.argmax(np.diff(step) <= 0))
+        raise ValueError(f"{source}: step is not strictly increasing (row {i + 1}: {step[i]} -> {step[i + 1]})")
+    stride = int(np.gcd.reduce(np.diff(step))) if step.size > 1 else 1
+    full = np.arange(step[0], step[-1] + 1, stride)
+    n_missing = int(full.size - step.size)
+    if n_missing == 0:
+        return columns, 0
+    if n_missing > max_fraction * full.size:
+        raise ValueError(
+            f"{source}: {n_missing} of {full.size} MD steps are missing (dropped SCF failures?); "
+            f"more than {max_fraction:.0%} cannot be bridged by interpolation"
+        )
+    warnings.warn(f"{source}: {n_missing} missing MD step(s) filled by linear interpolation", stacklevel=2)
+    return {k: np.interp(full, step, v) for k, v in columns.items()}, n_missing
+
+
 def read_band_edges(path: str | os.PathLike) -> BandEdgeTrajectory:
     """Read and validate a band-edge CSV (DESIGN section 5).
 
@@ -175,6 +211,10 @@ def read_band_edges(path: str | os.PathLike) -> BandEdgeTrajectory:
             i = int(np.argmax(~np.isfinite(values)))
             raise ValueError(f"{src}: column {name} has NaN/non-numeric value at data row {i + 1}")
         cols[name] = values
+    n_interpolated = 0
+    if "step" in df.columns:
+        step = pd.to_numeric(df["step"], errors="coerce").to_numpy(dtype=float)
+        cols, n_interpolated = fill_dropped_steps(step, cols, src)
     check_uniform_time(cols["time_fs"], src)
     n_flagged = 0
     if "scf_converged" in df.columns:
@@ -189,6 +229,7 @@ def read_band_edges(path: str | os.PathLike) -> BandEdgeTrajectory:
         synthetic=synthetic,
         level=level,
         n_scf_unconverged=n_flagged,
+        n_interpolated=n_interpolated,
     )
 
 
@@ -210,6 +251,7 @@ def discard_equilibration(traj: BandEdgeTrajectory, discard_fs: float) -> BandEd
         synthetic=traj.synthetic,
         level=traj.level,
         n_scf_unconverged=traj.n_scf_unconverged,
+        n_interpolated=traj.n_interpolated,
     )
 
 
@@ -868,6 +910,7 @@ def analyze_system(
         "n_blocks": n_blocks if error_method == "blocks" else None,
         "error_method": error_method,
         "n_scf_unconverged_rows": int(sum(t.n_scf_unconverged for t in trajs)),
+        "n_interpolated_steps": int(sum(t.n_interpolated for t in trajs)),
         "regions": regions,
         "fwhm_vs_temperature": vs_T,
         "window": per[0].spectrum.window,
