@@ -107,13 +107,127 @@ def _run_cp2k_input(args: argparse.Namespace) -> int:
 
 
 # --- run (engines) ------------------------------------------------------------
+def _add_cp2k_launch(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--cp2k-command", default="cp2k.psmp", help="CP2K executable, found on PATH")
+    p.add_argument("--mpi", default=None, help="MPI launcher (mpirun, srun) used when --tasks > 1")
+    p.add_argument("--tasks", type=int, default=1, help="MPI ranks (1: a single rank without the launcher)")
+    p.add_argument("--threads", type=int, default=1, help="OpenMP threads per rank")
+
+
 def _add_run(sub: argparse._SubParsersAction) -> None:
-    pass
+    p = sub.add_parser("run-aimd", help="run (or continue) an AIMD with real CP2K or the synthetic mock engine")
+    p.add_argument("--input", required=True, help="the MD input (qdphonon cp2k-input)")
+    p.add_argument("--run-dir", required=True, help="directory of the segments and CP2K's files")
+    p.add_argument("--engine", required=True, choices=["cp2k", "mock"])
+    p.add_argument("--structure", required=True, help="labelled extended XYZ of the MD's start structure")
+    p.add_argument("--record", default=None, help="run.json written on completion (default RUN_DIR/run.json)")
+    _add_cp2k_launch(p)
+    p.add_argument("--runtime-min", type=float, default=None, help="job wall time in minutes (sets CP2K's WALLTIME)")
+    p.add_argument("--walltime-margin-min", type=float, default=10.0, help="minutes kept free for CP2K's clean stop")
+    p.add_argument("--on-scf-failure", default="drop_step", choices=["drop_step", "keep_flagged", "fail"])
+    p.add_argument("--mock-params-json", default="{}", help="mock engine parameters (overrides MOCK_DEFAULTS)")
+    p.set_defaults(func=_run_aimd)
+
+    r = sub.add_parser("relax", help="geometry optimisation at the MD's level (mock: pass the structure through)")
+    r.add_argument("--structure", required=True)
+    r.add_argument("--engine", required=True, choices=["cp2k", "mock"])
+    r.add_argument("--level", required=True, choices=["xtb", "pbe"])
+    r.add_argument("--workdir", required=True, help="directory of relax.inp/relax.out and CP2K's files")
+    r.add_argument("--out", required=True, help="relaxed structure (extended XYZ, labels kept)")
+    _add_cp2k_launch(r)
+    r.add_argument("--max-iter", type=int, default=200)
+    r.add_argument("--smearing-K", type=float, default=None, help="Fermi-Dirac electronic temperature (explicit)")
+    r.add_argument("--eps-scf", type=float, default=1e-6)
+    r.add_argument("--max-scf", type=int, default=200)
+    r.add_argument("--overrides-json", default="{}", help="CP2K keyword tree merged before validation")
+    r.set_defaults(func=_run_relax)
+
+
+def _json_arg(text: str, flag: str) -> dict:
+    import json
+
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{flag} is not JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise ValueError(f"{flag} must be a JSON object")
+    return value
+
+
+def _run_aimd(args: argparse.Namespace) -> int:
+    from qdphonon import engines
+
+    try:
+        if args.engine == "mock":
+            record = engines.run_mock(args.input, args.run_dir, args.structure,
+                                      _json_arg(args.mock_params_json, "--mock-params-json"), record_path=args.record)
+        else:
+            record = engines.run_cp2k(
+                args.input, args.run_dir, cp2k_command=args.cp2k_command, mpi=args.mpi or None, tasks=args.tasks,
+                threads=args.threads, runtime_min=args.runtime_min, walltime_margin_min=args.walltime_margin_min,
+                on_scf_failure=args.on_scf_failure, record_path=args.record,
+            )  # fmt: skip
+    except (engines.WalltimeReached, engines.RunInterrupted) as exc:
+        print(f"qdphonon run-aimd: {exc}", file=sys.stderr)
+        return exc.exit_status
+    except engines.EngineError as exc:
+        print(f"qdphonon run-aimd: error: {exc}", file=sys.stderr)
+        return 1
+    print(f"run-aimd: {record['engine']} run complete, {record['total_steps']} MD steps"
+          + (" (synthetic)" if record.get("synthetic") else ""), file=sys.stderr)  # fmt: skip
+    return 0
+
+
+def _run_relax(args: argparse.Namespace) -> int:
+    from qdphonon import engines
+
+    try:
+        summary = engines.relax(
+            args.structure, args.workdir, args.out, args.level, engine=args.engine, cp2k_command=args.cp2k_command,
+            mpi=args.mpi or None, tasks=args.tasks, threads=args.threads, max_iter=args.max_iter,
+            smearing_K=args.smearing_K, eps_scf=args.eps_scf, max_scf=args.max_scf,
+            overrides=_json_arg(args.overrides_json, "--overrides-json"),
+        )  # fmt: skip
+    except engines.EngineError as exc:
+        print(f"qdphonon relax: error: {exc}", file=sys.stderr)
+        return 1
+    print(f"relax: {summary}", file=sys.stderr)
+    return 0
 
 
 # --- parse-cp2k (parsers) -----------------------------------------------------
 def _add_parse(sub: argparse._SubParsersAction) -> None:
-    pass
+    p = sub.add_parser("parse-cp2k", help="band edges (CSV) and trajectories (NPZ) from a CP2K run directory")
+    p.add_argument("--run-dir", required=True, help="segments seg000.out, ... and CP2K's md-* files")
+    p.add_argument("--out", required=True, help="band-edge CSV: step,time_fs,vbm_eV,cbm_eV,gap_eV,scf_converged")
+    p.add_argument("--trajectory-out", default=None, help="NPZ with velocities (A/fs), positions (A), time_fs, step, symbols")
+    p.add_argument("--structure", default=None, help="extended XYZ with a region column: per-atom regions in the NPZ")
+    p.add_argument("--on-scf-failure", default="drop_step", choices=["drop_step", "keep_flagged", "fail"])
+    p.set_defaults(func=_run_parse)
+
+
+def _run_parse(args: argparse.Namespace) -> int:
+    import warnings
+
+    from qdphonon import parsers
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", parsers.ParseWarning)
+        result = parsers.parse_run_dir(args.run_dir, on_scf_failure=args.on_scf_failure)
+        parsers.write_band_edges_csv(result, args.out)
+        if args.trajectory_out:
+            parsers.write_trajectory_npz(result, args.trajectory_out, regions=args.structure)
+    for w in caught:
+        print(f"parse-cp2k: warning: {w.message}", file=sys.stderr)
+    e = result.band_edges
+    label = " [synthetic (mock engine)]" if result.synthetic else ""
+    print(
+        f"parse-cp2k: {e.step.size} steps of band edges ({result.n_scf_unconverged} SCF not converged, "
+        f"policy {result.scf_policy}), {result.velocities.n_frames} trajectory frames{label}",
+        file=sys.stderr,
+    )
+    return 0
 
 
 # --- analyze (analysis) -------------------------------------------------------
