@@ -12,6 +12,8 @@ command -v cp2k.psmp >/dev/null || need+=(cp2k)
 command -v mpirun >/dev/null || need+=(openmpi-bin)
 command -v slurmctld >/dev/null || need+=(slurm-wlm)
 command -v munged >/dev/null || need+=(munge)
+# Slurm's PMIx plugin dlopens libpmix.so (dev symlink) to start OpenMPI ranks under srun
+ls /usr/lib/*/libpmix.so >/dev/null 2>&1 || need+=(libpmix-dev)
 if [ ${#need[@]} -gt 0 ]; then
     echo "tests/run.sh: installing Debian packages: ${need[*]}"
     as_root apt-get update -qq

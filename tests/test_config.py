@@ -66,7 +66,7 @@ def test_every_schema_key_has_description_and_default():
             assert "description" in sub, f"{path}{key} has no description"
             if path == "" and key == "systems" or path.startswith("systems") and key == "size":
                 pass
-            elif not path.startswith("systems.md"):
+            elif not path.startswith(("systems.md", "mock.")):
                 assert "default" in sub, f"{path}{key} has no default"
             if sub.get("type") == "object":
                 walk(sub, f"{path}{key}.")
@@ -86,6 +86,7 @@ def test_every_schema_key_has_description_and_default():
         (lambda c: c["systems"][5].update(shell_layers=3), "systems[5].shell_layers"),
         (lambda c: c["analysis"].update(region_edges_meV=[0, 12, 4.5]), "analysis.region_edges_meV"),
         (lambda c: c["md"].update(equilibration_fs=1e9), "equilibration_fs"),
+        (lambda c: c.update(mock={"lamda_ref_meV": 90}), "lamda_ref_meV"),
     ],
 )
 def test_invalid_config_refused_before_any_job(tmp_path, mutate, key):
@@ -137,3 +138,11 @@ def test_cost_model_reproduces_measured_timings():
     assert 1.2 <= aimd_cost_estimate(64, "xtb", 1)["seconds_per_step"] <= 1.8
     assert 17 <= aimd_cost_estimate(189, "xtb", 1)["seconds_per_step"] <= 33
     assert 35 <= aimd_cost_estimate(64, "pbe", 1)["seconds_per_step"] <= 65
+
+
+def test_mock_schema_lists_exactly_the_engines_parameters():
+    from qdphonon.engines import MOCK_DEFAULTS
+
+    schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
+    assert set(schema["properties"]["mock"]["properties"]) == set(MOCK_DEFAULTS)
+    validated({"systems": [{"size": [2, 2, 2]}], "mock": dict(MOCK_DEFAULTS)})

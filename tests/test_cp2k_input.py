@@ -99,11 +99,11 @@ def test_smearing_only_when_asked(dot2):
     assert smear["electronic_temperature"] == 300
 
 
-def test_walltime_and_ext_restart(dot2, xmlspec):
+def test_walltime_is_rendered_as_hms(dot2, xmlspec):
     tree = tree_for(dot2, level="xtb", walltime_s=3000)
     assert tree["global"]["walltime"] == "00:50:00"
-    text = ci.render_input(ci.with_ext_restart(tree, "md-1.restart", "md-RESTART.wfn"), xmlspec)
-    assert "RESTART_FILE_NAME md-1.restart" in text and "SCF_GUESS RESTART" in text
+    assert "WALLTIME 00:50:00" in ci.render_input(tree, xmlspec)
+    assert ci.walltime_hms(90061) == "25:01:01"
 
 
 def test_bundled_definition_is_fallback():

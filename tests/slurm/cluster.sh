@@ -170,7 +170,8 @@ PlugStackConfig=$W/etc/plugstack.conf
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 SwitchType=switch/none
-MpiDefault=none
+# PMIx lets srun start OpenMPI ranks (Debian: libpmix-dev provides the libpmix.so Slurm loads)
+MpiDefault=pmix
 JobAcctGatherType=jobacct_gather/none
 AccountingStorageType=accounting_storage/none
 JobCompType=jobcomp/none

@@ -51,7 +51,6 @@ import copy
 import dataclasses
 import datetime
 import hashlib
-import io
 import json
 import os
 import re
@@ -62,13 +61,13 @@ import subprocess
 import sys
 import tempfile
 import time
-import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from qdphonon import units
+from qdphonon import cp2k_input, units
+from qdphonon.cp2k_input import parse_input_text
 
 ENGINES = ("cp2k", "mock")
 SCF_FAILURE_POLICIES = ("drop_step", "keep_flagged", "fail")
@@ -115,84 +114,9 @@ class SCFConvergenceError(EngineError):
 
 # --- reading a CP2K input back -----------------------------------------------------------
 
-_SECTION_LINE = re.compile(r"^\s*&(?!END\b)([A-Za-z_][A-Za-z0-9_]*)", re.IGNORECASE | re.MULTILINE)
-_SPEC_DOC_TAGS = ("DESCRIPTION", "USAGE", "LOCATION", "REFERENCE", "DEPRECATION_NOTICE")
-
-
-def _cache_root() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "qdphonon"
-
-
-def input_sections(text: str) -> set[str]:
-    """Upper-case names of the sections opened in a CP2K input text."""
-    return {m.group(1).upper() for m in _SECTION_LINE.finditer(text)}
-
-
-def xmlspec_subset(xmlspec: str | os.PathLike, sections: set[str]) -> Path:
-    """A cached copy of a CP2K input definition reduced to the named sections (and no documentation).
-
-    Loading the full definition (~28 MB) costs seconds; the subset loads in milliseconds and
-    reads or renders any input that opens only those sections (every keyword of a kept
-    section is kept). Cached under ``$XDG_CACHE_HOME/qdphonon/xmlspec-subsets`` by the source's
-    path, size, mtime and the section set.
-    """
-    src = Path(xmlspec).resolve()
-    stat = src.stat()
-    key = hashlib.sha256(f"{src}:{stat.st_size}:{stat.st_mtime_ns}:{','.join(sorted(sections))}".encode()).hexdigest()
-    out = _cache_root() / "xmlspec-subsets" / f"{key[:24]}.xml"
-    if out.exists():
-        return out
-    root = ET.parse(src).getroot()
-    _prune_spec(root, {s.upper() for s in sections})
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, suffix=".xml")
-    with os.fdopen(fd, "wb") as fh:
-        ET.ElementTree(root).write(fh)
-    os.replace(tmp, out)
-    return out
-
-
-def _prune_spec(element: ET.Element, keep: set[str]) -> None:
-    for child in list(element):
-        if child.tag in _SPEC_DOC_TAGS:
-            element.remove(child)
-        elif child.tag == "SECTION":
-            if (child.findtext("NAME") or "").upper() in keep:
-                _prune_spec(child, keep)
-            else:
-                element.remove(child)
-        elif child.tag == "KEYWORD":
-            for doc in [c for c in child if c.tag in _SPEC_DOC_TAGS]:
-                child.remove(doc)
-
-
-def parse_input_text(text: str, xmlspec: str | os.PathLike, extra_sections: Sequence[str] = ()) -> dict[str, Any]:
-    """The canonical cp2k-input-tools tree (``+section`` keys, lower case) of a CP2K input text."""
-    from cp2k_input_tools.parser import CP2KInputParser
-
-    spec = xmlspec_subset(xmlspec, input_sections(text) | {s.upper() for s in extra_sections})
-    return CP2KInputParser(xmlspec=str(spec)).parse(io.StringIO(text))
-
-
 def render_tree(tree: Mapping[str, Any], xmlspec: str | os.PathLike, header: str = "") -> str:
-    """Render (and validate) a tree (canonical ``+section`` keys or the simplified form of
-    :mod:`qdphonon.cp2k_input`) against the subset of ``xmlspec`` holding its sections."""
-    from qdphonon.cp2k_input import render_input
-
-    names = set()
-
-    def collect(node: Any) -> None:
-        if isinstance(node, Mapping):
-            for k, v in node.items():
-                if isinstance(v, Mapping) or (isinstance(v, list) and v and all(isinstance(x, Mapping) for x in v)):
-                    names.add(k.lstrip("+").upper())
-                collect(v)
-        elif isinstance(node, list):
-            for v in node:
-                collect(v)
-
-    collect(tree)
-    return header + render_input(tree, xmlspec_subset(xmlspec, names))
+    """Render and validate a tree (canonical ``+section`` keys or the simplified form)."""
+    return header + cp2k_input.render_input(tree, xmlspec)
 
 
 def _sec(tree: Mapping[str, Any] | None, *path: str) -> dict[str, Any] | None:
@@ -378,8 +302,7 @@ def with_walltime(tree: Mapping[str, Any], walltime_s: float | None) -> dict[str
     """The tree with ``GLOBAL/WALLTIME`` set (HH:MM:SS) so CP2K stops cleanly before the job does."""
     out = copy.deepcopy(dict(tree))
     if walltime_s is not None:
-        s = max(1, int(walltime_s))
-        out.setdefault("+global", {})["walltime"] = f"{s // 3600:02d}:{s % 3600 // 60:02d}:{s % 60:02d}"
+        out.setdefault("+global", {})["walltime"] = cp2k_input.walltime_hms(walltime_s)
     return out
 
 

@@ -19,12 +19,15 @@ rule relax_structure:
         workdir=f"{RESULTS}/relax/{{system}}",
         cp2k_command=config["cp2k"]["command"],
         max_iter=config["relax"]["max_iter"],
+        eps_scf=config["scf"]["eps_scf"],
+        max_scf=config["scf"]["max_scf"],
         smearing=smearing_arg(),
         overrides=json.dumps(config["cp2k"]["overrides"], sort_keys=True),
     shell:
-        "OMP_NUM_THREADS={threads} python -m qdphonon relax --structure {input.xyz} --engine {params.engine}"
+        "python -m qdphonon relax --structure {input.xyz} --engine {params.engine}"
         " --level {params.level} --workdir {params.workdir} --out {output.xyz}"
-        " --cp2k-command {params.cp2k_command} --max-iter {params.max_iter} {params.smearing}"
+        " --cp2k-command {params.cp2k_command} --threads {threads} --max-iter {params.max_iter}"
+        " --eps-scf {params.eps_scf} --max-scf {params.max_scf} {params.smearing}"
         " --overrides-json {params.overrides:q} > {log} 2>&1"
 
 
