@@ -1,0 +1,151 @@
+"""The default (mock) campaign end to end: outputs, byte-identical repeats, dry-run truth.
+
+One full run of the default config (the reference study's size series) is shared by the
+tests of this module; a second run in another directory checks reproducibility.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from workflow_helpers import REPO, default_config, files_under, planned_jobs, snakemake, write_config
+
+pytestmark = pytest.mark.workflow
+
+FIGURES = ("spectral_densities", "size_dependence", "core_shell_comparison", "phonon_dos")
+
+
+@pytest.fixture(scope="module")
+def campaign(tmp_path_factory):
+    work = tmp_path_factory.mktemp("mock-campaign")
+    write_config(work, default_config())
+    t0 = time.monotonic()
+    res = snakemake(work, "--cores", "2")
+    assert res.returncode == 0, res.stderr[-5000:]
+    return work, time.monotonic() - t0
+
+
+def test_default_campaign_reaches_summary_and_figures(campaign):
+    work, seconds = campaign
+    rows = list(csv.DictReader(l for l in (work / "results/summary.csv").open() if not l.startswith("#")))
+    assert [r["system"] for r in rows] == [
+        "cspbbr3_3x3x3", "cspbbr3_4x4x4", "cspbbr3_5x5x5", "cspbbr3_6x6x6", "cspbbr3_7x7x7", "cspbbr3_6x6x6_ca1"]
+    for name in FIGURES:
+        for ext in ("png", "pdf"):
+            assert (work / "results/figures" / f"{name}.{ext}").stat().st_size > 1000
+
+
+def test_mock_outputs_are_labelled_synthetic(campaign):
+    work, _ = campaign
+    csv_text = (work / "results/band_edges/cspbbr3_4x4x4/r0.csv").read_text()
+    assert "synthetic (mock engine)" in csv_text.splitlines()[0]
+    linewidth = json.loads((work / "results/analysis/cspbbr3_4x4x4/linewidth.json").read_text())
+    assert linewidth["synthetic"] is True
+    record = json.loads((work / "results/aimd/cspbbr3_4x4x4/r0/run.json").read_text())
+    assert record["synthetic"] is True and record["engine"] == "mock"
+    relaxed = (work / "results/relaxed/cspbbr3_4x4x4.xyz").read_text().splitlines()[1]
+    assert "mock" in relaxed
+
+
+def test_mock_campaign_shows_the_studys_trends(campaign):
+    """Calibrated mock: linewidth falls with size and with a shell (synthetic, DESIGN §4)."""
+    work, _ = campaign
+    rows = {r["system"]: r for r in csv.DictReader(
+        l for l in (work / "results/summary.csv").open() if not l.startswith("#"))}
+    fwhm = {k: float(v["fwhm_meV"]) for k, v in rows.items()}
+    assert fwhm["cspbbr3_3x3x3"] > fwhm["cspbbr3_4x4x4"] > fwhm["cspbbr3_6x6x6"] > fwhm["cspbbr3_7x7x7"]
+    assert fwhm["cspbbr3_6x6x6_ca1"] < fwhm["cspbbr3_6x6x6"]
+    assert fwhm["cspbbr3_4x4x4"] == pytest.approx(164, rel=0.2)
+    assert fwhm["cspbbr3_6x6x6"] == pytest.approx(126, rel=0.2)
+    assert fwhm["cspbbr3_6x6x6_ca1"] == pytest.approx(90, rel=0.2)
+
+
+def test_finished_campaign_dry_runs_to_nothing(campaign):
+    work, _ = campaign
+    res = snakemake(work, "-n")
+    assert res.returncode == 0, res.stderr
+    assert "Nothing to be done" in res.stdout + res.stderr, res.stdout
+
+
+def test_touching_package_code_schedules_no_job(campaign):
+    """Editing plotting or analysis code is not a rerun trigger: the rules call the package,
+    whose files are not inputs. (Re-running plots is `--forcerun plot_figures`.)"""
+    work, _ = campaign
+    for module in ("plots.py", "analysis.py"):
+        path = REPO / "workflow/qdphonon" / module
+        st = path.stat()
+        os.utime(path, None)
+        try:
+            res = snakemake(work, "-n")
+        finally:
+            os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+        assert "Nothing to be done" in res.stdout + res.stderr
+
+
+def _alt_config(work: Path, cfg: dict) -> str:
+    alt = work / "alt"
+    alt.mkdir(exist_ok=True)
+    (alt / "config.yaml").write_text(yaml.safe_dump(cfg))
+    return str(alt / "config.yaml")
+
+
+def test_analysis_setting_change_reruns_analysis_only(campaign):
+    work, _ = campaign
+    cfg = default_config()
+    cfg["analysis"]["temperature_K"] = 250.0
+    res = snakemake(work, "-n", "--configfile", _alt_config(work, cfg))
+    jobs = planned_jobs(res)
+    assert jobs.get("analyze_system") == 6 and "run_aimd" not in jobs and "write_cp2k_input" not in jobs, res.stdout
+
+
+def test_md_change_of_one_system_touches_only_that_system(campaign):
+    work, _ = campaign
+    cfg = default_config()
+    cfg["systems"][0]["md"] = {"steps": 3000}
+    res = snakemake(work, "-n", "--configfile", _alt_config(work, cfg))
+    jobs = planned_jobs(res)
+    assert jobs.get("write_cp2k_input") == 2, res.stdout + res.stderr
+    assert jobs.get("run_aimd") == 2 and jobs.get("analyze_system") == 1, res.stdout
+    assert "cspbbr3_4x4x4" not in "".join(l for l in res.stdout.splitlines() if "wildcards" in l)
+
+
+def test_fresh_dry_run_lists_exactly_the_jobs_a_run_performs(tmp_path, campaign):
+    work, _ = campaign
+    write_config(tmp_path, default_config())
+    planned = planned_jobs(snakemake(tmp_path, "-n"))
+    performed = {}
+    for log in (work / ".snakemake/log").glob("*.snakemake.log"):
+        text = log.read_text()
+        if "Job stats:" in text:
+            from subprocess import CompletedProcess
+
+            performed = planned_jobs(CompletedProcess([], 0, text, ""))
+    assert planned and planned == performed
+
+
+def test_repeat_run_is_byte_identical(tmp_path, campaign):
+    work, _ = campaign
+    write_config(tmp_path, default_config())
+    res = snakemake(tmp_path, "--cores", "2", "results/summary.csv")
+    assert res.returncode == 0, res.stderr[-3000:]
+    for pattern in ("results/structures/*", "results/cp2k/*/*/md.inp", "results/band_edges/*/*.csv",
+                    "results/aimd/*/*/md-*", "results/analysis/*/*.csv"):
+        first, second = files_under(work, pattern), files_under(tmp_path, pattern)
+        assert first and first.keys() == second.keys(), pattern
+        different = [k for k in first if first[k] != second[k]]
+        assert not different, different[:5]
+
+
+def test_aimd_output_is_protected(campaign):
+    work, _ = campaign
+    record = work / "results/aimd/cspbbr3_3x3x3/r0/run.json"
+    assert not os.access(record, os.W_OK) or os.geteuid() == 0
+    assert not (record.stat().st_mode & 0o222)
