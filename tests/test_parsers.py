@@ -305,6 +305,120 @@ def test_truncate_cuts_a_partial_mo_block(run_copy):
     assert removed["md-mo-1.MOLog"] > 0
 
 
+# ----------------------------------------------------------------------------- (g) WALLTIME stops
+WALLTIME_STOP = "SCF run terminated - exceeded requested execution time"
+WALLTIME_SEGMENTS = ("seg000.out", "seg001.out", "seg002.out")
+
+
+def ref_walltime_restart_step(d: Path) -> int:
+    """Restart step k of the walltime fixture: the step before seg002's first numbered step."""
+    return int(re.search(r"MD\| Step number\s+(\d+)", (d / "seg002.out").read_text()).group(1)) - 1
+
+
+def test_walltime_fixture_is_what_cp2k_wrote(run):
+    """The CP2K 2023.1 behaviour the parser relies on, read off the files: an SCF cut by the WALLTIME prints
+    its ENERGY line but writes no MO block, and such SCFs are the only unconverged ones."""
+    d = run("xtb_cs4pbbr6_walltime")
+    texts = [(d / f).read_text() for f in WALLTIME_SEGMENTS]
+    stops = [t.count(WALLTIME_STOP) for t in texts]
+    energies = [len(re.findall(r"^ ENERGY\| Total FORCE_EVAL", t, re.MULTILINE)) for t in texts]
+    assert stops == [1, 2, 0], "seg000: one SCF stopped; seg001: the restart step's SCF and the next one"
+    assert sum(t.count("SCF run NOT converged") for t in texts) == sum(stops)
+    blocks = ref_molog_blocks(d / "md-mo-1.MOLog")
+    assert len(blocks) == sum(energies) - sum(stops)
+    k = ref_walltime_restart_step(d)
+    assert len(blocks) == (k + 1) + (20 - k + 1)  # seg000: steps 0..k; seg002: k (again) .. 20
+    # seg000 stopped in the SCF after its last step line; seg001 in the SCF before MD_INI and in the next one
+    chunks0 = ref_chunks(d / "seg000.out")
+    assert [m.split()[-1] for m, _ in chunks0[1:]] == [str(i) for i in range(1, k + 1)]
+    assert not any(WALLTIME_STOP in text for _, text in chunks0)
+    ((marker, before),) = ref_chunks(d / "seg001.out")
+    assert "MD_INI" in marker and WALLTIME_STOP in before
+
+
+def test_walltime_stopped_scf_is_flagged(run):
+    d = run("xtb_cs4pbbr6_walltime")
+    for name in WALLTIME_SEGMENTS:
+        evals = parsers.read_main_output(d / name).evaluations
+        text = (d / name).read_text()
+        # evaluations in order: the text from one 'SCF WAVEFUNCTION OPTIMIZATION' to the next
+        ref = [WALLTIME_STOP in piece for piece in text.split("SCF WAVEFUNCTION OPTIMIZATION")[1:]]
+        assert [ev.walltime_stopped for ev in evals] == ref, name
+        for ev in evals:
+            if ev.walltime_stopped:  # CP2K still prints the energy and 'NOT converged'
+                assert ev.force_done and ev.scf_converged is False
+    kinds = [(ev.kind, ev.walltime_stopped) for ev in parsers.read_main_output(d / "seg001.out").evaluations]
+    assert kinds == [("init", True), ("trailing", True)]
+
+
+def test_walltime_stops_and_continuations_every_step_once(run):
+    d = run("xtb_cs4pbbr6_walltime")
+    result, warned = parse_quiet(d)
+    e = result.band_edges
+    k = ref_walltime_restart_step(d)
+    assert result.segments == list(WALLTIME_SEGMENTS)
+    for steps in (e.step, result.positions.step, result.velocities.step, result.energies.step):
+        np.testing.assert_array_equal(steps, np.arange(21))
+    blocks = ref_molog_blocks(d / "md-mo-1.MOLog")
+    homo = ref_homo(d / "seg000.out")
+    assert e.homo_index == homo
+    # blocks: seg000 steps 0..k, then seg002 steps k..20 (its copy of step k wins); seg001 wrote none
+    expected = blocks[:k] + blocks[k + 1 :]
+    np.testing.assert_array_equal(e.vbm_eV, [b[homo][0] for b in expected])
+    np.testing.assert_array_equal(e.cbm_eV, [b[homo + 1][0] for b in expected])
+    np.testing.assert_array_equal(e.time_fs, ref_ener(d / "md-1.ener")[:, 1])
+    assert e.scf_converged.all() and result.n_scf_unconverged == 0 and result.dropped_steps == []
+    assert any("seg000.out" in w and "WALLTIME" in w and f"step {k + 1}" in w for w in warned)
+    assert any("seg001.out" in w and "WALLTIME" in w and f"step {k}" in w for w in warned)
+
+
+def test_walltime_run_matches_uninterrupted_run(run):
+    a, _ = parse_quiet(run("xtb_cs4pbbr6_20steps"))
+    b, _ = parse_quiet(run("xtb_cs4pbbr6_walltime"))
+    np.testing.assert_array_equal(a.band_edges.step, b.band_edges.step)
+    np.testing.assert_allclose(b.band_edges.vbm_eV, a.band_edges.vbm_eV, rtol=0, atol=RESTART_TOL_eV)
+    np.testing.assert_allclose(b.band_edges.cbm_eV, a.band_edges.cbm_eV, rtol=0, atol=RESTART_TOL_eV)
+    np.testing.assert_allclose(b.positions.values, a.positions.values, rtol=0, atol=RESTART_TOL_A)
+    np.testing.assert_allclose(b.velocities.values, a.velocities.values, rtol=0, atol=RESTART_TOL_A_per_fs)
+    np.testing.assert_array_equal(b.energies.time_fs, a.energies.time_fs)
+
+
+def _as_left_after(d: Path, n_segments: int) -> None:
+    """Cut the walltime fixture back to what its first ``n_segments`` segments wrote (the files are only
+    appended to): MOLog blocks of seg000 (steps 0..k) and, after seg001, its restart-guess block;
+    energies and frames of steps 0..k."""
+    k = ref_walltime_restart_step(d)
+    for name in WALLTIME_SEGMENTS[n_segments:]:
+        (d / name).unlink()
+        (d / name.replace(".out", ".inp")).unlink()
+    lines = (d / "md-mo-1.MOLog").read_text().splitlines(True)
+    headers = [i for i, ln in enumerate(lines) if "EIGENVALUES AND OCCUPATION NUMBERS" in ln]
+    (d / "md-mo-1.MOLog").write_text("".join(lines[: headers[k + n_segments]]))
+    ener = (d / "md-1.ener").read_text().splitlines(True)
+    (d / "md-1.ener").write_text("".join(ln for ln in ener if ln.startswith("#") or int(ln.split()[0]) <= k))
+    for name in ("md-pos-1.xyz", "md-vel-1.xyz"):
+        frames = (d / name).read_text().splitlines(True)
+        (d / name).write_text("".join(frames[: (k + 1) * 13]))
+
+
+@pytest.mark.parametrize("n_segments", [1, 2])
+def test_run_dir_as_a_walltime_stop_left_it(run_copy, n_segments):
+    """Parsed between the segments (before the next continuation ran): steps 0..k of seg000."""
+    d = run_copy("xtb_cs4pbbr6_walltime")
+    k = ref_walltime_restart_step(d)
+    blocks = ref_molog_blocks(d / "md-mo-1.MOLog")[: k + 1]
+    _as_left_after(d, n_segments)
+    result, warned = parse_quiet(d)
+    e = result.band_edges
+    np.testing.assert_array_equal(e.step, np.arange(k + 1))
+    np.testing.assert_array_equal(result.energies.step, np.arange(k + 1))
+    np.testing.assert_array_equal(e.vbm_eV, [b[e.homo_index][0] for b in blocks])
+    np.testing.assert_array_equal(e.cbm_eV, [b[e.homo_index + 1][0] for b in blocks])
+    assert e.scf_converged.all() and result.n_scf_unconverged == 0
+    last = WALLTIME_SEGMENTS[n_segments - 1]
+    assert any(last in w and "run ended during step" in w and "WALLTIME" in w for w in warned)
+
+
 # ----------------------------------------------------------------------------- (d) SCF not converged
 def test_scf_flags_and_policies(run):
     d = run("xtb_cs4pbbr6_scf_unconverged")

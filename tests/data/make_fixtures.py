@@ -112,15 +112,15 @@ def relaxed_structure(work: Path, size: int, smearing_K: float | None, reuse: bo
 def continuation_input(structure: Path, restart_step: int, total_steps: int, dst: Path) -> str:
     """seg001.inp: the seg000 input as EXT_RESTART continuation (positions, velocities, thermostat,
     counters; SCF from md-RESTART.wfn), STEPS = the remaining steps, CENTER_COORDINATES off."""
-    from qdphonon import cp2k_input, structures
+    from qdphonon import cp2k_input, engines, structures
 
     dot = structures.read_structure(structure)
-    tree = cp2k_input.cp2k_input_tree(
-        dot.symbols, dot.positions_A, dot.box_A, level="xtb",
-        md=cp2k_input.MDSettings(steps=total_steps - restart_step),
-    )  # fmt: skip
-    tree = cp2k_input.with_ext_restart(tree, "md-1.restart", "md-RESTART.wfn")
-    tree = cp2k_input.merge_overrides(tree, {"force_eval": {"subsys": {"topology": {"center_coordinates": {"_": False}}}}})
+    spec, _ = cp2k_input.installed_xmlspec("cp2k.psmp")
+    first = cp2k_input.render_input(
+        cp2k_input.cp2k_input_tree(dot.symbols, dot.positions_A, dot.box_A, level="xtb",
+                                   md=cp2k_input.MDSettings(steps=total_steps)), spec)  # fmt: skip
+    tree = engines.continuation_tree(cp2k_input.parse_input_text(first, spec), restart_file="md-1.restart",
+                                     wfn_file="md-RESTART.wfn", remaining_steps=total_steps - restart_step)
     spec, desc = cp2k_input.installed_xmlspec("cp2k.psmp")
     text = f"! qdphonon MD input, level xtb; continuation from MD step {restart_step}; validated against {desc}\n"
     dst.write_text(text + cp2k_input.render_input(tree, spec))
@@ -255,6 +255,86 @@ def make_xtb_n2_smearing(work: Path, s2: Path) -> None:
     pack(run.name, run, s2, {"commands": log, "what": "GFN1-xTB Cs20Pb8Br36 with Fermi-Dirac smearing at 300 K, 4 steps"})
 
 
+SCF_WALLTIME_STOP = "SCF run terminated - exceeded requested execution time"
+
+
+def _walltime_segment(tree: dict, walltime_s: float | None, header: str, dst: Path) -> None:
+    """Write a segment input: ``tree`` with ``GLOBAL/WALLTIME`` in (fractional) seconds, validated against the installed CP2K."""
+    import copy
+
+    from qdphonon import cp2k_input, engines
+
+    tree = copy.deepcopy(tree)
+    if walltime_s is not None:
+        tree.setdefault("+global", {})["walltime"] = f"{walltime_s:.3f}"
+        header += f"; GLOBAL/WALLTIME {walltime_s:.3f} s (make_fixtures.py)"
+    spec, desc = cp2k_input.installed_xmlspec("cp2k.psmp")
+    dst.write_text(engines.render_tree(tree, spec, header=f"{header}; validated against {desc}\n"))
+
+
+def make_xtb_walltime(work: Path, s1: Path) -> None:
+    """seg000 stopped by WALLTIME in the middle of an SCF (retried with another WALLTIME until it is, at a step
+    in 2..17); seg001 continues from the restart file with WALLTIME 0.01 s, so the SCF of the re-evaluated
+    restart step is stopped too (after it CP2K prints MD_INI, starts the next step's SCF and stops that one
+    as well); seg002 continues again from the same restart file to step 20."""
+    import re
+
+    from qdphonon import engines, parsers
+
+    run, log = fresh(work, "xtb_cs4pbbr6_walltime", s1), []
+    qd("cp2k-input", "--structure", "structure.xyz", "--level", "xtb", "--steps", "20", "--out", "md.inp", cwd=run, log=log)
+    md = engines.read_md_input(run / "md.inp")
+    header0 = (run / "md.inp").read_text().splitlines()[0].split("; validated against")[0]
+    walltime, attempts = 0.6, []
+    for _ in range(15):
+        for p in run.iterdir():
+            if p.name not in ("md.inp", "structure.xyz"):
+                p.unlink()
+        _walltime_segment(md.tree, walltime, header0, run / "seg000.inp")
+        tries: list[str] = []
+        cp2k("seg000.inp", "seg000.out", run, tries)
+        text = (run / "seg000.out").read_text()
+        k = restart_step(run) if (run / "md-1.restart").is_file() else None
+        stopped = "run terminated - exceeded requested execution time" in text
+        mid_scf = SCF_WALLTIME_STOP in text
+        attempts.append({"walltime_s": round(walltime, 3), "restart_step": k, "walltime_stop": stopped, "mid_scf": mid_scf})
+        if mid_scf and k is not None and 2 <= k <= 17:
+            break
+        if not stopped or (k is not None and k > 17):
+            walltime *= 0.75  # finished or stopped too late: less time
+        elif k is None or k < 2:
+            walltime *= 1.3
+        else:
+            walltime += 0.011  # stopped between two SCFs: move the stop
+    else:
+        raise RuntimeError(f"{run}: no WALLTIME stop in the middle of an SCF at a step in 2..17: {attempts}")
+    log.append(f"# seg000.inp = md.inp with GLOBAL/WALLTIME {walltime:.3f} s (attempts: {attempts})")
+    log += tries
+    trimmed = parsers.truncate_to_complete_records(run)  # what the engine does before a continuation
+    log.append(f"qdphonon.parsers.truncate_to_complete_records('.')  # removed bytes: {trimmed}")
+    for i, wt in ((1, 0.01), (2, None)):
+        tree = engines.continuation_tree(md.tree, restart_file="md-1.restart", wfn_file="md-RESTART.wfn",
+                                         remaining_steps=20 - k)  # fmt: skip
+        header = f"! qdphonon segment {i:03d} of md.inp, level xtb: continues from MD step {k} (md-1.restart)"
+        _walltime_segment(tree, wt, header, run / f"seg{i:03d}.inp")
+        log.append(f"engines.continuation_tree(md.inp tree, restart_file='md-1.restart', wfn_file='md-RESTART.wfn', "
+                   f"remaining_steps={20 - k}) + WALLTIME {wt} -> seg{i:03d}.inp  # make_fixtures.py")  # fmt: skip
+        cp2k(f"seg{i:03d}.inp", f"seg{i:03d}.out", run, log)
+        if restart_step(run) != (k if i == 1 else 20):
+            raise RuntimeError(f"{run}: seg{i:03d} left md-1.restart at step {restart_step(run)}")
+    seg1 = (run / "seg001.out").read_text()
+    m = re.search(re.escape(SCF_WALLTIME_STOP) + r".*?MD_INI\| MD initialization", seg1, re.S)
+    if m is None or "MD| Step number" in seg1:
+        raise RuntimeError(f"{run}: seg001 did not stop in the SCF of its restart step")
+    pack(run.name, run, s1, {
+        "commands": log, "restart_step": k, "walltime_attempts": attempts, "trimmed_bytes": trimmed,
+        "what": "same input as xtb_cs4pbbr6_20steps; seg000 stopped by GLOBAL/WALLTIME in the middle of the SCF "
+                "after step k (no MO block for it), seg001 (EXT_RESTART from step k, WALLTIME 0.01 s) stopped "
+                "in the SCF of the re-evaluated restart step and of step k+1, seg002 continues from step k to 20; "
+                "compare with xtb_cs4pbbr6_20steps",
+    })  # fmt: skip
+
+
 FIXTURES = {
     "xtb_cs4pbbr6_20steps": (make_xtb_20steps, 1),
     "xtb_cs4pbbr6_restart": (make_xtb_restart, 1),
@@ -262,6 +342,7 @@ FIXTURES = {
     "xtb_cs4pbbr6_scf_unconverged": (make_xtb_scf_unconverged, 1),
     "pbe_cs4pbbr6_ot": (make_pbe_ot, 1),
     "xtb_cs20pb8br36_smearing": (make_xtb_n2_smearing, 2),
+    "xtb_cs4pbbr6_walltime": (make_xtb_walltime, 1),
 }
 
 

@@ -20,6 +20,13 @@ What CP2K 2023.1 writes, and how it is handled here:
   found in order (the SCF before ``MD_INI|`` is the start or restart step, the SCF
   before ``MD| Step number N`` is step N), and a killed segment's trailing evaluation
   (no step line) is consumed if it wrote a block, and dropped.
+* WALLTIME: an SCF that CP2K's ``GLOBAL/WALLTIME`` cuts short prints
+  ``*** SCF run terminated - exceeded requested execution time: ...``, then
+  ``SCF run NOT converged`` and still the ``ENERGY| Total FORCE_EVAL`` line, but writes
+  no MO block; CP2K then stops the MD (``MD run terminated - ...``). Such an evaluation
+  (``walltime_stopped``) consumes no block and is no valid MD step for the band edges,
+  whether it trails the segment (the usual case) or is the restart step a continuation
+  re-evaluates (``MD_INI|`` is printed after it); the next continuation re-evaluates it.
 * Band edges: HOMO = orbital ``N_el / 2`` (closed shell; ``Number of electrons`` in
   the main output; ``Number of occupied orbitals`` equals it without smearing, and
   counts fractionally occupied orbitals with smearing), LUMO = HOMO + 1, read by index
@@ -582,6 +589,8 @@ class Evaluation:
     kind: ``init`` (the SCF before ``MD_INI|``: start or restart step), ``step`` (the
     SCF before ``MD| Step number N``) or ``trailing`` (no step line after it: killed).
     scf_converged: the last SCF verdict line of the evaluation (None if none was printed).
+    walltime_stopped: CP2K's WALLTIME cut the SCF short (``SCF run terminated - exceeded
+    requested execution time``): no MO block, not a valid MD step.
     ot_homo_eV / ot_lumo_eV: from the ``MO_CUBES`` eigenvalue print (OT route), else None.
     """
 
@@ -591,6 +600,7 @@ class Evaluation:
     step: int | None = None
     time_fs: float | None = None
     scf_converged: bool | None = None
+    walltime_stopped: bool = False
     force_done: bool = False
     ot_homo_eV: float | None = None
     ot_lumo_eV: float | None = None
@@ -629,6 +639,8 @@ _RE_TEL = re.compile(rf"^\s*Electronic temperature \[K\]:\s+({_FLOAT})\s*$")
 _RE_FERMI = re.compile(rf"^\s*Fermi Energy \[eV\]\s*:\s*({_FLOAT})\s*$")
 _RE_GAP = re.compile(rf"^\s*HOMO - LUMO gap \[eV\]\s*:\s*({_FLOAT})\s*$")
 _RE_VERSION = re.compile(r"CP2K\|\s+version string:\s+CP2K version\s+(\S+)")
+_SCF_WALLTIME_STOP = "SCF run terminated - exceeded requested execution time"
+"""CP2K 2023.1's line when its WALLTIME ends an SCF (followed by ``:  1.000 seconds.``)."""
 
 
 def _f(text: str) -> float:
@@ -691,6 +703,12 @@ def read_main_output(path: str | os.PathLike) -> MainOutput:
                 cur = Evaluation(seg, i, n_electrons=n_el, n_occupied=n_occ)
                 evals.append(cur)
             cur.scf_converged = False
+            continue
+        if _SCF_WALLTIME_STOP in line:
+            if cur is None:
+                cur = Evaluation(seg, i, n_electrons=n_el, n_occupied=n_occ)
+                evals.append(cur)
+            cur.walltime_stopped = True
             continue
         if "outer SCF loop converged" in line:
             if cur is not None:
@@ -855,14 +873,16 @@ def _evaluation_times(mains: Sequence[MainOutput]) -> None:
 def align_mo_blocks(mains: Sequence[MainOutput], blocks: Sequence[MOBlock], molog: str) -> list[tuple[Evaluation, MOBlock]]:
     """Pair every dated evaluation (``init``/``step``) with its MOLog block, in order.
 
-    Guess blocks are skipped. A killed segment's trailing evaluation consumed a block
-    if it certainly wrote one (its energy line is printed), certainly did not (its SCF
-    did not end), or possibly did (SCF ended, killed during the post-SCF prints); the
-    possible ones are decided by the block count, and an undecidable count raises
-    ValueError, as does any count that does not fit.
+    Guess blocks are skipped. An evaluation whose SCF CP2K's WALLTIME cut short wrote
+    no block (although its energy line is printed) and is not paired. A killed
+    segment's trailing evaluation consumed a block if it certainly wrote one (its
+    energy line is printed), certainly did not (its SCF did not end), or possibly did
+    (SCF ended, killed during the post-SCF prints); the possible ones are decided by
+    the block count, and an undecidable count raises ValueError, as does any count
+    that does not fit.
     """
     md_blocks = [b for b in blocks if not b.guess]
-    evals = [ev for mo in mains for ev in mo.evaluations]
+    evals = [ev for mo in mains for ev in mo.evaluations if not ev.walltime_stopped]
     dated = sum(ev.kind != "trailing" for ev in evals)
     certain = [ev for ev in evals if ev.kind == "trailing" and ev.force_done]
     maybe = [ev for ev in evals if ev.kind == "trailing" and not ev.force_done and ev.scf_converged is not None]
@@ -925,9 +945,18 @@ def band_edges_from_outputs(
     """Band edges of every dated evaluation (restart duplicates resolved: the later copy wins).
 
     MOLog route when the MOLog holds the LUMO, else the OT route from the main outputs.
+    A dated evaluation whose SCF CP2K's WALLTIME cut short is left out (warned).
     """
     _evaluation_times(mains)
     evals = [ev for mo in mains for ev in mo.evaluations if ev.kind != "trailing"]
+    for ev in evals:
+        if ev.walltime_stopped:
+            _warn(
+                f"{ev.segment}: line {ev.line_no}: CP2K's WALLTIME stopped the SCF of step {ev.step} (no MO block): "
+                "not used for the band edges",
+                warn_sink,
+            )
+    evals = [ev for ev in evals if not ev.walltime_stopped]
     if not evals:
         raise ValueError(f"{', '.join(mo.path for mo in mains)}: no completed MD force evaluation")
     n_el = next((ev.n_electrons for ev in evals if ev.n_electrons is not None), None)
@@ -1033,11 +1062,14 @@ def parse_run_dir(run_dir: str | os.PathLike, on_scf_failure: str = "drop_step")
     mains = [read_main_output(p) for p in segs]
     for mo in mains[:-1]:
         if mo.evaluations and mo.evaluations[-1].kind == "trailing":
-            _warn(f"{mo.path}: segment was cut short during step {_next_step(mo)}; its partial step is dropped", sink)
+            by = " by CP2K's WALLTIME" if mo.evaluations[-1].walltime_stopped else ""
+            _warn(f"{mo.path}: segment was cut short{by} during step {_next_step(mo)}; its partial step is dropped", sink)
     last = mains[-1]
     if last.evaluations and last.evaluations[-1].kind == "trailing":
         ev = last.evaluations[-1]
         why = " after an unconverged SCF (CP2K >= 2024.1 aborts there)" if ev.scf_converged is False else ""
+        if ev.walltime_stopped:
+            why = " (CP2K's WALLTIME stopped its SCF; a continuation re-evaluates it)"
         _warn(f"{last.path}: run ended during step {_next_step(last)}{why}; that step is dropped", sink)
     edges = band_edges_from_outputs(mains, run_dir / MOLOG_FILE, sink)
     positions = read_positions(run_dir / POSITIONS_FILE, sink)
