@@ -149,3 +149,13 @@ def test_aimd_output_is_protected(campaign):
     record = work / "results/aimd/cspbbr3_3x3x3/r0/run.json"
     assert not os.access(record, os.W_OK) or os.geteuid() == 0
     assert not (record.stat().st_mode & 0o222)
+
+
+def test_snakemake_report_holds_figures_and_summary(campaign, tmp_path):
+    work, _ = campaign
+    report = tmp_path / "report.html"
+    res = snakemake(work, "--report", str(report))
+    assert res.returncode == 0, res.stderr[-3000:]
+    text = report.read_text(errors="replace")
+    for name in ("summary.csv", *(f"{f}.png" for f in FIGURES)):
+        assert name in text

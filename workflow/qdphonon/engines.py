@@ -664,6 +664,23 @@ def _output_ended(output: Path) -> bool:
         return False
 
 
+def _open_md_run(input_path, run_dir, record_path, engine: str):
+    """Paths, input SHA-256, the completion record (if this input already ran to the end with
+    this engine; another input or engine is refused) and the MD settings read from the input."""
+    input_path, run_dir = Path(input_path), Path(run_dir)
+    record_path = Path(record_path) if record_path else run_dir / "run.json"
+    sha = hashlib.sha256(input_path.read_bytes()).hexdigest()
+    record = read_json(record_path)
+    if record is not None:
+        _check_same_input(record.get("input_sha256"), sha, record_path, input_path)
+        _check_same_engine(record.get("engine"), engine, record_path)
+        return input_path, run_dir, record_path, sha, record, None
+    md = read_md_input(input_path)
+    if md.run_type != "MD":
+        raise ValueError(f"{input_path}: RUN_TYPE {md.run_type}, expected MD")
+    return input_path, run_dir, record_path, sha, None, md
+
+
 def run_cp2k(
     input_path: str | os.PathLike,
     run_dir: str | os.PathLike,
@@ -701,17 +718,9 @@ def run_cp2k(
 
     if on_scf_failure not in SCF_FAILURE_POLICIES:
         raise ValueError(f"on_scf_failure must be one of {', '.join(SCF_FAILURE_POLICIES)}, got {on_scf_failure!r}")
-    input_path, run_dir = Path(input_path), Path(run_dir)
-    record_path = Path(record_path) if record_path else run_dir / "run.json"
-    sha = hashlib.sha256(input_path.read_bytes()).hexdigest()
-    record = read_json(record_path)
+    input_path, run_dir, record_path, sha, record, md = _open_md_run(input_path, run_dir, record_path, "cp2k")
     if record is not None:
-        _check_same_input(record.get("input_sha256"), sha, record_path, input_path)
-        _check_same_engine(record.get("engine"), "cp2k", record_path)
         return record
-    md = read_md_input(input_path)
-    if md.run_type != "MD":
-        raise ValueError(f"{input_path}: RUN_TYPE {md.run_type}, expected MD")
     files = md.files
     state_path = run_dir / STATE_FILE
     state = read_json(state_path)
@@ -1515,17 +1524,9 @@ def run_mock(
     from qdphonon.cp2k_input import homo_index
 
     t0 = time.monotonic()
-    input_path, run_dir = Path(input_path), Path(run_dir)
-    record_path = Path(record_path) if record_path else run_dir / "run.json"
-    sha = hashlib.sha256(input_path.read_bytes()).hexdigest()
-    record = read_json(record_path)
+    input_path, run_dir, record_path, sha, record, md = _open_md_run(input_path, run_dir, record_path, "mock")
     if record is not None:
-        _check_same_input(record.get("input_sha256"), sha, record_path, input_path)
-        _check_same_engine(record.get("engine"), "mock", record_path)
         return record
-    md = read_md_input(input_path)
-    if md.run_type != "MD":
-        raise ValueError(f"{input_path}: RUN_TYPE {md.run_type}, expected MD")
     dot = structures.read_structure(structure_xyz)
     if list(dot.symbols) != list(md.symbols):
         raise ValueError(f"{structure_xyz} and the &COORD of {input_path} list different atoms")
