@@ -159,3 +159,35 @@ def test_snakemake_report_holds_figures_and_summary(campaign, tmp_path):
     text = report.read_text(errors="replace")
     for name in ("summary.csv", *(f"{f}.png" for f in FIGURES)):
         assert name in text
+
+
+def test_check_reports_provenance_of_a_finished_campaign(campaign, tmp_path):
+    import subprocess
+    import sys
+
+    from qdphonon.provenance import file_sha256
+
+    work, _ = campaign
+    cmd = [sys.executable, "-m", "qdphonon", "check", "--results", str(work / "results"),
+           "--config", str(work / "config.yaml"), "--json"]
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    rows = {r["system"]: r for r in json.loads(res.stdout)}
+    assert len(rows) == 6 and all(r["complete"] for r in rows.values())
+    row = rows["cspbbr3_5x5x5"]
+    assert row["structure_sha256"] == file_sha256(work / "results/structures/cspbbr3_5x5x5.xyz")
+    assert row["replicas"][1]["input_sha256"] == file_sha256(work / "results/cp2k/cspbbr3_5x5x5/r1/md.inp")
+    assert {r["engine"] for r in row["replicas"]} == {"mock"}
+    # a different MD setting of one system changes only that system's config hash
+    cfg = default_config()
+    cfg["systems"][2]["md"] = {"steps": 3000}
+    other = tmp_path / "other.yaml"
+    other.write_text(yaml.safe_dump(cfg))
+    res2 = subprocess.run(cmd[:-3] + ["--config", str(other), "--json"], capture_output=True, text=True)
+    assert res2.returncode == 0
+    rows2 = {r["system"]: r for r in json.loads(res2.stdout)}
+    changed = [s for s in rows if rows[s]["config_sha"] != rows2[s]["config_sha"]]
+    assert changed == ["cspbbr3_5x5x5"]
+    # an incomplete tree is reported as such, with a non-zero exit
+    res3 = subprocess.run(cmd[:5] + [str(tmp_path / "empty")] + cmd[6:], capture_output=True, text=True)
+    assert res3.returncode == 3 and not any(r["complete"] for r in json.loads(res3.stdout))
