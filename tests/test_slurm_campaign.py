@@ -41,6 +41,8 @@ def test_tiny_real_cp2k_system_runs_as_mpi_job_on_slurm(tmp_path, slurm_cluster,
     state = json.loads((tmp_path / "results/aimd/cspbbr3_1x1x1/r0/segments.json").read_text())
     seg = state["segments"][0]
     assert seg["command"].startswith("srun -n 2 ") or "/srun -n 2 " in seg["command"], seg["command"]
+    relax = json.loads((tmp_path / "results/relax/cspbbr3_1x1x1/relax.json").read_text())
+    assert "/srun -n 2 " in relax["command"] or relax["command"].startswith("srun -n 2 "), relax["command"]
     out = (tmp_path / "results/aimd/cspbbr3_1x1x1/r0/seg000.out").read_text()
     assert "Total number of message passing processes                             2" in out
     record = json.loads((tmp_path / "results/aimd/cspbbr3_1x1x1/r0/run.json").read_text())

@@ -111,6 +111,21 @@ def aimd_runtime_min(wildcards, resources=None):
     )
 
 
+def relax_runtime_min(wildcards):
+    """Wall time of one relaxation in minutes: max_iter optimisation steps priced as MD steps
+    (each is one SCF with a good guess), capped at 48 h."""
+    if config["engine"] == "mock":
+        return 10
+    s = system_of(wildcards)
+    cost = aimd_cost_estimate(
+        s.n_atoms,
+        config["level"],
+        config["relax"]["max_iter"],
+        cores=aimd_tasks(wildcards),
+    )
+    return int(min(48 * 60, max(15, 1.5 * cost["hours"] * 60)))
+
+
 def aimd_mem_mb(wildcards):
     """Memory of one AIMD job: generous per-atom estimate (PBE needs far more than xTB)."""
     if config["engine"] == "mock":

@@ -1,18 +1,22 @@
 rule relax_structure:
-    """Geometry optimisation at the MD's level (real CP2K), or the ideal cut passed through (mock)."""
+    """Geometry optimisation at the MD's level (real CP2K, with the AIMD's MPI resources), or the
+    ideal cut passed through (mock)."""
     input:
         xyz=f"{RESULTS}/structures/{{system}}.xyz",
     output:
         xyz=f"{RESULTS}/relaxed/{{system}}.xyz",
     log:
         f"{RESULTS}/logs/relax_structure/{{system}}.log",
+    localrule: config["engine"] == "mock"
     conda:
         "../../envs/cp2k.yaml"
     threads: 1
     resources:
-        tasks=1,
+        tasks=aimd_tasks,
         cpus_per_task=1,
-        mpi="",
+        mpi=aimd_mpi,
+        runtime=relax_runtime_min,
+        mem_mb=aimd_mem_mb,
     params:
         engine=config["engine"],
         level=config["level"],
@@ -26,7 +30,8 @@ rule relax_structure:
     shell:
         "python -m qdphonon relax --structure {input.xyz} --engine {params.engine}"
         " --level {params.level} --workdir {params.workdir} --out {output.xyz}"
-        " --cp2k-command {params.cp2k_command} --threads {threads} --max-iter {params.max_iter}"
+        " --cp2k-command {params.cp2k_command} --mpi={resources.mpi:q} --tasks {resources.tasks}"
+        " --threads {resources.cpus_per_task} --max-iter {params.max_iter}"
         " --eps-scf {params.eps_scf} --max-scf {params.max_scf} {params.smearing}"
         " --overrides-json {params.overrides:q} > {log} 2>&1"
 
