@@ -32,7 +32,7 @@ HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "RESULTS.md"
 SECTION = "### Parsers (`bench/bench_parsers.py`)"
 NOTE = (
-    "Our CP2K XYZ reader (`qdphonon.parsers.read_xyz_trajectory`) vs `ase.io.read(path, index=':')`, "
+    "Our CP2K XYZ reader (`qdphonon.parsers.xyz.read_xyz_trajectory`) vs `ase.io.read(path, index=':')`, "
     "fresh processes, file in the page cache, identical arrays. With ase 3.29 a `*.xyz` name selects "
     "ase's extended-XYZ reader (~28 MB/s here), so the 50x target (set against an ase time of ~40 s) "
     "is met only against ase's plain XYZ reader (`format='xyz'`); against the default the ratio is ~10x. "
@@ -66,22 +66,22 @@ def child(reader: str, path: str) -> dict:
     import numpy as np
 
     if reader == "ours":
-        from qdphonon import parsers
+        from qdphonon.parsers.xyz import read_xyz_trajectory
 
         small = Path(path).with_name("warm.xyz")  # warm imports (pandas) outside the timing, not the RSS peak
         with open(path, "rb") as fh:
             n = int(fh.readline())
             fh.seek(0)
             small.write_bytes(b"".join(fh.readline() for _ in range(2 * (n + 2))))
-        parsers.read_xyz_trajectory(small)
+        read_xyz_trajectory(small)
         rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         t = time.perf_counter()
-        _, _, _, values, _ = parsers.read_xyz_trajectory(path)
+        _, _, _, values, _ = read_xyz_trajectory(path)
         elapsed = time.perf_counter() - t
         rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         del values
         tracemalloc.start()
-        _, _, _, values, _ = parsers.read_xyz_trajectory(path)
+        _, _, _, values, _ = read_xyz_trajectory(path)
         _, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
     else:

@@ -1,4 +1,4 @@
-"""The ``qdphonon analyze / summarize / plot`` commands (DESIGN section 6)."""
+"""The ``qdphonon analyze / summarize / plot`` commands (docs/architecture.md §5)."""
 
 from __future__ import annotations
 
@@ -7,29 +7,31 @@ import math
 import subprocess
 import sys
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
 
-from qdphonon.analysis import ResolutionWarning
+from qdphonon.analysis.spectrum import ResolutionWarning
 from qdphonon.cli import main
 from qdphonon.units import BOLTZMANN_meV_per_K, HBAR_meV_fs
 
 
-def band_edge_csv(path, duration_fs=12000.0, dt_fs=2.0, amplitude_meV=8.0, hw_meV=17.0, comments=()):
+def band_edge_csv(path, duration_fs=12000.0, dt_fs=2.0, amplitude_meV=8.0, hw_meV=17.0, sidecar=None):
+    """A plain band-edge CSV; ``sidecar`` (a dict) becomes its .json metadata."""
     t = np.arange(0.0, duration_fs, dt_fs)
     cbm = -2.0 + amplitude_meV / 1000 * np.cos(hw_meV / HBAR_meV_fs * t)
-    with open(path, "w") as fh:
-        for c in comments:
-            fh.write(f"# {c}\n")
-        pd.DataFrame({"step": np.arange(t.size), "time_fs": t, "vbm_eV": -4 + 0 * t, "cbm_eV": cbm}).to_csv(fh, index=False)
+    pd.DataFrame({"step": np.arange(t.size), "time_fs": t, "vbm_eV": -4 + 0 * t, "cbm_eV": cbm}).to_csv(path, index=False)
+    if sidecar is not None:
+        Path(path).with_suffix(".json").write_text(json.dumps(sidecar))
     return str(path)
 
 
 def test_analyze_writes_outputs(tmp_path):
     csvs = [band_edge_csv(tmp_path / f"r{i}.csv", amplitude_meV=a) for i, a in enumerate((7.0, 9.0))]
     out = tmp_path / "analysis" / "cube4"
-    rc = main(["analyze", "--band-edges", *csvs, "--md-temperature", "10", "--temperature", "300",
+    rc = main(["analyze", "--band-edges", *csvs, "--md-temperature-K", "10", "--report-temperature-K", "300",
                "--outdir", str(out), "--regions", "0,4.5,12,30", "--discard-fs", "0"])
     assert rc == 0
     lw = json.loads((out / "linewidth.json").read_text())
@@ -54,7 +56,7 @@ def test_analyze_with_velocities_structure_and_blocks(tmp_path):
     st.write_text(json.dumps({"system": "cube1", "formula": "Cs4PbBr6", "n_atoms": 11}))
     csv = band_edge_csv(tmp_path / "r0.csv", duration_fs=4000.0)
     out = tmp_path / "out"
-    rc = main(["analyze", "--band-edges", csv, "--md-temperature", "10", "--temperature", "300", "--outdir", str(out),
+    rc = main(["analyze", "--band-edges", csv, "--md-temperature-K", "10", "--report-temperature-K", "300", "--outdir", str(out),
                "--velocities", str(npz), "--structure", str(st), "--blocks", "2"])
     assert rc == 0
     lw = json.loads((out / "linewidth.json").read_text())
@@ -78,20 +80,20 @@ def test_analyze_with_velocities_structure_and_blocks(tmp_path):
 def test_bad_input_exits_nonzero_with_message(tmp_path, capsys, content, problem):
     bad = tmp_path / "broken_input.csv"
     bad.write_text(content)
-    rc = main(["analyze", "--band-edges", str(bad), "--md-temperature", "10", "--temperature", "300",
-               "--outdir", str(tmp_path / "o")])
+    rc = main(["analyze", "--band-edges", str(bad), "--md-temperature-K", "10", "--report-temperature-K", "300",
+               "--outdir", str(tmp_path / "o"), "--discard-fs", "0"])
     err = capsys.readouterr().err
     assert rc != 0
     assert "broken_input.csv" in err and problem in err
     assert not (tmp_path / "o" / "linewidth.json").exists()
 
 
-@pytest.mark.filterwarnings("ignore:.*blocks of:qdphonon.analysis.ResolutionWarning")
+@pytest.mark.filterwarnings("ignore:.*blocks of:qdphonon.analysis.spectrum.ResolutionWarning")
 def test_short_trajectory_still_reaches_outputs(tmp_path):
     csv = band_edge_csv(tmp_path / "short.csv", duration_fs=400.0, dt_fs=1.0)
     with pytest.warns(ResolutionWarning, match="unresolved"):
-        rc = main(["analyze", "--band-edges", csv, "--md-temperature", "10", "--temperature", "300",
-                   "--outdir", str(tmp_path / "o")])
+        rc = main(["analyze", "--band-edges", csv, "--md-temperature-K", "10", "--report-temperature-K", "300",
+                   "--outdir", str(tmp_path / "o"), "--discard-fs", "0"])
     assert rc == 0
     lw = json.loads((tmp_path / "o" / "linewidth.json").read_text())
     assert lw["regions"][0]["resolved"] is False and lw["lambda_meV"] > 0
@@ -100,8 +102,8 @@ def test_short_trajectory_still_reaches_outputs(tmp_path):
 def test_short_trajectory_warning_reaches_stderr(tmp_path):
     csv = band_edge_csv(tmp_path / "short.csv", duration_fs=400.0, dt_fs=1.0)
     proc = subprocess.run(
-        [sys.executable, "-m", "qdphonon.cli", "analyze", "--band-edges", csv, "--md-temperature", "10",
-         "--temperature", "300", "--outdir", str(tmp_path / "o")],
+        [sys.executable, "-m", "qdphonon.cli", "analyze", "--band-edges", csv, "--md-temperature-K", "10",
+         "--report-temperature-K", "300", "--outdir", str(tmp_path / "o"), "--discard-fs", "0"],
         capture_output=True, text=True, timeout=60,
     )
     assert proc.returncode == 0
@@ -113,9 +115,9 @@ def test_summarize_and_plot(tmp_path, capsys):
     for name, amp in (("cube4", 9.0), ("cube5", 7.0)):
         st = tmp_path / f"{name}.json"
         st.write_text(json.dumps({"system": name, "edge_nm": 2.0 + amp / 10, "size_octahedra": [4, 4, 4], "shell_layers": 0}))
-        csv = band_edge_csv(tmp_path / f"{name}.csv", amplitude_meV=amp, comments=["synthetic (mock engine)"])
+        csv = band_edge_csv(tmp_path / f"{name}.csv", amplitude_meV=amp, sidecar={"synthetic": True, "level": "mock", "md_temperature_K": 10.0})
         out = tmp_path / "analysis" / name
-        assert main(["analyze", "--band-edges", csv, "--md-temperature", "10", "--temperature", "300",
+        assert main(["analyze", "--band-edges", csv, "--md-temperature-K", "10", "--report-temperature-K", "300",
                      "--outdir", str(out), "--structure", str(st)]) == 0
         dirs.append(str(out))
         sts.append(str(st))
@@ -135,8 +137,8 @@ def test_console_script_reports_errors_on_stderr(tmp_path):
     bad = tmp_path / "nocols.csv"
     bad.write_text("a,b\n1,2\n3,4\n")
     proc = subprocess.run(
-        [sys.executable, "-m", "qdphonon.cli", "analyze", "--band-edges", str(bad), "--md-temperature", "10",
-         "--temperature", "300", "--outdir", str(tmp_path / "o")],
+        [sys.executable, "-m", "qdphonon.cli", "analyze", "--band-edges", str(bad), "--md-temperature-K", "10",
+         "--report-temperature-K", "300", "--outdir", str(tmp_path / "o"), "--discard-fs", "0"],
         capture_output=True, text=True, timeout=60,
     )
     assert proc.returncode != 0

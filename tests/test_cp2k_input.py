@@ -10,21 +10,23 @@ import subprocess
 import pytest
 from cp2k_input_tools.parser import CP2KInputParser
 
-from qdphonon import cp2k_input as ci
-from qdphonon import structures
+from qdphonon.cp2k.inputs import CP2KInputError, MDSettings, SCFSettings, cp2k_input_tree, homo_index, valence_electron_count, walltime_hms
+from qdphonon.cp2k.xmlspec import bundled_xmlspec, installed_xmlspec, render_input
+from qdphonon.structures.build import build_quantum_dot
+from qdphonon.structures.model import QuantumDotSpec
 
 A = 5.87
 
 
 @pytest.fixture(scope="module")
 def xmlspec():
-    spec, description = ci.installed_xmlspec()
+    spec, description = installed_xmlspec()
     return spec
 
 
 @pytest.fixture(scope="module")
 def dot2():
-    return structures.build_quantum_dot(structures.QuantumDotSpec(size=(2, 2, 2)))
+    return build_quantum_dot(QuantumDotSpec(size=(2, 2, 2)))
 
 
 def parsed(text, spec):
@@ -32,22 +34,22 @@ def parsed(text, spec):
 
 
 def tree_for(dot, **kw):
-    return ci.cp2k_input_tree(dot.symbols, dot.positions_A, dot.box_A, **kw)
+    return cp2k_input_tree(dot.symbols, dot.positions_A, dot.box_A, **kw)
 
 
 def test_electron_counts_and_homo_index():
     symbols = ["Cs"] * 4 + ["Pb"] + ["Br"] * 6
-    assert ci.valence_electron_count(symbols, "xtb") == 4 + 4 + 42
-    assert ci.homo_index(symbols, "xtb") == 25
-    assert ci.homo_index(symbols, "pbe") == (36 + 4 + 42) // 2
+    assert valence_electron_count(symbols, "xtb") == 4 + 4 + 42
+    assert homo_index(symbols, "xtb") == 25
+    assert homo_index(symbols, "pbe") == (36 + 4 + 42) // 2
     with pytest.raises(ValueError, match="level"):
-        ci.homo_index(symbols, "b3lyp")
+        homo_index(symbols, "b3lyp")
 
 
 @pytest.mark.parametrize("level", ["xtb", "pbe"])
 @pytest.mark.parametrize("run_type", ["MD", "GEO_OPT"])
 def test_inputs_render_and_parse_back(dot2, xmlspec, level, run_type):
-    text = ci.render_input(tree_for(dot2, level=level, run_type=run_type, md=ci.MDSettings(steps=7, seed=11)), xmlspec)
+    text = render_input(tree_for(dot2, level=level, run_type=run_type, md=MDSettings(steps=7, seed=11)), xmlspec)
     tree = parsed(text, xmlspec)
     assert tree["+global"]["run_type"].upper() == run_type
     coords = tree["+force_eval"][0]["+subsys"]["+coord"]["*"]
@@ -60,7 +62,7 @@ def test_inputs_render_and_parse_back(dot2, xmlspec, level, run_type):
         assert md["+thermostat"]["type"].upper() == "CSVR"
         mo = tree["+force_eval"][0]["+dft"]["+print"]["+mo"]
         assert mo["+each"]["md"] == 1 and mo["+each"]["qs_scf"] == 0
-        homo = ci.homo_index(dot2.symbols, level)
+        homo = homo_index(dot2.symbols, level)
         lo, hi = mo["mo_index_range"]
         assert lo <= homo <= hi
         if level == "xtb":
@@ -69,7 +71,7 @@ def test_inputs_render_and_parse_back(dot2, xmlspec, level, run_type):
 
 
 def test_pbe_uses_the_study_basis_and_potentials(dot2, xmlspec):
-    text = ci.render_input(tree_for(dot2, level="pbe"), xmlspec)
+    text = render_input(tree_for(dot2, level="pbe"), xmlspec)
     assert "DZVP-MOLOPT-SR-GTH" in text
     for element, q in [("Cs", 9), ("Pb", 4), ("Br", 7)]:
         assert re.search(rf"&KIND {element}\n(.*\n)*?\s*POTENTIAL GTH-PBE-q{q}\n", text)
@@ -77,13 +79,13 @@ def test_pbe_uses_the_study_basis_and_potentials(dot2, xmlspec):
 
 
 def test_unknown_keyword_refused_by_generator(dot2, xmlspec):
-    with pytest.raises(ci.CP2KInputError, match="STEPZ"):
-        ci.render_input(tree_for(dot2, level="xtb", overrides={"motion": {"md": {"stepz": 3}}}), xmlspec)
+    with pytest.raises(CP2KInputError, match="STEPZ"):
+        render_input(tree_for(dot2, level="xtb", overrides={"motion": {"md": {"stepz": 3}}}), xmlspec)
 
 
 def test_wrong_value_type_caught_by_parsing_back(dot2, xmlspec):
-    with pytest.raises(ci.CP2KInputError, match="does not parse back"):
-        ci.render_input(tree_for(dot2, level="xtb", overrides={"MOTION": {"MD": {"STEPS": "many"}}}), xmlspec)
+    with pytest.raises(CP2KInputError, match="does not parse back"):
+        render_input(tree_for(dot2, level="xtb", overrides={"MOTION": {"MD": {"STEPS": "many"}}}), xmlspec)
 
 
 def test_overrides_merge_case_insensitively_and_delete(dot2, xmlspec):
@@ -95,20 +97,20 @@ def test_overrides_merge_case_insensitively_and_delete(dot2, xmlspec):
 
 def test_smearing_only_when_asked(dot2):
     assert "smear" not in tree_for(dot2, level="xtb")["force_eval"]["dft"]["scf"]
-    smear = tree_for(dot2, level="xtb", scf=ci.SCFSettings(smearing_K=300))["force_eval"]["dft"]["scf"]["smear"]
+    smear = tree_for(dot2, level="xtb", scf=SCFSettings(smearing_K=300))["force_eval"]["dft"]["scf"]["smear"]
     assert smear["electronic_temperature"] == 300
 
 
 def test_walltime_is_rendered_as_hms(dot2, xmlspec):
     tree = tree_for(dot2, level="xtb", walltime_s=3000)
     assert tree["global"]["walltime"] == "00:50:00"
-    assert "WALLTIME 00:50:00" in ci.render_input(tree, xmlspec)
-    assert ci.walltime_hms(90061) == "25:01:01"
+    assert "WALLTIME 00:50:00" in render_input(tree, xmlspec)
+    assert walltime_hms(90061) == "25:01:01"
 
 
 def test_bundled_definition_is_fallback():
-    spec, description = ci.installed_xmlspec("no-such-cp2k")
-    assert spec == ci.bundled_xmlspec() and "bundled" in description
+    spec, description = installed_xmlspec("no-such-cp2k")
+    assert spec == bundled_xmlspec() and "bundled" in description
 
 
 def test_cli_writes_validated_input(tmp_path):
@@ -127,15 +129,15 @@ def test_cli_writes_validated_input(tmp_path):
 
 @pytest.mark.cp2k
 def test_xtb_md_input_of_n2_cube_runs_in_real_cp2k(tmp_path, dot2, cp2k_exe, xmlspec):
-    """DESIGN §3: n >= 2 needs explicit Fermi-Dirac smearing with xTB to converge."""
-    tree = tree_for(dot2, level="xtb", md=ci.MDSettings(steps=2), scf=ci.SCFSettings(smearing_K=300))
-    (tmp_path / "md.inp").write_text(ci.render_input(tree, xmlspec))
+    """docs/physics.md §3: n >= 2 needs explicit Fermi-Dirac smearing with xTB to converge."""
+    tree = tree_for(dot2, level="xtb", md=MDSettings(steps=2), scf=SCFSettings(smearing_K=300))
+    (tmp_path / "md.inp").write_text(render_input(tree, xmlspec))
     subprocess.run([cp2k_exe, "-i", "md.inp", "-o", "md.out"], cwd=tmp_path, check=True, timeout=600,
                    capture_output=True)
     out = (tmp_path / "md.out").read_text()
     assert "PROGRAM ENDED" in out
     n_occ = int(re.search(r"Number of occupied orbitals:\s+(\d+)", out).group(1))
-    assert n_occ == ci.homo_index(dot2.symbols, "xtb")
+    assert n_occ == homo_index(dot2.symbols, "xtb")
     molog = (tmp_path / "md-mo-1.MOLog").read_text()
     assert molog.count("EIGENVALUES") == 3  # steps 0, 1, 2
     assert re.search(rf"MO\|\s+{n_occ + 1}\s", molog)  # the LUMO is printed

@@ -15,8 +15,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from qdphonon import cp2k_input as ci
-from qdphonon import engines, parsers, structures
+from qdphonon.cp2k.inputs import MDSettings, SCFSettings, cp2k_input_tree, homo_index
+from qdphonon.cp2k.xmlspec import bundled_xmlspec, installed_xmlspec
+from qdphonon.cp2k.continuation import continuation_tree, with_restart_backup, with_walltime
+from qdphonon.cp2k.readback import read_md_input, render_tree
+from qdphonon.engines.cp2k import run_cp2k
+from qdphonon.engines.errors import CP2KNotFoundError, EXIT_WALLTIME, EngineError, RunDirMismatchError, SCFConvergenceError
+from qdphonon.engines.mock import run_mock
+from qdphonon.engines.process import cp2k_command_line, cp2k_environment, run_process
+from qdphonon.engines.relax import relax, write_labelled_structure
+from qdphonon.parsers.energies import read_energies
+from qdphonon.parsers.run_dir import RunResult, parse_run_dir
+from qdphonon.rundir import STATE_FILE, restart_source, restart_step, run_files
+from qdphonon.structures.build import build_quantum_dot
+from qdphonon.structures.io import read_structure, write_structure
+from qdphonon.structures.model import QuantumDotSpec
 
 STEPS = 60
 SCF_TOLERANCE_eV = 2e-4
@@ -30,11 +43,11 @@ POSITION_TOLERANCE_A = 1e-3
 def md_input(tmp: Path, xyz: Path, *, steps: int = STEPS, max_scf: int = 200, smearing_K: float | None = None,
              xmlspec=None, name: str = "md.inp") -> Path:  # fmt: skip
     """The MD input of a structure, written like ``qdphonon cp2k-input`` (xTB, 2 fs, 10 K)."""
-    dot = structures.read_structure(xyz)
-    tree = ci.cp2k_input_tree(dot.symbols, dot.positions_A, dot.box_A, level="xtb", md=ci.MDSettings(steps=steps),
-                              scf=ci.SCFSettings(max_scf=max_scf, smearing_K=smearing_K))  # fmt: skip
+    dot = read_structure(xyz)
+    tree = cp2k_input_tree(dot.symbols, dot.positions_A, dot.box_A, level="xtb", md=MDSettings(steps=steps),
+                              scf=SCFSettings(max_scf=max_scf, smearing_K=smearing_K))  # fmt: skip
     inp = tmp / name
-    inp.write_text("! qdphonon MD input, level xtb\n" + engines.render_tree(tree, xmlspec or ci.bundled_xmlspec()))
+    inp.write_text("! qdphonon MD input, level xtb\n" + render_tree(tree, xmlspec or bundled_xmlspec()))
     return inp
 
 
@@ -42,7 +55,7 @@ def md_input(tmp: Path, xyz: Path, *, steps: int = STEPS, max_scf: int = 200, sm
 def n1_xyz(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("n1")
     xyz = tmp / "s.xyz"
-    structures.write_structure(structures.build_quantum_dot(structures.QuantumDotSpec(size=(1, 1, 1))), xyz)
+    write_structure(build_quantum_dot(QuantumDotSpec(size=(1, 1, 1))), xyz)
     return xyz
 
 
@@ -61,13 +74,13 @@ def ener_rows(path: Path) -> int:
 # --- without CP2K --------------------------------------------------------------------------------
 
 def test_missing_cp2k_is_a_clear_error(tmp_path, n1_xyz, n1_input):
-    with pytest.raises(engines.CP2KNotFoundError) as err:
-        engines.run_cp2k(n1_input, tmp_path / "run", cp2k_command="no-such-cp2k")
+    with pytest.raises(CP2KNotFoundError) as err:
+        run_cp2k(n1_input, tmp_path / "run", cp2k_command="no-such-cp2k")
     message = str(err.value)
     assert "engine 'cp2k'" in message and "no-such-cp2k" in message
     assert "apt-get install cp2k openmpi-bin" in message and "conda-forge" in message
-    with pytest.raises(engines.CP2KNotFoundError):
-        engines.relax(n1_xyz, tmp_path / "relax", tmp_path / "r.xyz", "xtb", cp2k_command="no-such-cp2k")
+    with pytest.raises(CP2KNotFoundError):
+        relax(n1_xyz, tmp_path / "relax", tmp_path / "r.xyz", "xtb", cp2k_command="no-such-cp2k")
     res = subprocess.run(["qdphonon", "run-aimd", "--input", str(n1_input), "--run-dir", str(tmp_path / "run"),
                           "--engine", "cp2k", "--structure", str(n1_xyz), "--cp2k-command", "no-such-cp2k"],
                          capture_output=True, text=True)  # fmt: skip
@@ -80,90 +93,90 @@ def test_complete_run_is_not_rerun(tmp_path, n1_input):
     sha = hashlib.sha256(n1_input.read_bytes()).hexdigest()
     record = {"engine": "cp2k", "input_sha256": sha, "total_steps": STEPS}
     (run / "run.json").write_text(json.dumps(record))
-    assert engines.run_cp2k(n1_input, run, cp2k_command="no-such-cp2k") == record  # CP2K not even looked for
+    assert run_cp2k(n1_input, run, cp2k_command="no-such-cp2k") == record  # CP2K not even looked for
     (run / "run.json").write_text(json.dumps({**record, "input_sha256": "0" * 64}))
-    with pytest.raises(engines.RunDirMismatchError, match="another input"):
-        engines.run_cp2k(n1_input, run, cp2k_command="no-such-cp2k")
+    with pytest.raises(RunDirMismatchError, match="another input"):
+        run_cp2k(n1_input, run, cp2k_command="no-such-cp2k")
 
 
 def test_input_mismatch_is_refused(tmp_path, n1_xyz, n1_input):
     run = tmp_path / "run"
     run.mkdir()
-    (run / engines.STATE_FILE).write_text(json.dumps({"engine": "cp2k", "input_sha256": "f" * 64, "segments": []}))
-    with pytest.raises(engines.RunDirMismatchError, match="refusing to mix runs"):
-        engines.run_cp2k(n1_input, run)
+    (run / STATE_FILE).write_text(json.dumps({"engine": "cp2k", "input_sha256": "f" * 64, "segments": []}))
+    with pytest.raises(RunDirMismatchError, match="refusing to mix runs"):
+        run_cp2k(n1_input, run)
     other = tmp_path / "other"
     other.mkdir()
     (other / "md-1.ener").write_text("# foreign\n")
-    with pytest.raises(engines.RunDirMismatchError, match="not a run of this engine"):
-        engines.run_cp2k(n1_input, other)
-    engines.run_mock(n1_input, tmp_path / "mock", n1_xyz)
-    with pytest.raises(engines.RunDirMismatchError, match="complete mock run"):
-        engines.run_cp2k(n1_input, tmp_path / "mock")
-    with pytest.raises(engines.RunDirMismatchError, match="holds a mock run"):
-        engines.run_cp2k(n1_input, tmp_path / "mock", record_path=tmp_path / "elsewhere.json")
+    with pytest.raises(RunDirMismatchError, match="not a run of this engine"):
+        run_cp2k(n1_input, other)
+    run_mock(n1_input, tmp_path / "mock", n1_xyz)
+    with pytest.raises(RunDirMismatchError, match="complete mock run"):
+        run_cp2k(n1_input, tmp_path / "mock")
+    with pytest.raises(RunDirMismatchError, match="holds a mock run"):
+        run_cp2k(n1_input, tmp_path / "mock", record_path=tmp_path / "elsewhere.json")
 
 
 def test_continuation_input(tmp_path, n1_input):
-    md = engines.read_md_input(n1_input)
+    md = read_md_input(n1_input)
     assert (md.steps, md.timestep_fs, md.temperature_K, md.seed, md.level) == (STEPS, 2.0, 10.0, 2022, "xtb")
     assert (md.positions_every, md.velocities_every, md.mo_every, md.project) == (1, 1, 1, "md")
     assert md.center_coordinates and md.mo_index_range is not None and len(md.symbols) == 11
-    tree = engines.continuation_tree(md.tree, restart_file="md-1.restart", wfn_file="md-RESTART.wfn", remaining_steps=40)
-    tree = engines.with_restart_backup(engines.with_walltime(tree, 3000))
-    text = engines.render_tree(tree, ci.bundled_xmlspec())
+    tree = continuation_tree(md.tree, restart_file="md-1.restart", wfn_file="md-RESTART.wfn", remaining_steps=40)
+    tree = with_restart_backup(with_walltime(tree, 3000))
+    text = render_tree(tree, bundled_xmlspec())
     for piece in ("&EXT_RESTART", "RESTART_FILE_NAME md-1.restart", "RESTART_COUNTERS .TRUE.", "SCF_GUESS restart",
                   "WFN_RESTART_FILE_NAME md-RESTART.wfn", "STEPS 40", "WALLTIME 00:50:00", "BACKUP_COPIES 1",
                   "&CENTER_COORDINATES .FALSE."):  # fmt: skip
         assert piece.lower() in text.lower(), piece
     again = tmp_path / "seg.inp"
     again.write_text(text)
-    assert engines.read_md_input(again).steps == 40 and not engines.read_md_input(again).center_coordinates
+    assert read_md_input(again).steps == 40 and not read_md_input(again).center_coordinates
 
 
 def test_restart_files(tmp_path):
-    files = engines.run_files("md")
+    files = run_files("md")
     whole = (" &GLOBAL\n &END GLOBAL\n &MOTION\n   &MD\n     STEP_START_VAL  42\n   &END MD\n &END MOTION\n"
              " &FORCE_EVAL\n &END FORCE_EVAL\n")  # fmt: skip
     (tmp_path / "md-1.restart").write_text(whole[:-30])  # cut short by a kill
     (tmp_path / "md-1.restart.bak-1").write_text(whole.replace("42", "41"))
-    assert engines.restart_step(tmp_path / "md-1.restart") is None
-    assert engines.restart_step(tmp_path / "md-1.restart.bak-1") == 41
+    assert restart_step(tmp_path / "md-1.restart") is None
+    assert restart_step(tmp_path / "md-1.restart.bak-1") == 41
     (tmp_path / "md-RESTART.wfn").write_bytes(b"x" * 10)
     (tmp_path / "md-RESTART.wfn.bak-1").write_bytes(b"x" * 20)
-    assert engines.restart_source(tmp_path, files) == ("md-1.restart.bak-1", 41, "md-RESTART.wfn.bak-1")
+    assert restart_source(tmp_path, files) == ("md-1.restart.bak-1", 41, "md-RESTART.wfn.bak-1")
     (tmp_path / "md-1.restart").write_text(whole + " &EXT_RESTART\n &END EXT_RESTART\n")
     (tmp_path / "md-RESTART.wfn").write_bytes(b"x" * 20)
-    assert engines.restart_source(tmp_path, files) == ("md-1.restart", 42, "md-RESTART.wfn")
+    assert restart_source(tmp_path, files) == ("md-1.restart", 42, "md-RESTART.wfn")
 
 
 def test_launch_command_and_environment():
-    assert engines.cp2k_command_line("/bin/cp2k", "a.inp", "a.out") == ["/bin/cp2k", "-i", "a.inp", "-o", "a.out"]
-    assert engines.cp2k_command_line("/bin/cp2k", "a.inp", "a.out", mpi="mpirun", tasks=1)[0] == "/bin/cp2k"
-    cmd = engines.cp2k_command_line("/bin/cp2k", "a.inp", "a.out", mpi="sh", tasks=4)
+    assert cp2k_command_line("/bin/cp2k", "a.inp", "a.out") == ["/bin/cp2k", "-i", "a.inp", "-o", "a.out"]
+    assert cp2k_command_line("/bin/cp2k", "a.inp", "a.out", mpi="mpirun", tasks=1)[0] == "/bin/cp2k"
+    cmd = cp2k_command_line("/bin/cp2k", "a.inp", "a.out", mpi="sh", tasks=4)
     assert Path(cmd[0]).name == "sh" and cmd[1:3] == ["-n", "4"] and cmd[3] == "/bin/cp2k"
     with pytest.raises(ValueError, match="MPI launcher"):
-        engines.cp2k_command_line("/bin/cp2k", "a.inp", "a.out", tasks=2)
-    with pytest.raises(engines.CP2KNotFoundError):
-        engines.cp2k_command_line("/bin/cp2k", "a.inp", "a.out", mpi="no-such-mpirun", tasks=2)
-    env = engines.cp2k_environment(threads=3, base={"PATH": "/usr/bin"})
+        cp2k_command_line("/bin/cp2k", "a.inp", "a.out", tasks=2)
+    with pytest.raises(CP2KNotFoundError):
+        cp2k_command_line("/bin/cp2k", "a.inp", "a.out", mpi="no-such-mpirun", tasks=2)
+    env = cp2k_environment(threads=3, base={"PATH": "/usr/bin"})
     assert env["OMP_NUM_THREADS"] == "3" and env["OPENBLAS_NUM_THREADS"] == "1"
     if os.geteuid() == 0:
         assert env["OMPI_ALLOW_RUN_AS_ROOT"] == "1"
 
 
 def test_run_process_stops_on_watch(tmp_path):
-    result = engines.run_process(["sleep", "30"], tmp_path, os.environ, watch=lambda: "enough", poll_s=0.1)
+    result = run_process(["sleep", "30"], tmp_path, os.environ, watch=lambda: "enough", poll_s=0.1)
     assert result.signal == "SIGTERM" and result.exit_status == 128 + 15 and result.stopped_by_us == "enough"
     assert result.wall_s < 10
 
 
 def test_labelled_structure_round_trip(tmp_path, n1_xyz):
-    dot = structures.read_structure(n1_xyz)
+    dot = read_structure(n1_xyz)
     out = tmp_path / "r.xyz"
-    engines.write_labelled_structure(dot, out, "cp2k-xtb", {"relax_converged": "T"})
+    write_labelled_structure(dot, out, "cp2k-xtb", {"relax_converged": "T"})
     assert out.read_text().splitlines()[1].endswith(" relaxed=cp2k-xtb relax_converged=T")
-    back = structures.read_structure(out)
+    back = read_structure(out)
     assert back.regions == dot.regions and back.layers == dot.layers and np.allclose(back.positions_A, dot.positions_A)
 
 
@@ -174,17 +187,17 @@ def relaxed(tmp_path_factory, n1_xyz, cp2k_exe):
     """Cs4PbBr6 relaxed with CP2K GFN1-xTB (1-2 s), its MD input and an uninterrupted reference run."""
     tmp = tmp_path_factory.mktemp("relaxed")
     out = tmp / "relaxed.xyz"
-    summary = engines.relax(n1_xyz, tmp / "relax", out, "xtb")
-    spec, _ = ci.installed_xmlspec()
+    summary = relax(n1_xyz, tmp / "relax", out, "xtb")
+    spec, _ = installed_xmlspec()
     inp = md_input(tmp, out, xmlspec=spec)
-    record = engines.run_cp2k(inp, tmp / "reference")
-    return {"summary": summary, "xyz": out, "input": inp, "reference": parsers.parse_run_dir(tmp / "reference"),
+    record = run_cp2k(inp, tmp / "reference")
+    return {"summary": summary, "xyz": out, "input": inp, "reference": parse_run_dir(tmp / "reference"),
             "record": record, "tmp": tmp}  # fmt: skip
 
 
-def assert_same_trajectory(run_dir: Path, reference: parsers.RunResult) -> parsers.RunResult:
+def assert_same_trajectory(run_dir: Path, reference: RunResult) -> RunResult:
     """Every MD step exactly once, band edges and positions as in the uninterrupted run."""
-    result = parsers.parse_run_dir(run_dir)
+    result = parse_run_dir(run_dir)
     edges, ref = result.band_edges, reference.band_edges
     np.testing.assert_array_equal(edges.step, np.arange(STEPS + 1))
     np.testing.assert_array_equal(ref.step, edges.step)
@@ -202,7 +215,7 @@ def test_relax_and_uninterrupted_run(relaxed):
     assert summary["converged"] and summary["cp2k_version"] == "2023.1" and summary["max_displacement_A"] > 0.01
     header = xyz.read_text().splitlines()[1]
     assert "relaxed=cp2k-xtb" in header and "relax_converged=T" in header
-    assert structures.read_structure(xyz).regions == ["surface"] * 11
+    assert read_structure(xyz).regions == ["surface"] * 11
     record = relaxed["record"]
     assert record["engine"] == "cp2k" and record["cp2k_version"] == "2023.1" and record["synthetic"] is False
     assert record["total_steps"] == STEPS and record["level"] == "xtb" and record["scf_unconverged_steps"] == []
@@ -214,7 +227,7 @@ def test_relax_and_uninterrupted_run(relaxed):
     np.testing.assert_array_equal(result.band_edges.step, np.arange(STEPS + 1))
     assert not result.synthetic and result.energies.temperature_K.max() < 40  # relaxed: no heating burst
     mtime = (relaxed["tmp"] / "reference" / "md-1.ener").stat().st_mtime_ns
-    assert engines.run_cp2k(relaxed["input"], relaxed["tmp"] / "reference") == record  # complete: nothing to do
+    assert run_cp2k(relaxed["input"], relaxed["tmp"] / "reference") == record  # complete: nothing to do
     assert (relaxed["tmp"] / "reference" / "md-1.ener").stat().st_mtime_ns == mtime
 
 
@@ -233,7 +246,7 @@ def _wait_for_steps(run: Path, n: int, proc: subprocess.Popen, timeout_s: float 
 
 
 def _cp2k_pid(run: Path) -> int:
-    return json.loads((run / engines.STATE_FILE).read_text())["segments"][-1]["pid"]
+    return json.loads((run / STATE_FILE).read_text())["segments"][-1]["pid"]
 
 
 @pytest.mark.cp2k
@@ -245,7 +258,7 @@ def test_resume_after_cp2k_is_killed(relaxed, tmp_path):
     os.killpg(_cp2k_pid(run), signal.SIGKILL)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 128 + 9 and "run again to continue" in err
-    record = engines.run_cp2k(relaxed["input"], run)
+    record = run_cp2k(relaxed["input"], run)
     (killed, resumed) = record["segments"]
     assert killed["ended"] == "killed" and killed["signal"] == "SIGKILL" and 15 <= killed["end_step"] < STEPS
     assert resumed["start_step"] == killed["end_step"] and resumed["end_step"] == STEPS and resumed["ended"] == "completed"
@@ -262,8 +275,8 @@ def test_resume_after_the_whole_job_is_killed(relaxed, tmp_path):
     os.killpg(proc.pid, signal.SIGKILL)
     os.killpg(_cp2k_pid(run), signal.SIGKILL)
     proc.communicate(timeout=60)
-    assert json.loads((run / engines.STATE_FILE).read_text())["segments"][-1]["ended"] == "running"
-    record = engines.run_cp2k(relaxed["input"], run)
+    assert json.loads((run / STATE_FILE).read_text())["segments"][-1]["ended"] == "running"
+    record = run_cp2k(relaxed["input"], run)
     assert [s["ended"] for s in record["segments"]] == ["killed", "completed"]
     assert "engine process gone" in record["segments"][0]["note"]
     assert_same_trajectory(run, relaxed["reference"])
@@ -278,9 +291,9 @@ def test_resume_after_sigterm(relaxed, tmp_path):
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 128 + 15, err
-    seg = json.loads((run / engines.STATE_FILE).read_text())["segments"][-1]
+    seg = json.loads((run / STATE_FILE).read_text())["segments"][-1]
     assert seg["ended"] == "killed" and seg["note"] == "received SIGTERM"
-    record = engines.run_cp2k(relaxed["input"], run)
+    record = run_cp2k(relaxed["input"], run)
     assert [s["ended"] for s in record["segments"]] == ["killed", "completed"]
     assert_same_trajectory(run, relaxed["reference"])
 
@@ -291,12 +304,12 @@ def test_walltime_stop_and_continuation(relaxed, tmp_path):
     run = tmp_path / "run"
     proc = _start_cli(relaxed["input"], relaxed["xyz"], run, "--runtime-min", "0.04", "--walltime-margin-min", "0")
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == engines.EXIT_WALLTIME, err
+    assert proc.returncode == EXIT_WALLTIME, err
     assert "WALLTIME" in (run / "seg000.inp").read_text()
-    record = engines.run_cp2k(relaxed["input"], run)
+    record = run_cp2k(relaxed["input"], run)
     ended = [s["ended"] for s in record["segments"]]
     assert ended[-1] == "completed" and set(ended[:-1]) == {"walltime"}
-    energies = parsers.read_energies(run / "md-1.ener")
+    energies = read_energies(run / "md-1.ener")
     np.testing.assert_array_equal(energies.step, np.arange(STEPS + 1))
     np.testing.assert_allclose(energies.potential_eV, relaxed["reference"].energies.potential_eV, atol=1e-3)
     assert_same_trajectory(run, relaxed["reference"])
@@ -307,14 +320,14 @@ def test_walltime_stop_and_continuation(relaxed, tmp_path):
 def test_scf_failure_policy(tmp_path, relaxed, policy):
     """MAX_SCF 20 leaves step 0 (MOPAC guess, ~32 iterations) unconverged; CP2K 2023.1 only warns and
     goes on. ``fail`` stops the run without a record; ``drop_step`` completes and records the step."""
-    spec, _ = ci.installed_xmlspec()
+    spec, _ = installed_xmlspec()
     inp = md_input(tmp_path, relaxed["xyz"], steps=10, max_scf=20, xmlspec=spec)
     if policy == "fail":
-        with pytest.raises(engines.SCFConvergenceError, match="SCF not converged at MD step 0"):
-            engines.run_cp2k(inp, tmp_path / "run", on_scf_failure="fail", poll_s=0.2)
+        with pytest.raises(SCFConvergenceError, match="SCF not converged at MD step 0"):
+            run_cp2k(inp, tmp_path / "run", on_scf_failure="fail", poll_s=0.2)
         assert not (tmp_path / "run" / "run.json").exists()
     else:
-        record = engines.run_cp2k(inp, tmp_path / "run", on_scf_failure="drop_step")
+        record = run_cp2k(inp, tmp_path / "run", on_scf_failure="drop_step")
         assert record["scf_unconverged_steps"] == [0] and record["on_scf_failure"] == "drop_step"
         assert record["segments"][0]["ended"] == "completed"
 
@@ -323,19 +336,19 @@ def test_scf_failure_policy(tmp_path, relaxed, policy):
 def test_n2_cube_xtb_input_runs_and_parses(tmp_path, cp2k_exe):
     """The generated xTB input of the n = 2 cube (explicit 300 K smearing) runs a few MD steps in CP2K and
     prints what the parser needs: electron count, occupied orbitals, one MO block per step with the LUMO."""
-    dot = structures.build_quantum_dot(structures.QuantumDotSpec(size=(2, 2, 2)))
+    dot = build_quantum_dot(QuantumDotSpec(size=(2, 2, 2)))
     xyz = tmp_path / "s2.xyz"
-    structures.write_structure(dot, xyz)
-    spec, _ = ci.installed_xmlspec()
+    write_structure(dot, xyz)
+    spec, _ = installed_xmlspec()
     inp = md_input(tmp_path, xyz, steps=2, smearing_K=300.0, xmlspec=spec)
-    record = engines.run_cp2k(inp, tmp_path / "run", threads=2)
+    record = run_cp2k(inp, tmp_path / "run", threads=2)
     assert record["total_steps"] == 2 and record["smearing_K"] == 300.0
     out = (tmp_path / "run" / "seg000.out").read_text()
     assert "Number of occupied orbitals:" in out and "Number of electrons:" in out
-    result = parsers.parse_run_dir(tmp_path / "run")
+    result = parse_run_dir(tmp_path / "run")
     edges = result.band_edges
     np.testing.assert_array_equal(edges.step, [0, 1, 2])
-    assert edges.homo_index == ci.homo_index(dot.symbols, "xtb") and result.smearing_K == 300.0
+    assert edges.homo_index == homo_index(dot.symbols, "xtb") and result.smearing_K == 300.0
     assert np.all(edges.gap_eV > 0) and result.level == "xtb" and result.cp2k_version == "2023.1"
 
 
@@ -347,13 +360,13 @@ def test_run_killed_before_its_first_restart_file_starts_afresh(relaxed, tmp_pat
     state = {"engine": "cp2k", "input_sha256": sha, "steps": STEPS, "project": "md", "discarded_segments": [],
              "segments": [{"index": 0, "input": "seg000.inp", "output": "seg000.out", "start_step": 0,
                            "ended": "running", "started_epoch": time.time()}]}  # fmt: skip
-    (run / engines.STATE_FILE).write_text(json.dumps(state))
+    (run / STATE_FILE).write_text(json.dumps(state))
     reference_ener = (relaxed["tmp"] / "reference" / "md-1.ener").read_text().splitlines()
     (run / "seg000.out").write_text("killed during its first steps\n")
     (run / "md-1.ener").write_text("\n".join(reference_ener[:7]) + "\n")  # steps 0-5, no restart file
-    with pytest.raises(engines.EngineError, match="no readable restart file"):
-        engines.run_cp2k(relaxed["input"], run)
+    with pytest.raises(EngineError, match="no readable restart file"):
+        run_cp2k(relaxed["input"], run)
     (run / "md-1.ener").write_text("\n".join(reference_ener[:2]) + "\n")  # step 0 only: start afresh
-    record = engines.run_cp2k(relaxed["input"], run)
+    record = run_cp2k(relaxed["input"], run)
     assert record["discarded_segments"] == 1 and [s["ended"] for s in record["segments"]] == ["completed"]
     assert_same_trajectory(run, relaxed["reference"])

@@ -6,6 +6,7 @@ ase, independently of qdphonon.parsers, and compared exactly unless a tolerance 
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import tarfile
@@ -15,7 +16,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from qdphonon import parsers
+from qdphonon.parsers.band_edges import band_edges_from_outputs
+from qdphonon.parsers.common import SYNTHETIC_LABEL
+from qdphonon.parsers.energies import read_energies
+from qdphonon.parsers.main_output import read_main_output
+from qdphonon.parsers.run_dir import parse_run_dir
+from qdphonon.parsers.writers import write_band_edges_csv, write_trajectory_npz
+from qdphonon.parsers.xyz import dedupe_keep_last, read_positions, read_velocities, read_xyz_trajectory
+from qdphonon.rundir import run_files, truncate_to_complete_records
+
+FILES = run_files("md", "mo")
 from qdphonon.units import AU_VELOCITY_A_per_fs, BOLTZMANN_meV_per_K, HARTREE_eV
 
 DATA = Path(__file__).resolve().parent / "data" / "cp2k-2023.1"
@@ -62,7 +72,7 @@ def run_copy(fixtures_root, tmp_path):
 def parse_quiet(run_dir, **kw):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        result = parsers.parse_run_dir(run_dir, **kw)
+        result = parse_run_dir(run_dir, **kw)
     return result, [str(w.message) for w in caught]
 
 
@@ -144,7 +154,7 @@ def test_xtb_trajectories_equal_ase_and_units(run):
 
 def test_energies_equal_the_ener_file(run):
     d = run("xtb_cs4pbbr6_20steps")
-    en = parsers.read_energies(d / "md-1.ener")
+    en = read_energies(d / "md-1.ener")
     ref = ref_ener(d / "md-1.ener")
     np.testing.assert_array_equal(en.step, ref[:, 0].astype(int))
     np.testing.assert_array_equal(en.time_fs, ref[:, 1])
@@ -158,21 +168,21 @@ def test_csv_and_npz_writers(run, tmp_path):
     d = run("xtb_cs4pbbr6_20steps")
     result, _ = parse_quiet(d)
     csv = tmp_path / "be.csv"
-    parsers.write_band_edges_csv(result, csv)
-    lines = csv.read_text().splitlines()
-    header = [ln for ln in lines if ln.startswith("#")]
-    assert not any("synthetic" in ln for ln in header)
-    assert any(ln.startswith("# source: CP2K 2023.1") for ln in header) and "# level: xtb" in header
-    assert lines[len(header)] == "step,time_fs,vbm_eV,cbm_eV,gap_eV,scf_converged"
+    write_band_edges_csv(result, csv)
+    assert csv.read_text().splitlines()[0] == "step,time_fs,vbm_eV,cbm_eV,gap_eV,scf_converged"
+    meta = json.loads(csv.with_suffix(".json").read_text())
+    assert meta["synthetic"] is False and meta["level"] == "xtb" and meta["cp2k_version"] == "2023.1"
+    assert meta["md_temperature_K"] == 10.0 and meta["timestep_fs"] == 2.0 and meta["project"] == "md"
     import pandas as pd
 
-    df = pd.read_csv(csv, comment="#")
-    np.testing.assert_array_equal(df["vbm_eV"], result.band_edges.vbm_eV)
-    np.testing.assert_array_equal(df["gap_eV"], result.band_edges.gap_eV)
+    df = pd.read_csv(csv)
+    np.testing.assert_allclose(df["vbm_eV"], result.band_edges.vbm_eV, rtol=1e-11, atol=0)
+    np.testing.assert_allclose(df["gap_eV"], result.band_edges.gap_eV, rtol=1e-11, atol=0)
+    assert all(len(x.split(".")[-1]) <= 12 for x in csv.read_text().splitlines()[1].split(",")[2:5])
     assert df["scf_converged"].all()
 
     npz = tmp_path / "traj.npz"
-    parsers.write_trajectory_npz(result, npz, regions=d / "structure.xyz")
+    write_trajectory_npz(result, npz, regions=d / "structure.xyz")
     with np.load(npz) as z:
         assert z["velocities"].dtype == np.float32 and z["velocities"].shape == (21, 11, 3)
         np.testing.assert_array_equal(z["velocities"], result.velocities.values.astype(np.float32))
@@ -193,9 +203,9 @@ def test_regions_must_match_the_atoms(run, tmp_path):
     other = tmp_path / "other.xyz"
     other.write_text("\n".join(lines) + "\n")
     with pytest.raises(ValueError, match="atoms differ"):
-        parsers.write_trajectory_npz(result, tmp_path / "t.npz", regions=other)
+        write_trajectory_npz(result, tmp_path / "t.npz", regions=other)
     with pytest.raises(ValueError, match="region labels"):
-        parsers.write_trajectory_npz(result, tmp_path / "t.npz", regions=["core"] * 3)
+        write_trajectory_npz(result, tmp_path / "t.npz", regions=["core"] * 3)
 
 
 def test_cli_parse_cp2k(run, tmp_path):
@@ -284,7 +294,7 @@ def test_killed_run_drops_partial_records_with_warnings(run, tmp_path):
 def test_truncate_to_complete_records(run_copy):
     d = run_copy("xtb_cs4pbbr6_killed")
     sizes = {f: (d / f).stat().st_size for f in ("md-pos-1.xyz", "md-vel-1.xyz", "md-1.ener", "md-mo-1.MOLog")}
-    removed = parsers.truncate_to_complete_records(d)
+    removed = truncate_to_complete_records(d, FILES)
     assert removed["md-pos-1.xyz"] > 0 and removed["md-vel-1.xyz"] > 0 and removed["md-1.ener"] > 0
     for f, n in removed.items():
         assert (d / f).stat().st_size == sizes[f] - n
@@ -292,7 +302,7 @@ def test_truncate_to_complete_records(run_copy):
     assert (d / "md-1.ener").read_bytes().endswith(b"\n")
     result, warned = parse_quiet(d)
     assert not any("incomplete" in w for w in warned)
-    assert parsers.truncate_to_complete_records(d) == {f: 0 for f in removed}
+    assert truncate_to_complete_records(d, FILES) == {f: 0 for f in removed}
 
 
 def test_truncate_cuts_a_partial_mo_block(run_copy):
@@ -300,7 +310,7 @@ def test_truncate_cuts_a_partial_mo_block(run_copy):
     path = d / "md-mo-1.MOLog"
     whole = path.read_bytes()
     path.write_bytes(whole + b"\n MO| EIGENVALUES AND OCCUPATION NUMBERS\n MO|\n MO|     21   -0.3")
-    removed = parsers.truncate_to_complete_records(d)
+    removed = truncate_to_complete_records(d, FILES)
     assert path.read_bytes().rstrip() == whole.rstrip()
     assert removed["md-mo-1.MOLog"] > 0
 
@@ -339,7 +349,7 @@ def test_walltime_fixture_is_what_cp2k_wrote(run):
 def test_walltime_stopped_scf_is_flagged(run):
     d = run("xtb_cs4pbbr6_walltime")
     for name in WALLTIME_SEGMENTS:
-        evals = parsers.read_main_output(d / name).evaluations
+        evals = read_main_output(d / name).evaluations
         text = (d / name).read_text()
         # evaluations in order: the text from one 'SCF WAVEFUNCTION OPTIMIZATION' to the next
         ref = [WALLTIME_STOP in piece for piece in text.split("SCF WAVEFUNCTION OPTIMIZATION")[1:]]
@@ -347,7 +357,7 @@ def test_walltime_stopped_scf_is_flagged(run):
         for ev in evals:
             if ev.walltime_stopped:  # CP2K still prints the energy and 'NOT converged'
                 assert ev.force_done and ev.scf_converged is False
-    kinds = [(ev.kind, ev.walltime_stopped) for ev in parsers.read_main_output(d / "seg001.out").evaluations]
+    kinds = [(ev.kind, ev.walltime_stopped) for ev in read_main_output(d / "seg001.out").evaluations]
     assert kinds == [("init", True), ("trailing", True)]
 
 
@@ -432,9 +442,9 @@ def test_scf_flags_and_policies(run):
     assert dropped.dropped_steps == [i for i, ok in enumerate(flags) if not ok]
     assert any("dropped from the band edges" in w for w in warned)
     with pytest.raises(ValueError, match=r"SCF not converged at \d+ step"):
-        parsers.parse_run_dir(d, on_scf_failure="fail")
+        parse_run_dir(d, on_scf_failure="fail")
     with pytest.raises(ValueError, match="on_scf_failure"):
-        parsers.parse_run_dir(d, on_scf_failure="ignore")
+        parse_run_dir(d, on_scf_failure="ignore")
     # values of flagged steps are still the MOLog's
     blocks = ref_molog_blocks(d / "md-mo-1.MOLog")
     np.testing.assert_array_equal(kept.band_edges.vbm_eV, [b[25][0] for b in blocks])
@@ -491,19 +501,21 @@ def test_smearing_takes_edges_by_index_and_records_occupations(run):
 def test_synthetic_label_propagates(run_copy, tmp_path):
     d = run_copy("xtb_cs4pbbr6_20steps")
     for f in ("seg000.out", "md-pos-1.xyz", "md-vel-1.xyz", "md-1.ener", "md-mo-1.MOLog"):
-        (d / f).write_text(parsers.SYNTHETIC_LABEL + "\n" + (d / f).read_text())
+        (d / f).write_text(SYNTHETIC_LABEL + "\n" + (d / f).read_text())
     result, _ = parse_quiet(d)
     assert result.synthetic and result.positions.synthetic and result.velocities.synthetic and result.energies.synthetic
     assert result.positions.n_frames == 21 and result.band_edges.step.size == 21
     csv = tmp_path / "be.csv"
-    parsers.write_band_edges_csv(result, csv)
-    assert csv.read_text().splitlines()[0] == "# synthetic (mock engine)"
-    from qdphonon import analysis
+    write_band_edges_csv(result, csv)
+    assert csv.read_text().splitlines()[0] == "step,time_fs,vbm_eV,cbm_eV,gap_eV,scf_converged"
+    meta = json.loads(csv.with_suffix(".json").read_text())
+    assert meta["synthetic"] is True and meta["level"] == "mock" and "synthetic" in meta["note"]
+    from qdphonon.analysis.inputs import read_band_edges
 
-    edges = analysis.read_band_edges(csv)
+    edges = read_band_edges(csv)
     assert edges.synthetic
     npz = tmp_path / "t.npz"
-    parsers.write_trajectory_npz(result, npz)
+    write_trajectory_npz(result, npz)
     assert bool(np.load(npz)["synthetic"])
 
 
@@ -511,22 +523,27 @@ def test_synthetic_label_propagates(run_copy, tmp_path):
 def test_missing_and_empty_files_are_named(run_copy):
     d = run_copy("xtb_cs4pbbr6_20steps")
     (d / "md-vel-1.xyz").unlink()
+    result, _ = parse_quiet(d)
+    assert result.velocities is None and result.band_edges.step.size == 21
     with pytest.raises(FileNotFoundError, match="md-vel-1.xyz"):
-        parsers.parse_run_dir(d)
+        write_trajectory_npz(result, d / "t.npz")
     (d / "md-vel-1.xyz").write_text("")
     with pytest.raises(ValueError, match=r"md-vel-1\.xyz.*empty"):
-        parsers.parse_run_dir(d)
+        parse_run_dir(d)
     (d / "md-1.ener").write_text("")
     with pytest.raises(ValueError, match=r"md-1\.ener.*empty"):
-        parsers.read_energies(d / "md-1.ener")
+        read_energies(d / "md-1.ener")
     (d / "md-mo-1.MOLog").unlink()
     with pytest.raises(FileNotFoundError, match="md-mo-1.MOLog"):
-        parsers.band_edges_from_outputs([parsers.read_main_output(d / "seg000.out")], d / "md-mo-1.MOLog")
+        band_edges_from_outputs([read_main_output(d / "seg000.out")], d / "md-mo-1.MOLog")
     with pytest.raises(FileNotFoundError, match="run directory not found"):
-        parsers.parse_run_dir(d / "nothing-here")
+        parse_run_dir(d / "nothing-here")
     (d / "seg000.out").rename(d / "other.out")
-    with pytest.raises(FileNotFoundError, match=r"no segment output"):
-        parsers.parse_run_dir(d)
+    with pytest.raises(FileNotFoundError, match=r"no MOLog file next to .*other\.out"):
+        parse_run_dir(d)
+    (d / "other.out").write_text("not a CP2K output\n")
+    with pytest.raises(FileNotFoundError, match=r"no CP2K main output found"):
+        parse_run_dir(d)
 
 
 def _replace_line(path: Path, line_no: int, new: str) -> None:
@@ -547,36 +564,36 @@ def test_corrupt_xyz_line_is_named(run_copy, line_no, new):
     d = run_copy("xtb_cs4pbbr6_20steps")
     _replace_line(d / "md-pos-1.xyz", line_no, new)
     with pytest.raises(ValueError, match=rf"md-pos-1\.xyz: line {line_no}\b"):
-        parsers.read_positions(d / "md-pos-1.xyz")
+        read_positions(d / "md-pos-1.xyz")
 
 
 def test_corrupt_frame_header_and_mid_file_truncation(run_copy):
     d = run_copy("xtb_cs4pbbr6_20steps")
     _replace_line(d / "md-pos-1.xyz", 14, "      12")
     with pytest.raises(ValueError, match=r"md-pos-1\.xyz: line 14: expected the atom count 11"):
-        parsers.read_positions(d / "md-pos-1.xyz")
+        read_positions(d / "md-pos-1.xyz")
     path = d / "md-vel-1.xyz"
     lines = path.read_text().splitlines(True)
     del lines[30:33]  # a frame cut short, then whole frames appended (a continuation without trimming)
     path.write_text("".join(lines))
     with pytest.raises(ValueError, match=r"md-vel-1\.xyz: line \d+: expected the atom count"):
-        parsers.read_velocities(path)
+        read_velocities(path)
     _replace_line(d / "md-vel-1.xyz", 2, " i = x, time = 0.0")
     with pytest.raises(ValueError, match=r"md-vel-1\.xyz: line 2:"):
-        parsers.read_velocities(path)
+        read_velocities(path)
 
 
 def test_corrupt_ener_and_molog_lines_are_named(run_copy):
     d = run_copy("xtb_cs4pbbr6_20steps")
     _replace_line(d / "md-1.ener", 5, "         3            6.000000         0.00043 oops")
     with pytest.raises(ValueError, match=r"md-1\.ener: line 5\b"):
-        parsers.read_energies(d / "md-1.ener")
+        read_energies(d / "md-1.ener")
     _replace_line(d / "md-1.ener", 5, "         3            6.000000         0.00043 1.0 2.0 3.0 x.0")
     with pytest.raises(ValueError, match=r"md-1\.ener: line 5: bad number"):
-        parsers.read_energies(d / "md-1.ener")
+        read_energies(d / "md-1.ener")
     _replace_line(d / "md-mo-1.MOLog", 7, " MO|     25            -0.33      -9.1x    2.00000000")
     with pytest.raises(ValueError, match=r"md-mo-1\.MOLog: line 7\b"):
-        parsers.parse_run_dir(d)
+        parse_run_dir(d)
 
 
 def test_molog_that_does_not_fit_the_steps_is_refused(run_copy):
@@ -585,7 +602,7 @@ def test_molog_that_does_not_fit_the_steps_is_refused(run_copy):
     first = text.index(" MO| EIGENVALUES", 10)
     (d / "md-mo-1.MOLog").write_text(text[first:])  # one block missing
     with pytest.raises(ValueError, match=r"20 MO blocks do not fit the 21 dated"):
-        parsers.parse_run_dir(d)
+        parse_run_dir(d)
 
 
 # ----------------------------------------------------------------------------- reader details
@@ -604,10 +621,10 @@ def test_reader_equals_ase_for_any_layout_and_keeps_continuations_copy(tmp_path,
     frames = [(s, rng.normal(0, 20, (5, 3))) for s in (0, 1, 2, 3, 2, 3, 4)]  # 2, 3 repeated by a restart
     path = tmp_path / "t.xyz"
     _write_xyz(path, frames, symbols, fmt)
-    symbols_read, step, time_fs, values, synthetic = parsers.read_xyz_trajectory(path, chunk_bytes=1)
+    symbols_read, step, time_fs, values, synthetic = read_xyz_trajectory(path, chunk_bytes=1)
     np.testing.assert_array_equal(values, ase_frames(path))
     np.testing.assert_array_equal(step, [0, 1, 2, 3, 2, 3, 4])
-    traj = parsers.read_positions(path)
+    traj = read_positions(path)
     np.testing.assert_array_equal(traj.step, [0, 1, 2, 3, 4])
     np.testing.assert_array_equal(traj.values, ase_frames(path)[[0, 1, 4, 5, 6]])
     assert list(traj.symbols) == symbols and not synthetic
@@ -618,14 +635,14 @@ def test_fixed_width_parser_is_bit_exact_on_hard_numbers(tmp_path):
     xyz = np.resize(values, (len(values), 3))
     path = tmp_path / "hard.xyz"
     _write_xyz(path, [(0, xyz), (1, -xyz)], ["Cs"] * len(values), "%20.10f")
-    _, _, _, parsed, _ = parsers.read_xyz_trajectory(path)
+    _, _, _, parsed, _ = read_xyz_trajectory(path)
     np.testing.assert_array_equal(parsed, ase_frames(path))
     assert not np.signbit(parsed[0, 0, 0]) or parsed[0, 0, 0] == 0.0
 
 
 def test_dedupe_keep_last():
-    np.testing.assert_array_equal(parsers.dedupe_keep_last(np.array([0, 1, 2, 1, 2, 3])), [0, 3, 4, 5])
-    np.testing.assert_array_equal(parsers.dedupe_keep_last(np.array([5, 6])), [0, 1])
+    np.testing.assert_array_equal(dedupe_keep_last(np.array([0, 1, 2, 1, 2, 3])), [0, 3, 4, 5])
+    np.testing.assert_array_equal(dedupe_keep_last(np.array([5, 6])), [0, 1])
 
 
 def test_minimal_main_output_of_the_mock_engine(run_copy):
@@ -633,7 +650,7 @@ def test_minimal_main_output_of_the_mock_engine(run_copy):
     time step, and per step an SCF verdict and a marker."""
     d = run_copy("xtb_cs4pbbr6_20steps")
     ener = ref_ener(d / "md-1.ener")
-    lines = [parsers.SYNTHETIC_LABEL, " Number of electrons:   50", " MD_PAR| Time step [fs]   2.000000"]
+    lines = [SYNTHETIC_LABEL, " Number of electrons:   50", " MD_PAR| Time step [fs]   2.000000"]
     for step, time_fs in zip(ener[:, 0].astype(int), ener[:, 1]):
         lines.append("  *** SCF run converged in     5 steps ***")
         lines += [" MD_INI| MD initialization"] if step == 0 else [

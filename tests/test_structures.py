@@ -1,4 +1,4 @@
-"""Tests of the QD models (DESIGN §2): compositions, neutrality, Cs-removal rule, labels, files."""
+"""Tests of the QD models (docs/physics.md §2): compositions, neutrality, Cs-removal rule, labels, files."""
 
 from __future__ import annotations
 
@@ -10,8 +10,12 @@ import sys
 import numpy as np
 import pytest
 
-from qdphonon import structures as st
-from qdphonon.structures import QuantumDotSpec, build_quantum_dot, read_structure, system_name, write_structure
+from qdphonon.structures.lattice import a_site_class
+from qdphonon.structures.model import REGIONS
+from qdphonon.structures.neutrality import _coulomb_terms, _descend, _greedy_start, removal_candidates, removal_energy, select_removed_cs
+from qdphonon.structures.build import build_quantum_dot
+from qdphonon.structures.io import read_structure, write_structure
+from qdphonon.structures.model import QuantumDotSpec, system_name
 
 
 @functools.lru_cache(maxsize=None)
@@ -104,8 +108,8 @@ def _maps_onto_itself(symbols, pos, op) -> bool:
 
 def test_n2_removes_seven_corners_keeping_c3v():
     d = cube(2)
-    removed = st.select_removed_cs((2, 2, 2))
-    assert (st.a_site_class(removed, (2, 2, 2)) == 3).all() and len(removed) == 7
+    removed = select_removed_cs((2, 2, 2))
+    assert (a_site_class(removed, (2, 2, 2)) == 3).all() and len(removed) == 7
     rel = relative_positions(d)
     kept_corner = [p for s, p in zip(d.symbols, rel) if s == "Cs" and np.allclose(np.abs(p), d.spec.lattice_A)]
     assert len(kept_corner) == 1
@@ -125,8 +129,8 @@ def test_cube_dipole_vanishes(n):
 @pytest.mark.parametrize("n", [3, 4, 5, 6, 7])
 def test_cube_removes_all_corners_and_spreads_edges(n):
     size = (n, n, n)
-    removed = st.select_removed_cs(size)
-    cls = st.a_site_class(removed, size)
+    removed = select_removed_cs(size)
+    cls = a_site_class(removed, size)
     assert (cls == 3).sum() == 8 and (cls == 2).sum() == 3 * n - 7
     edges = removed[cls == 2]
     outer = (edges == -1) | (edges == 2 * n - 1)
@@ -136,8 +140,8 @@ def test_cube_removes_all_corners_and_spreads_edges(n):
 
 
 def _brute_force_minimum(size):
-    cands = st.removal_candidates(size)
-    phi, pair = st._coulomb_terms(size, cands)
+    cands = removal_candidates(size)
+    phi, pair = _coulomb_terms(size, cands)
     q = sum(size) + 1
     combos = np.array(list(itertools.combinations(range(len(cands)), q)))
     energy = -phi[combos].sum(axis=1)
@@ -149,19 +153,19 @@ def _brute_force_minimum(size):
 @pytest.mark.parametrize("size", [(1, 1, 1), (1, 1, 2), (2, 2, 2)])
 def test_removal_is_the_exhaustive_coulomb_minimum(size):
     e_min, phi, pair, cands = _brute_force_minimum(size)
-    removed = {tuple(r) for r in st.select_removed_cs(size).tolist()}
+    removed = {tuple(r) for r in select_removed_cs(size).tolist()}
     mask = np.array([tuple(c) in removed for c in cands.tolist()])
-    assert st.removal_energy(phi, pair, mask) == pytest.approx(e_min, abs=1e-9)
+    assert removal_energy(phi, pair, mask) == pytest.approx(e_min, abs=1e-9)
 
 
 def test_removal_beats_greedy_start_for_n5():
     size = (5, 5, 5)
-    cands = st.removal_candidates(size)
-    phi, pair = st._coulomb_terms(size, cands)
-    greedy = st._descend(phi, pair, st._greedy_start(phi, pair, 16))
-    removed = {tuple(r) for r in st.select_removed_cs(size).tolist()}
+    cands = removal_candidates(size)
+    phi, pair = _coulomb_terms(size, cands)
+    greedy = _descend(phi, pair, _greedy_start(phi, pair, 16))
+    removed = {tuple(r) for r in select_removed_cs(size).tolist()}
     chosen = np.array([tuple(c) in removed for c in cands.tolist()])
-    assert st.removal_energy(phi, pair, chosen) < st.removal_energy(phi, pair, greedy) - 1e-3
+    assert removal_energy(phi, pair, chosen) < removal_energy(phi, pair, greedy) - 1e-3
 
 
 def test_structure_scales_with_lattice_constant():
@@ -178,7 +182,7 @@ def test_structure_scales_with_lattice_constant():
 def test_every_atom_has_one_region(size, k):
     d = dot(size, k)
     assert len(d.regions) == len(d.layers) == d.n_atoms
-    assert set(d.regions) <= set(st.REGIONS)
+    assert set(d.regions) <= set(REGIONS)
     assert sum(d.counts_by_region.values()) == d.n_atoms
     if k:
         assert "surface" not in d.regions

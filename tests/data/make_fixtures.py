@@ -43,7 +43,7 @@ CHEAP_PBE = {
         },
     }
 }
-"""Cheap PBE (DESIGN §3): SZV-MOLOPT-SR-GTH, 150 Ry, 14 Angstrom box: ~20 s per MD step for Cs4PbBr6 here."""
+"""Cheap PBE (docs/physics.md §3): SZV-MOLOPT-SR-GTH, 150 Ry, 14 Angstrom box: ~20 s per MD step for Cs4PbBr6 here."""
 
 
 def env() -> dict[str, str]:
@@ -88,7 +88,7 @@ def qd(*args: str, cwd: Path, log: list[str]) -> None:
 
 def relaxed_structure(work: Path, size: int, smearing_K: float | None, reuse: bool) -> Path:
     """Build the ``size``^3 dot, relax it with GFN1-xTB (GEO_OPT) and keep the labelled relaxed XYZ."""
-    from qdphonon import engines
+    from qdphonon.engines.relax import relax
 
     name = f"cspbbr3_{size}x{size}x{size}_xtb_relaxed.xyz"
     kept = STRUCTURES / name
@@ -99,7 +99,7 @@ def relaxed_structure(work: Path, size: int, smearing_K: float | None, reuse: bo
     d.mkdir(parents=True)
     log: list[str] = []
     qd("build", "--size", str(size), str(size), str(size), "--out", "ideal.xyz", cwd=d, log=log)
-    summary = engines.relax(d / "ideal.xyz", d / "relax", d / name, "xtb", smearing_K=smearing_K)
+    summary = relax(d / "ideal.xyz", d / "relax", d / name, "xtb", smearing_K=smearing_K)
     STRUCTURES.mkdir(parents=True, exist_ok=True)
     shutil.copy(d / name, kept)
     (STRUCTURES / (name[:-4] + ".json")).write_text(
@@ -112,18 +112,21 @@ def relaxed_structure(work: Path, size: int, smearing_K: float | None, reuse: bo
 def continuation_input(structure: Path, restart_step: int, total_steps: int, dst: Path) -> str:
     """seg001.inp: the seg000 input as EXT_RESTART continuation (positions, velocities, thermostat,
     counters; SCF from md-RESTART.wfn), STEPS = the remaining steps, CENTER_COORDINATES off."""
-    from qdphonon import cp2k_input, engines, structures
+    from qdphonon.cp2k.continuation import continuation_tree
+    from qdphonon.cp2k.inputs import MDSettings, cp2k_input_tree
+    from qdphonon.cp2k.xmlspec import installed_xmlspec, parse_input_text, render_input
+    from qdphonon.structures.io import read_structure
 
-    dot = structures.read_structure(structure)
-    spec, _ = cp2k_input.installed_xmlspec("cp2k.psmp")
-    first = cp2k_input.render_input(
-        cp2k_input.cp2k_input_tree(dot.symbols, dot.positions_A, dot.box_A, level="xtb",
-                                   md=cp2k_input.MDSettings(steps=total_steps)), spec)  # fmt: skip
-    tree = engines.continuation_tree(cp2k_input.parse_input_text(first, spec), restart_file="md-1.restart",
+    dot = read_structure(structure)
+    spec, _ = installed_xmlspec("cp2k.psmp")
+    first = render_input(
+        cp2k_input_tree(dot.symbols, dot.positions_A, dot.box_A, level="xtb",
+                                   md=MDSettings(steps=total_steps)), spec)  # fmt: skip
+    tree = continuation_tree(parse_input_text(first, spec), restart_file="md-1.restart",
                                      wfn_file="md-RESTART.wfn", remaining_steps=total_steps - restart_step)
-    spec, desc = cp2k_input.installed_xmlspec("cp2k.psmp")
+    spec, desc = installed_xmlspec("cp2k.psmp")
     text = f"! qdphonon MD input, level xtb; continuation from MD step {restart_step}; validated against {desc}\n"
-    dst.write_text(text + cp2k_input.render_input(tree, spec))
+    dst.write_text(text + render_input(tree, spec))
     return f"continuation_input({structure.name}, restart_step={restart_step}, total_steps={total_steps})  # make_fixtures.py"
 
 
@@ -171,7 +174,7 @@ def pack(name: str, run: Path, structure: Path, meta: dict) -> None:
 
 
 def cp2k_version() -> str:
-    from qdphonon.cp2k_input import cp2k_version as v
+    from qdphonon.cp2k.xmlspec import cp2k_version as v
 
     return f"CP2K {v('cp2k.psmp')} (Debian cp2k.psmp, 1 MPI rank, OMP_NUM_THREADS=1)"
 
@@ -192,14 +195,14 @@ def make_xtb_20steps(work: Path, s1: Path) -> None:
 
 
 def make_xtb_restart(work: Path, s1: Path) -> None:
-    from qdphonon import parsers
+    from qdphonon.rundir import truncate_to_complete_records
 
     run, log = fresh(work, "xtb_cs4pbbr6_restart", s1), []
     qd("cp2k-input", "--structure", "structure.xyz", "--level", "xtb", "--steps", "20", "--out", "seg000.inp", cwd=run, log=log)
     kill = cp2k_killed("seg000.inp", "seg000.out", run, log, after_ener_lines=11, delay_s=0.02)
     k = restart_step(run)
-    trimmed = parsers.truncate_to_complete_records(run)
-    log.append(f"qdphonon.parsers.truncate_to_complete_records('.')  # removed bytes: {trimmed}")
+    trimmed = truncate_to_complete_records(run)
+    log.append(f"qdphonon.rundir.truncate_to_complete_records('.')  # removed bytes: {trimmed}")
     log.append(continuation_input(run / "structure.xyz", k, 20, run / "seg001.inp"))
     cp2k("seg001.inp", "seg001.out", run, log)
     pack(run.name, run, s1, {
@@ -262,14 +265,15 @@ def _walltime_segment(tree: dict, walltime_s: float | None, header: str, dst: Pa
     """Write a segment input: ``tree`` with ``GLOBAL/WALLTIME`` in (fractional) seconds, validated against the installed CP2K."""
     import copy
 
-    from qdphonon import cp2k_input, engines
+    from qdphonon.cp2k.readback import render_tree
+    from qdphonon.cp2k.xmlspec import installed_xmlspec
 
     tree = copy.deepcopy(tree)
     if walltime_s is not None:
         tree.setdefault("+global", {})["walltime"] = f"{walltime_s:.3f}"
         header += f"; GLOBAL/WALLTIME {walltime_s:.3f} s (make_fixtures.py)"
-    spec, desc = cp2k_input.installed_xmlspec("cp2k.psmp")
-    dst.write_text(engines.render_tree(tree, spec, header=f"{header}; validated against {desc}\n"))
+    spec, desc = installed_xmlspec("cp2k.psmp")
+    dst.write_text(render_tree(tree, spec, header=f"{header}; validated against {desc}\n"))
 
 
 def make_xtb_walltime(work: Path, s1: Path) -> None:
@@ -279,11 +283,13 @@ def make_xtb_walltime(work: Path, s1: Path) -> None:
     as well); seg002 continues again from the same restart file to step 20."""
     import re
 
-    from qdphonon import engines, parsers
+    from qdphonon.cp2k.continuation import continuation_tree
+    from qdphonon.cp2k.readback import read_md_input
+    from qdphonon.rundir import truncate_to_complete_records
 
     run, log = fresh(work, "xtb_cs4pbbr6_walltime", s1), []
     qd("cp2k-input", "--structure", "structure.xyz", "--level", "xtb", "--steps", "20", "--out", "md.inp", cwd=run, log=log)
-    md = engines.read_md_input(run / "md.inp")
+    md = read_md_input(run / "md.inp")
     header0 = (run / "md.inp").read_text().splitlines()[0].split("; validated against")[0]
     walltime, attempts = 0.6, []
     for _ in range(15):
@@ -310,14 +316,14 @@ def make_xtb_walltime(work: Path, s1: Path) -> None:
         raise RuntimeError(f"{run}: no WALLTIME stop in the middle of an SCF at a step in 2..17: {attempts}")
     log.append(f"# seg000.inp = md.inp with GLOBAL/WALLTIME {walltime:.3f} s (attempts: {attempts})")
     log += tries
-    trimmed = parsers.truncate_to_complete_records(run)  # what the engine does before a continuation
-    log.append(f"qdphonon.parsers.truncate_to_complete_records('.')  # removed bytes: {trimmed}")
+    trimmed = truncate_to_complete_records(run)  # what the engine does before a continuation
+    log.append(f"qdphonon.rundir.truncate_to_complete_records('.')  # removed bytes: {trimmed}")
     for i, wt in ((1, 0.01), (2, None)):
-        tree = engines.continuation_tree(md.tree, restart_file="md-1.restart", wfn_file="md-RESTART.wfn",
+        tree = continuation_tree(md.tree, restart_file="md-1.restart", wfn_file="md-RESTART.wfn",
                                          remaining_steps=20 - k)  # fmt: skip
         header = f"! qdphonon segment {i:03d} of md.inp, level xtb: continues from MD step {k} (md-1.restart)"
         _walltime_segment(tree, wt, header, run / f"seg{i:03d}.inp")
-        log.append(f"engines.continuation_tree(md.inp tree, restart_file='md-1.restart', wfn_file='md-RESTART.wfn', "
+        log.append(f"continuation_tree(md.inp tree, restart_file='md-1.restart', wfn_file='md-RESTART.wfn', "
                    f"remaining_steps={20 - k}) + WALLTIME {wt} -> seg{i:03d}.inp  # make_fixtures.py")  # fmt: skip
         cp2k(f"seg{i:03d}.inp", f"seg{i:03d}.out", run, log)
         if restart_step(run) != (k if i == 1 else 20):

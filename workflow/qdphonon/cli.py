@@ -9,6 +9,17 @@ from __future__ import annotations
 import argparse
 import sys
 
+from qdphonon import settings
+
+
+def _opt(p: argparse.ArgumentParser, flag: str, key: str, type=None, **kw) -> None:
+    """A flag mirroring the config setting ``key``: its default, choices and help come from the schema."""
+    node = settings.node(key)
+    kw.setdefault("default", settings.default(key) if "default" in node else None)
+    if "enum" in node:
+        kw.setdefault("choices", settings.choices(key))
+    p.add_argument(flag, type=type, help=settings.describe(key), **kw)
+
 
 def _floats(text: str) -> list[float]:
     """Parse a comma-separated list of floats, e.g. ``0,4.5,12,30``."""
@@ -22,26 +33,28 @@ def _floats(text: str) -> list[float]:
 def _add_build(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("build", help="build a charge-neutral CsPbBr3 (core/shell) cuboid QD")
     p.add_argument("--size", nargs=3, type=int, required=True, metavar=("NX", "NY", "NZ"))
-    p.add_argument("--shell-layers", type=int, default=0)
-    p.add_argument("--shell-metal", default="Ca")
-    p.add_argument("--lattice", type=float, default=5.87, help="lattice constant a in Angstrom")
-    p.add_argument("--vacuum", type=float, default=10.0, help="vacuum on every side in Angstrom")
+    _opt(p, "--shell-layers", "systems[].shell_layers", int)
+    _opt(p, "--shell-metal", "systems[].shell_metal")
+    _opt(p, "--lattice-A", "structure.lattice_A", float)
+    _opt(p, "--vacuum-A", "structure.vacuum_A", float)
     p.add_argument("--out", required=True, help="extended XYZ file; JSON sidecar written next to it")
     p.set_defaults(func=_run_build)
 
 
 def _run_build(args: argparse.Namespace) -> int:
-    from qdphonon import structures
+    from qdphonon.structures.build import build_quantum_dot
+    from qdphonon.structures.io import write_structure
+    from qdphonon.structures.model import QuantumDotSpec
 
-    spec = structures.QuantumDotSpec(
+    spec = QuantumDotSpec(
         size=tuple(args.size),
         shell_layers=args.shell_layers,
         shell_metal=args.shell_metal,
-        lattice_A=args.lattice,
-        vacuum_A=args.vacuum,
+        lattice_A=args.lattice_A,
+        vacuum_A=args.vacuum_A,
     )
-    dot = structures.build_quantum_dot(spec)
-    structures.write_structure(dot, args.out)
+    dot = build_quantum_dot(spec)
+    write_structure(dot, args.out)
     return 0
 
 
@@ -49,56 +62,52 @@ def _run_build(args: argparse.Namespace) -> int:
 def _add_cp2k_input(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("cp2k-input", help="write a validated CP2K input (MD or geometry optimisation)")
     p.add_argument("--structure", required=True, help="extended XYZ written by 'qdphonon build' (or a relaxation)")
-    p.add_argument("--level", required=True, choices=["xtb", "pbe"])
+    _opt(p, "--level", "level")
     p.add_argument("--run-type", default="MD", choices=["MD", "GEO_OPT"])
-    p.add_argument("--temperature", type=float, default=10.0, help="T_md in K")
-    p.add_argument("--timestep-fs", type=float, default=2.0)
-    p.add_argument("--steps", type=int, default=100)
-    p.add_argument("--seed", type=int, default=2022)
-    p.add_argument("--thermostat-timecon-fs", type=float, default=100.0)
-    p.add_argument("--trajectory-every", type=int, default=1, help="stride of positions/velocities prints")
-    p.add_argument("--eps-scf", type=float, default=1e-6)
-    p.add_argument("--max-scf", type=int, default=200)
-    p.add_argument("--smearing-K", type=float, default=None, help="Fermi-Dirac electronic temperature (explicit)")
-    p.add_argument("--geo-opt-max-iter", type=int, default=200)
-    p.add_argument("--walltime-s", type=int, default=None, help="CP2K's own WALLTIME")
-    p.add_argument("--overrides-json", default="{}", help="CP2K keyword tree merged before validation")
-    p.add_argument("--cp2k-command", default="cp2k.psmp", help="CP2K whose --xml definition validates the input")
+    _opt(p, "--md-temperature-K", "md.temperature_K", float)
+    _opt(p, "--timestep-fs", "md.timestep_fs", float)
+    _opt(p, "--steps", "md.steps", int)
+    p.add_argument("--seed", type=int, default=settings.default("md.seed"), help="the replica's seed (CP2K SEED)")
+    _opt(p, "--thermostat-timecon-fs", "md.thermostat_timecon_fs", float)
+    _opt(p, "--trajectory-every-steps", "md.trajectory_every_steps", int)
+    _add_scf(p)
+    _opt(p, "--geo-opt-max-iter", "relax.max_iter", int)
+    p.add_argument("--walltime-s", type=int, default=None, help="CP2K's own WALLTIME in seconds (default: none)")
+    _opt(p, "--overrides-json", "cp2k.overrides", _json_object)
+    _opt(p, "--cp2k-command", "cp2k.command")
     p.add_argument("--out", required=True)
     p.set_defaults(func=_run_cp2k_input)
 
 
 def _run_cp2k_input(args: argparse.Namespace) -> int:
-    import json
 
-    from qdphonon import cp2k_input, structures
+    from qdphonon.cp2k.inputs import MDSettings, SCFSettings, cp2k_input_tree
+    from qdphonon.cp2k.xmlspec import installed_xmlspec, render_input
+    from qdphonon.structures.io import read_structure
 
-    dot = structures.read_structure(args.structure)
-    try:
-        overrides = json.loads(args.overrides_json)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"--overrides-json is not JSON: {exc}") from exc
-    tree = cp2k_input.cp2k_input_tree(
+    dot = read_structure(args.structure)
+    overrides = args.overrides_json
+    tree = cp2k_input_tree(
         dot.symbols,
         dot.positions_A,
         dot.box_A,
         level=args.level,
         run_type=args.run_type,
-        md=cp2k_input.MDSettings(
-            temperature_K=args.temperature,
+        md=MDSettings(
+            temperature_K=args.md_temperature_K,
             timestep_fs=args.timestep_fs,
             steps=args.steps,
             thermostat_timecon_fs=args.thermostat_timecon_fs,
-            trajectory_every_steps=args.trajectory_every,
+            trajectory_every_steps=args.trajectory_every_steps,
             seed=args.seed,
         ),
-        scf=cp2k_input.SCFSettings(eps_scf=args.eps_scf, max_scf=args.max_scf, smearing_K=args.smearing_K),
+        scf=SCFSettings(eps_scf=args.eps_scf, max_scf=args.max_scf, smearing_K=args.smearing_K),
         walltime_s=args.walltime_s,
         geo_opt_max_iter=args.geo_opt_max_iter,
         overrides=overrides,
     )
-    spec, description = cp2k_input.installed_xmlspec(args.cp2k_command)
-    text = cp2k_input.render_input(tree, spec)
+    spec, description = installed_xmlspec(args.cp2k_command)
+    text = render_input(tree, spec)
     header = f"! qdphonon {args.run_type} input, level {args.level}; validated against {description}\n"
     with open(args.out, "w") as fh:
         fh.write(header + text)
@@ -107,8 +116,14 @@ def _run_cp2k_input(args: argparse.Namespace) -> int:
 
 
 # --- run (engines) ------------------------------------------------------------
+def _add_scf(p: argparse.ArgumentParser) -> None:
+    _opt(p, "--eps-scf", "scf.eps_scf", float)
+    _opt(p, "--max-scf", "scf.max_scf", int)
+    _opt(p, "--smearing-K", "scf.smearing_K", float)
+
+
 def _add_cp2k_launch(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--cp2k-command", default="cp2k.psmp", help="CP2K executable, found on PATH")
+    _opt(p, "--cp2k-command", "cp2k.command")
     p.add_argument("--mpi", default=None, help="MPI launcher (mpirun, srun) used when --tasks > 1")
     p.add_argument("--tasks", type=int, default=1, help="MPI ranks (1: a single rank without the launcher)")
     p.add_argument("--threads", type=int, default=1, help="OpenMP threads per rank")
@@ -118,60 +133,63 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run-aimd", help="run (or continue) an AIMD with real CP2K or the synthetic mock engine")
     p.add_argument("--input", required=True, help="the MD input (qdphonon cp2k-input)")
     p.add_argument("--run-dir", required=True, help="directory of the segments and CP2K's files")
-    p.add_argument("--engine", required=True, choices=["cp2k", "mock"])
+    _opt(p, "--engine", "engine")
     p.add_argument("--structure", required=True, help="labelled extended XYZ of the MD's start structure")
     p.add_argument("--record", default=None, help="run.json written on completion (default RUN_DIR/run.json)")
     _add_cp2k_launch(p)
     p.add_argument("--runtime-min", type=float, default=None, help="job wall time in minutes (sets CP2K's WALLTIME)")
-    p.add_argument("--walltime-margin-min", type=float, default=10.0, help="minutes kept free for CP2K's clean stop")
-    p.add_argument("--on-scf-failure", default="drop_step", choices=["drop_step", "keep_flagged", "fail"])
-    p.add_argument("--mock-params-json", default="{}", help="mock engine parameters (overrides MOCK_DEFAULTS)")
+    _opt(p, "--walltime-margin-min", "cp2k.walltime_margin_min", float)
+    _opt(p, "--on-scf-failure", "scf.on_failure")
+    _opt(p, "--mock-params-json", "mock", _json_object)
     p.set_defaults(func=_run_aimd)
 
     r = sub.add_parser("relax", help="geometry optimisation at the MD's level (mock: pass the structure through)")
     r.add_argument("--structure", required=True)
-    r.add_argument("--engine", required=True, choices=["cp2k", "mock"])
-    r.add_argument("--level", required=True, choices=["xtb", "pbe"])
+    _opt(r, "--engine", "engine")
+    _opt(r, "--level", "level")
     r.add_argument("--workdir", required=True, help="directory of relax.inp/relax.out and CP2K's files")
     r.add_argument("--out", required=True, help="relaxed structure (extended XYZ, labels kept)")
     _add_cp2k_launch(r)
-    r.add_argument("--max-iter", type=int, default=200)
-    r.add_argument("--smearing-K", type=float, default=None, help="Fermi-Dirac electronic temperature (explicit)")
-    r.add_argument("--eps-scf", type=float, default=1e-6)
-    r.add_argument("--max-scf", type=int, default=200)
-    r.add_argument("--overrides-json", default="{}", help="CP2K keyword tree merged before validation")
+    _opt(r, "--max-iter", "relax.max_iter", int)
+    _add_scf(r)
+    _opt(r, "--overrides-json", "cp2k.overrides", _json_object)
     r.set_defaults(func=_run_relax)
 
 
-def _json_arg(text: str, flag: str) -> dict:
+def _json_object(text: str | dict) -> dict:
+    """A JSON object given on the command line (or already decoded from --settings-json)."""
     import json
 
+    if isinstance(text, dict):
+        return text
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ValueError(f"{flag} is not JSON: {exc}") from exc
+        raise argparse.ArgumentTypeError(f"not JSON: {exc}") from exc
     if not isinstance(value, dict):
-        raise ValueError(f"{flag} must be a JSON object")
+        raise argparse.ArgumentTypeError("must be a JSON object")
     return value
 
 
 def _run_aimd(args: argparse.Namespace) -> int:
-    from qdphonon import engines
+    from qdphonon.engines.cp2k import run_cp2k
+    from qdphonon.engines.errors import EngineError, RunInterrupted, WalltimeReached
+    from qdphonon.engines.mock import run_mock
 
     try:
         if args.engine == "mock":
-            record = engines.run_mock(args.input, args.run_dir, args.structure,
-                                      _json_arg(args.mock_params_json, "--mock-params-json"), record_path=args.record)
+            record = run_mock(args.input, args.run_dir, args.structure,
+                                      _json_object(args.mock_params_json), record_path=args.record)
         else:
-            record = engines.run_cp2k(
+            record = run_cp2k(
                 args.input, args.run_dir, cp2k_command=args.cp2k_command, mpi=args.mpi or None, tasks=args.tasks,
                 threads=args.threads, runtime_min=args.runtime_min, walltime_margin_min=args.walltime_margin_min,
                 on_scf_failure=args.on_scf_failure, record_path=args.record,
             )  # fmt: skip
-    except (engines.WalltimeReached, engines.RunInterrupted) as exc:
+    except (WalltimeReached, RunInterrupted) as exc:
         print(f"qdphonon run-aimd: {exc}", file=sys.stderr)
         return exc.exit_status
-    except engines.EngineError as exc:
+    except EngineError as exc:
         print(f"qdphonon run-aimd: error: {exc}", file=sys.stderr)
         return 1
     print(f"run-aimd: {record['engine']} run complete, {record['total_steps']} MD steps"
@@ -180,16 +198,17 @@ def _run_aimd(args: argparse.Namespace) -> int:
 
 
 def _run_relax(args: argparse.Namespace) -> int:
-    from qdphonon import engines
+    from qdphonon.engines.errors import EngineError
+    from qdphonon.engines.relax import relax
 
     try:
-        summary = engines.relax(
+        summary = relax(
             args.structure, args.workdir, args.out, args.level, engine=args.engine, cp2k_command=args.cp2k_command,
             mpi=args.mpi or None, tasks=args.tasks, threads=args.threads, max_iter=args.max_iter,
             smearing_K=args.smearing_K, eps_scf=args.eps_scf, max_scf=args.max_scf,
-            overrides=_json_arg(args.overrides_json, "--overrides-json"),
+            overrides=_json_object(args.overrides_json),
         )  # fmt: skip
-    except engines.EngineError as exc:
+    except EngineError as exc:
         print(f"qdphonon relax: error: {exc}", file=sys.stderr)
         return 1
     print(f"relax: {summary}", file=sys.stderr)
@@ -199,32 +218,41 @@ def _run_relax(args: argparse.Namespace) -> int:
 # --- parse-cp2k (parsers) -----------------------------------------------------
 def _add_parse(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("parse-cp2k", help="band edges (CSV) and trajectories (NPZ) from a CP2K run directory")
-    p.add_argument("--run-dir", required=True, help="segments seg000.out, ... and CP2K's md-* files")
-    p.add_argument("--out", required=True, help="band-edge CSV: step,time_fs,vbm_eV,cbm_eV,gap_eV,scf_converged")
+    p.add_argument("--run-dir", required=True, help="a CP2K MD directory: ours (segments.json) or any CP2K run")
+    p.add_argument("--output", action="append", default=None, metavar="FILE",
+                   help="a CP2K main output of the run, repeated in run order (default: found by CP2K's banner)")
+    p.add_argument("--molog", default=None, help="the MOLog file (default: the one {project}-*.MOLog present)")
+    p.add_argument("--out", required=True, help="band-edge CSV (step,time_fs,vbm_eV,cbm_eV,gap_eV,scf_converged) "
+                   "and its .json sidecar")
     p.add_argument("--trajectory-out", default=None, help="NPZ with velocities (A/fs), positions (A), time_fs, step, symbols")
     p.add_argument("--structure", default=None, help="extended XYZ with a region column: per-atom regions in the NPZ")
-    p.add_argument("--on-scf-failure", default="drop_step", choices=["drop_step", "keep_flagged", "fail"])
+    p.add_argument("--on-scf-failure", default=settings.default("scf.on_failure"),
+                   choices=settings.choices("scf.on_failure"), help=settings.describe("scf.on_failure"))
     p.set_defaults(func=_run_parse)
 
 
 def _run_parse(args: argparse.Namespace) -> int:
     import warnings
 
-    from qdphonon import parsers
+    from qdphonon.parsers.common import ParseWarning
+    from qdphonon.parsers.run_dir import parse_run_dir
+    from qdphonon.parsers.writers import write_band_edges_csv, write_trajectory_npz
 
     with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", parsers.ParseWarning)
-        result = parsers.parse_run_dir(args.run_dir, on_scf_failure=args.on_scf_failure)
-        parsers.write_band_edges_csv(result, args.out)
+        warnings.simplefilter("always", ParseWarning)
+        result = parse_run_dir(args.run_dir, on_scf_failure=args.on_scf_failure, outputs=args.output,
+                               molog=args.molog)
+        write_band_edges_csv(result, args.out)
         if args.trajectory_out:
-            parsers.write_trajectory_npz(result, args.trajectory_out, regions=args.structure)
+            write_trajectory_npz(result, args.trajectory_out, regions=args.structure)
     for w in caught:
         print(f"parse-cp2k: warning: {w.message}", file=sys.stderr)
     e = result.band_edges
     label = " [synthetic (mock engine)]" if result.synthetic else ""
     print(
         f"parse-cp2k: {e.step.size} steps of band edges ({result.n_scf_unconverged} SCF not converged, "
-        f"policy {result.scf_policy}), {result.velocities.n_frames} trajectory frames{label}",
+        f"policy {result.scf_policy}), "
+        f"{result.velocities.n_frames if result.velocities else 0} trajectory frames{label}",
         file=sys.stderr,
     )
     return 0
@@ -237,14 +265,16 @@ def _add_analyze(sub: argparse._SubParsersAction) -> None:
         help="band edges (and velocities) of one system -> spectral_density.csv, linewidth.json, vdos.csv",
     )
     p.add_argument("--band-edges", nargs="+", required=True, metavar="CSV", help="one CSV per replica")
-    p.add_argument("--md-temperature", type=float, required=True, help="T_md of the MD in K")
-    p.add_argument("--temperature", type=float, default=300.0, help="T of the reported linewidth in K")
+    p.add_argument("--md-temperature-K", type=float, default=None,
+                   help="T_md of the MD in K (default: md_temperature_K of the tables' .json sidecars; "
+                        "a sidecar that says otherwise is refused)")
+    _opt(p, "--report-temperature-K", "analysis.temperature_K", float)
     p.add_argument("--outdir", required=True)
-    p.add_argument("--regions", type=_floats, default=[0.0, 4.5, 12.0, 30.0], help="region edges in meV")
-    p.add_argument("--discard-fs", type=float, default=0.0, help="equilibration to drop, fs")
+    _opt(p, "--regions", "analysis.region_edges_meV", _floats)
+    _opt(p, "--discard-fs", "md.equilibration_fs", float)
     p.add_argument("--velocities", nargs="+", default=None, metavar="NPZ", help="velocity .npz per replica (VDOS)")
     p.add_argument("--structure", default=None, help="structure JSON sidecar of the system")
-    p.add_argument("--blocks", type=int, default=4, help="blocks for the error bar of a single replica")
+    _opt(p, "--blocks", "analysis.blocks", int)
     p.add_argument("--system", default=None, help="system name (default: structure JSON or outdir name)")
     p.set_defaults(func=_run_analyze)
 
@@ -252,16 +282,21 @@ def _add_analyze(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--linewidths", nargs="+", required=True, metavar="JSON")
     s.add_argument("--structures", nargs="*", default=[], metavar="JSON")
     s.add_argument("--out", required=True)
+    s.add_argument("--config-digest", default=None, help="digest of the campaign's config, recorded in every row")
     s.set_defaults(func=_run_summarize)
 
 
 def _run_analyze(args: argparse.Namespace) -> int:
-    from qdphonon import analysis
+    from qdphonon.analysis.inputs import md_temperature_from_sidecars
+    from qdphonon.analysis.system import analyze_system
 
-    analysis.analyze_system(
+    md_temperature_K = args.md_temperature_K
+    if md_temperature_K is None:
+        md_temperature_K = md_temperature_from_sidecars(args.band_edges)
+    analyze_system(
         args.band_edges,
-        md_temperature_K=args.md_temperature,
-        temperature_K=args.temperature,
+        md_temperature_K=md_temperature_K,
+        temperature_K=args.report_temperature_K,
         region_edges_meV=args.regions,
         discard_fs=args.discard_fs,
         outdir=args.outdir,
@@ -274,9 +309,9 @@ def _run_analyze(args: argparse.Namespace) -> int:
 
 
 def _run_summarize(args: argparse.Namespace) -> int:
-    from qdphonon import analysis
+    from qdphonon.analysis.summary import write_summary
 
-    analysis.write_summary(args.linewidths, args.structures, args.out)
+    write_summary(args.linewidths, args.structures, args.out, config_digest=args.config_digest)
     return 0
 
 
@@ -329,17 +364,43 @@ def _not_ready(name: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser with every sub-command registered."""
+    """The argument parser with every sub-command registered; each takes ``--settings-json``."""
     parser = argparse.ArgumentParser(prog="qdphonon", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (_add_build, _add_cp2k_input, _add_run, _add_parse, _add_analyze, _add_plot, _add_check):
         add(sub)
+    for p in sub.choices.values():
+        p.add_argument("--settings-json", type=_json_object, default=None, metavar="JSON",
+                       help="a JSON object of this command's settings by option name (e.g. "
+                            '{"md_temperature_K": 10}); flags given on the command line win')  # fmt: skip
     return parser
+
+
+def apply_settings(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """Parse ``argv``; values of ``--settings-json`` fill options not given as flags. An unknown key is an error."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("command", nargs="?")
+    pre.add_argument("--settings-json", type=_json_object, default=None)
+    known, _ = pre.parse_known_args(argv)
+    sub = parser._subparsers._group_actions[0].choices.get(known.command)  # noqa: SLF001
+    if known.settings_json and sub is not None:
+        actions = {a.dest: a for a in sub._actions}  # noqa: SLF001
+        unknown = sorted(set(known.settings_json) - set(actions))
+        if unknown:
+            parser.error(f"{known.command}: --settings-json: unknown setting(s) {', '.join(unknown)}")
+        for key, value in known.settings_json.items():
+            action = actions[key]
+            if action.type is not None and isinstance(value, str):
+                value = action.type(value)
+            if action.choices is not None and value not in action.choices:
+                parser.error(f"{known.command}: --settings-json: {key}={value!r} is not one of {list(action.choices)}")
+            action.default, action.required = value, False
+    return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``qdphonon`` console script."""
-    args = build_parser().parse_args(argv)
+    args = apply_settings(build_parser(), argv)
     try:
         return int(args.func(args) or 0)
     except (ValueError, FileNotFoundError, KeyError) as exc:

@@ -50,8 +50,8 @@ def load_analysis_dir(path: str | os.PathLike) -> dict:
     if not lw_path.is_file():
         raise FileNotFoundError(f"{lw_path}: linewidth.json not found")
     lw = json.loads(lw_path.read_text(encoding="utf-8"))
-    spec = pd.read_csv(path / "spectral_density.csv", comment="#") if (path / "spectral_density.csv").is_file() else None
-    vdos = pd.read_csv(path / "vdos.csv", comment="#") if (path / "vdos.csv").is_file() else None
+    spec = pd.read_csv(path / "spectral_density.csv") if (path / "spectral_density.csv").is_file() else None
+    vdos = pd.read_csv(path / "vdos.csv") if (path / "vdos.csv").is_file() else None
     return {"dir": str(path), "system": lw.get("system") or path.name, "linewidth": lw, "spectrum": spec, "vdos": vdos}
 
 
@@ -167,20 +167,9 @@ def _region_names_from_summary(summary: pd.DataFrame) -> list[str]:
     return [c[2:] for c in summary.columns if c.startswith("S_") and not c.endswith("_err")]
 
 
-NM_PER_OCTAHEDRON = 0.587
-"""Edge length per octahedron (lattice constant 5.87 A), used when a summary lacks ``edge_nm``."""
-
-
 def edge_lengths_nm(summary: pd.DataFrame) -> np.ndarray:
-    """Edge length per row: ``edge_nm``, else the largest of ``nx, ny, nz`` times 0.587 nm, else NaN."""
-    n = len(summary)
-    edge = _num(summary["edge_nm"]) if "edge_nm" in summary else np.full(n, np.nan)
-    sizes = [_num(summary[c]) for c in ("nx", "ny", "nz") if c in summary]
-    if sizes:
-        with np.errstate(invalid="ignore"):
-            from_size = np.fmax.reduce(sizes) * NM_PER_OCTAHEDRON
-        edge = np.where(np.isnan(edge), from_size, edge)
-    return edge
+    """Mean edge length per row (the summary's numeric ``edge_nm``, from the built structure), NaN when absent."""
+    return _num(summary["edge_nm"]) if "edge_nm" in summary else np.full(len(summary), np.nan)
 
 
 def _edge_axis(ax, summary: pd.DataFrame, categorical: bool) -> None:

@@ -21,18 +21,19 @@ rule run_aimd:
         runtime=aimd_runtime_min,
         mem_mb=aimd_mem_mb,
     params:
-        engine=config["engine"],
         run_dir=lambda wc, output: os.path.dirname(output.record),
-        cp2k_command=config["cp2k"]["command"],
-        margin=config["cp2k"]["walltime_margin_min"],
-        on_failure=config["scf"]["on_failure"],
-        mock=json.dumps(config["mock"], sort_keys=True),
+        settings=settings_record(
+            engine=config["engine"],
+            cp2k_command=config["cp2k"]["command"],
+            walltime_margin_min=config["cp2k"]["walltime_margin_min"],
+            on_scf_failure=config["scf"]["on_failure"],
+            mock_params_json=config["mock"],
+        ),
     shell:
-        "python -m qdphonon run-aimd --input {input.inp} --structure {input.xyz} --run-dir {params.run_dir}"
-        " --engine {params.engine} --record {output.record} --cp2k-command {params.cp2k_command}"
-        " --mpi={resources.mpi:q} --tasks {resources.tasks} --threads {resources.cpus_per_task}"
-        " --runtime-min {resources.runtime} --walltime-margin-min {params.margin}"
-        " --on-scf-failure {params.on_failure} --mock-params-json {params.mock:q} >> {log} 2>&1"
+        "python -m qdphonon run-aimd --input {input.inp:q} --structure {input.xyz:q}"
+        " --run-dir {params.run_dir:q} --record {output.record:q} --mpi={resources.mpi:q}"
+        " --tasks {resources.tasks:q} --threads {resources.cpus_per_task:q}"
+        " --runtime-min {resources.runtime:q} --settings-json {params.settings:q} >> {log:q} 2>&1"
 
 
 rule parse_band_edges:
@@ -51,8 +52,8 @@ rule parse_band_edges:
         "../../envs/cp2k.yaml"
     params:
         run_dir=lambda wc, input: os.path.dirname(input.record),
-        on_failure=config["scf"]["on_failure"],
+        settings=settings_record(on_scf_failure=config["scf"]["on_failure"]),
     shell:
-        "python -m qdphonon parse-cp2k --run-dir {params.run_dir} --structure {input.xyz}"
-        " --on-scf-failure {params.on_failure} --out {output.csv} --trajectory-out {output.npz}"
-        " > {log} 2>&1"
+        "python -m qdphonon parse-cp2k --run-dir {params.run_dir:q} --structure {input.xyz:q}"
+        " --out {output.csv:q} --trajectory-out {output.npz:q} --settings-json {params.settings:q}"
+        " > {log:q} 2>&1"

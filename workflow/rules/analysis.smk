@@ -24,18 +24,18 @@ rule analyze_system:
     conda:
         "../../envs/analysis.yaml"
     params:
-        md_temperature=config["md"]["temperature_K"],
-        temperature=config["analysis"]["temperature_K"],
-        regions=",".join(str(e) for e in config["analysis"]["region_edges_meV"]),
-        discard=md_param("equilibration_fs"),
-        blocks=config["analysis"]["blocks"],
         outdir=lambda wc, output: os.path.dirname(output.linewidth),
+        settings=lambda wc: settings_record(
+            md_temperature_K=config["md"]["temperature_K"],
+            report_temperature_K=config["analysis"]["temperature_K"],
+            regions=config["analysis"]["region_edges_meV"],
+            discard_fs=system_of(wc).md["equilibration_fs"],
+            blocks=config["analysis"]["blocks"],
+        ),
     shell:
-        "python -m qdphonon analyze --band-edges {input.csvs} --velocities {input.npzs}"
-        " --structure {input.structure} --md-temperature {params.md_temperature}"
-        " --temperature {params.temperature} --regions {params.regions}"
-        " --discard-fs {params.discard} --blocks {params.blocks} --outdir {params.outdir}"
-        " > {log} 2>&1"
+        "python -m qdphonon analyze --band-edges {input.csvs:q} --velocities {input.npzs:q}"
+        " --structure {input.structure:q} --outdir {params.outdir:q}"
+        " --settings-json {params.settings:q} > {log:q} 2>&1"
 
 
 rule summarize_campaign:
@@ -56,9 +56,11 @@ rule summarize_campaign:
     localrule: True
     conda:
         "../../envs/analysis.yaml"
+    params:
+        digest=settings_digest(config),
     shell:
-        "python -m qdphonon summarize --linewidths {input.linewidths} --structures {input.structures}"
-        " --out {output} > {log} 2>&1"
+        "python -m qdphonon summarize --linewidths {input.linewidths:q} --structures {input.structures:q}"
+        " --config-digest {params.digest:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule plot_figures:
@@ -89,5 +91,5 @@ rule plot_figures:
         dirs=expand(f"{RESULTS}/analysis/{{system}}", system=SYSTEMS),
         outdir=lambda wc, output: os.path.dirname(output[0]),
     shell:
-        "python -m qdphonon plot --summary {input.summary} --analysis-dirs {params.dirs}"
-        " --outdir {params.outdir} > {log} 2>&1"
+        "python -m qdphonon plot --summary {input.summary:q} --analysis-dirs {params.dirs:q}"
+        " --outdir {params.outdir:q} > {log:q} 2>&1"

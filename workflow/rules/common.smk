@@ -8,7 +8,7 @@ from snakemake.utils import validate
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
 
 from qdphonon.config import ConfigError, campaign_from_config, replica_seed
-from qdphonon.config import aimd_cost_estimate
+from qdphonon.config import aimd_cost_estimate, settings_digest
 
 validate(config, schema="../schemas/config.schema.yaml")
 
@@ -65,19 +65,22 @@ def all_targets():
     ]
 
 
-def md_param(key):
-    """Param function: an MD setting of the wildcard's system (after per-system overrides)."""
-    return lambda wildcards: system_of(wildcards).md[key]
-
-
 def seed_of(wildcards):
     return replica_seed(config["md"]["seed"], wildcards.system, wildcards.replica)
 
 
-def smearing_arg():
-    """The explicit smearing flag, or nothing (integer occupations)."""
-    smearing = config["scf"]["smearing_K"]
-    return "" if smearing is None else f"--smearing-K {smearing}"
+def settings_record(**settings):
+    """One JSON record of a command's settings (passed quoted as --settings-json; no config string
+    ever reaches the shell unquoted)."""
+    return json.dumps(settings, sort_keys=True)
+
+
+def scf_settings():
+    return dict(
+        eps_scf=config["scf"]["eps_scf"],
+        max_scf=config["scf"]["max_scf"],
+        smearing_K=config["scf"]["smearing_K"],
+    )
 
 
 def aimd_tasks(wildcards):
@@ -96,7 +99,7 @@ def aimd_mpi(wildcards):
 
 
 def aimd_runtime_min(wildcards, resources=None):
-    """Wall time of one AIMD job in minutes from the cost model (DESIGN §3 timings), capped at
+    """Wall time of one AIMD job in minutes from the cost model (docs/physics.md §3 timings), capped at
     48 h: longer trajectories continue from the restart file in the next submission."""
     if config["engine"] == "mock":
         return 10

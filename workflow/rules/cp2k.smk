@@ -18,22 +18,19 @@ rule relax_structure:
         runtime=relax_runtime_min,
         mem_mb=aimd_mem_mb,
     params:
-        engine=config["engine"],
-        level=config["level"],
         workdir=f"{RESULTS}/relax/{{system}}",
-        cp2k_command=config["cp2k"]["command"],
-        max_iter=config["relax"]["max_iter"],
-        eps_scf=config["scf"]["eps_scf"],
-        max_scf=config["scf"]["max_scf"],
-        smearing=smearing_arg(),
-        overrides=json.dumps(config["cp2k"]["overrides"], sort_keys=True),
+        settings=settings_record(
+            engine=config["engine"],
+            level=config["level"],
+            cp2k_command=config["cp2k"]["command"],
+            max_iter=config["relax"]["max_iter"],
+            overrides_json=config["cp2k"]["overrides"],
+            **scf_settings(),
+        ),
     shell:
-        "python -m qdphonon relax --structure {input.xyz} --engine {params.engine}"
-        " --level {params.level} --workdir {params.workdir} --out {output.xyz}"
-        " --cp2k-command {params.cp2k_command} --mpi={resources.mpi:q} --tasks {resources.tasks}"
-        " --threads {resources.cpus_per_task} --max-iter {params.max_iter}"
-        " --eps-scf {params.eps_scf} --max-scf {params.max_scf} {params.smearing}"
-        " --overrides-json {params.overrides:q} > {log} 2>&1"
+        "python -m qdphonon relax --structure {input.xyz:q} --workdir {params.workdir:q}"
+        " --out {output.xyz:q} --mpi={resources.mpi:q} --tasks {resources.tasks:q}"
+        " --threads {resources.cpus_per_task:q} --settings-json {params.settings:q} > {log:q} 2>&1"
 
 
 rule write_cp2k_input:
@@ -46,24 +43,20 @@ rule write_cp2k_input:
         f"{RESULTS}/logs/write_cp2k_input/{{system}}/{{replica}}.log",
     localrule: True
     conda:
-        "../../envs/structures.yaml"
+        "../../envs/cp2k.yaml"
     params:
-        level=config["level"],
-        temperature=config["md"]["temperature_K"],
-        timestep=md_param("timestep_fs"),
-        steps=md_param("steps"),
-        stride=md_param("trajectory_every_steps"),
-        timecon=config["md"]["thermostat_timecon_fs"],
-        seed=seed_of,
-        eps_scf=config["scf"]["eps_scf"],
-        max_scf=config["scf"]["max_scf"],
-        smearing=smearing_arg(),
-        cp2k_command=config["cp2k"]["command"],
-        overrides=json.dumps(config["cp2k"]["overrides"], sort_keys=True),
+        settings=lambda wc: settings_record(
+            level=config["level"],
+            md_temperature_K=config["md"]["temperature_K"],
+            timestep_fs=system_of(wc).md["timestep_fs"],
+            steps=system_of(wc).md["steps"],
+            trajectory_every_steps=system_of(wc).md["trajectory_every_steps"],
+            thermostat_timecon_fs=config["md"]["thermostat_timecon_fs"],
+            seed=seed_of(wc),
+            cp2k_command=config["cp2k"]["command"],
+            overrides_json=config["cp2k"]["overrides"],
+            **scf_settings(),
+        ),
     shell:
-        "python -m qdphonon cp2k-input --structure {input.xyz} --level {params.level}"
-        " --temperature {params.temperature} --timestep-fs {params.timestep} --steps {params.steps}"
-        " --trajectory-every {params.stride} --thermostat-timecon-fs {params.timecon}"
-        " --seed {params.seed} --eps-scf {params.eps_scf} --max-scf {params.max_scf} {params.smearing}"
-        " --cp2k-command {params.cp2k_command} --overrides-json {params.overrides:q}"
-        " --out {output.inp} > {log} 2>&1"
+        "python -m qdphonon cp2k-input --structure {input.xyz:q} --out {output.inp:q}"
+        " --settings-json {params.settings:q} > {log:q} 2>&1"

@@ -1,0 +1,336 @@
+"""The real-CP2K engine: one MD segment per call, continuing from CP2K's restart file.
+
+A fresh run starts ``seg000``; after a kill, a wall-time stop or a crash the next call
+continues from ``{project}-1.restart`` (its backup when the kill cut it short) with
+``&EXT_RESTART`` and the saved wavefunction, after trimming the killed segment's partial
+records (:func:`qdphonon.rundir.truncate_to_complete_records`). The run-directory layout is
+:mod:`qdphonon.rundir`'s; how CP2K is started and stopped is :mod:`qdphonon.engines.process`'s.
+
+CP2K facts this relies on (2023.1, measured): with ``EXT_RESTART`` and restored counters,
+``STEPS`` counts from the restart step (so a continuation asks for the remaining steps;
+``MAX_STEPS`` stops one step short), and ``CENTER_COORDINATES`` would re-centre the restored
+positions (so continuations switch it off); ``GLOBAL/WALLTIME`` ends a run cleanly (exit 0,
+"MD run terminated - exceeded requested execution time", restart file of the last finished
+step; the interrupted SCF prints its energy line but no MO block); trajectory, energy and
+restart files are written step by step in that order, so a SIGKILL leaves at most one
+partial record per file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shlex
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+from qdphonon.cp2k.continuation import continuation_tree, with_restart_backup, with_walltime
+from qdphonon.cp2k.readback import MDInput, read_md_input, render_tree
+from qdphonon.cp2k.xmlspec import cp2k_version, installed_xmlspec
+from qdphonon.engines.errors import EXIT_WALLTIME, EngineError, RunDirMismatchError, RunInterrupted, SCFConvergenceError, WalltimeReached
+from qdphonon.engines.process import ProcessResult, cp2k_command_line, cp2k_environment, find_cp2k, run_process
+from qdphonon.parsers.main_output import read_main_output
+from qdphonon.metadata import now_iso, run_record
+from qdphonon.parsers.energies import read_energies
+from qdphonon.rundir import (
+    RECORD_FILE, STATE_FILE, SegmentEnd, check_same_engine, check_same_input, ended_on_exit_file, ended_on_walltime,
+    foreign_files, output_ended, read_json, restart_source, segment_files, truncate_to_complete_records, wipe_run_files,
+    write_json_atomic,
+)
+
+
+ENGINES = ("cp2k", "mock")
+
+
+SCF_FAILURE_POLICIES = ("drop_step", "keep_flagged", "fail")
+
+
+class _SCFWatch:
+    """Stops a segment at the first MD step whose SCF did not converge (policy ``fail``).
+
+    Scans the new bytes of the output for CP2K's warnings and lets
+    :func:`qdphonon.parsers.main_output.read_main_output` confirm that a finished step is affected (an
+    SCF cut by the WALLTIME, or an inner loop that an outer SCF loop later converges, is not).
+    """
+
+    def __init__(self, output: Path, start_step: int = 0):
+        self.output = output
+        self.start_step = start_step
+        self.offset = 0
+        self.suspect = False
+
+    def __call__(self) -> str | None:
+
+        try:
+            with open(self.output, "rb") as fh:
+                fh.seek(self.offset)
+                chunk = fh.read()
+        except FileNotFoundError:
+            return None
+        self.offset += len(chunk)
+        if b"SCF run NOT converged" in chunk or b"outer SCF loop FAILED" in chunk:
+            self.suspect = True
+        if not self.suspect:
+            return None
+        evals = read_main_output(self.output).evaluations
+        bad = [self.start_step if ev.step is None else ev.step
+               for ev in evals if ev.kind != "trailing" and ev.scf_converged is False]  # fmt: skip
+        if bad:
+            return f"SCF not converged at MD step {bad[0]} (policy fail)"
+        self.suspect = bool(evals) and evals[-1].kind == "trailing" and evals[-1].scf_converged is False
+        return None
+
+
+def last_energy_step(run_dir: Path, files: Mapping[str, str | None]) -> int | None:
+    """Last MD step with an energy record, or None (no file, empty, or unreadable)."""
+    path = run_dir / files["energies"]
+    if not path.is_file() or path.stat().st_size == 0:
+        return None
+    try:
+        return int(read_energies(path).step.max())
+    except ValueError:
+        return None
+
+
+def scf_unconverged_steps(outputs: Sequence[Path]) -> list[int]:
+    """MD steps whose SCF did not converge, from the segments' main outputs (a step re-evaluated by a
+    continuation counts with its last evaluation)."""
+    verdict: dict[int, bool] = {}
+    for path in outputs:
+        if not path.is_file() or path.stat().st_size == 0:
+            continue
+        for ev in read_main_output(path).evaluations:
+            if ev.kind != "trailing" and ev.step is not None:
+                verdict[int(ev.step)] = ev.scf_converged is not False
+    return sorted(s for s, ok in verdict.items() if not ok)
+
+
+def reconcile_killed(state: dict[str, Any], run_dir: Path, files: Mapping[str, str | None]) -> None:
+    """A segment still marked ``running`` was killed together with its engine (SIGKILL, node failure)."""
+    for seg in state["segments"]:
+        if seg.get("ended") != SegmentEnd.RUNNING:
+            continue
+        out = run_dir / seg["output"]
+        seg["end_step"] = restart_source(run_dir, files)[1]
+        seg["exit_status"] = None
+        seg["wall_s"] = round(out.stat().st_mtime - seg["started_epoch"], 3) if out.is_file() else None
+        finished = seg["end_step"] is not None and seg["end_step"] >= state["steps"] and output_ended(out)
+        if not out.is_file() or out.stat().st_size == 0:
+            seg["ended"], seg["note"] = SegmentEnd.EMPTY.value, "killed before CP2K wrote its output; set aside"
+            continue
+        seg["ended"] = SegmentEnd.COMPLETED.value if finished else SegmentEnd.KILLED.value
+        how = "after CP2K finished" if finished else "while CP2K ran (killed with its job)"
+        seg["note"] = f"engine process gone {how}"
+
+
+def _abort_message(output: Path) -> str:
+    """CP2K's ABORT box (or the last lines) of an output, for error messages."""
+    try:
+        text = output.read_text(errors="replace")
+    except FileNotFoundError:
+        return f"{output} was not written"
+    m = re.search(r"\[ABORT\].*?(?=\n\s*\*{10,}\s*\n|\Z)", text, re.DOTALL)
+    if m:
+        return " ".join(line.strip(" *") for line in m.group(0).splitlines() if line.strip(" *"))
+    return " | ".join(line.strip() for line in text.strip().splitlines()[-5:])
+
+
+def _segment_header(
+    index: int, md: MDInput, input_path: Path, start: int | None, restart: str | None, spec_desc: str
+) -> str:
+    origin = "fresh start" if start is None else f"continues from MD step {start} ({restart})"
+    return (
+        f"! qdphonon segment {index:03d} of {input_path.name} (sha256 {md.sha256[:16]}), level {md.level}: {origin}; "
+        f"validated against {spec_desc}\n"
+    )
+
+
+def _open_md_run(input_path, run_dir, record_path, engine: str):
+    """Paths, input SHA-256, the completion record (if this input already ran to the end with
+    this engine; another input or engine is refused) and the MD settings read from the input."""
+    input_path, run_dir = Path(input_path), Path(run_dir)
+    record_path = Path(record_path) if record_path else run_dir / RECORD_FILE
+    sha = hashlib.sha256(input_path.read_bytes()).hexdigest()
+    record = read_json(record_path)
+    if record is not None:
+        check_same_input(record.get("input_sha256"), sha, record_path, input_path)
+        check_same_engine(record.get("engine"), engine, record_path)
+        return input_path, run_dir, record_path, sha, record, None
+    md = read_md_input(input_path)
+    if md.run_type != "MD":
+        raise ValueError(f"{input_path}: RUN_TYPE {md.run_type}, expected MD")
+    return input_path, run_dir, record_path, sha, None, md
+
+
+def run_cp2k(
+    input_path: str | os.PathLike,
+    run_dir: str | os.PathLike,
+    *,
+    cp2k_command: str = "cp2k.psmp",
+    mpi: str | None = None,
+    tasks: int = 1,
+    threads: int = 1,
+    runtime_min: float | None = None,
+    walltime_margin_min: float = 10.0,
+    on_scf_failure: str = "drop_step",
+    record_path: str | os.PathLike | None = None,
+    poll_s: float = 2.0,
+) -> dict[str, Any]:
+    """Run (or continue) the NVT AIMD of ``input_path`` with real CP2K in ``run_dir``; return the run record.
+
+    One call runs at most one segment: a fresh start (``seg000``), or a continuation from
+    CP2K's restart file when the directory holds a partial run (killed, wall-time stop);
+    a complete run (``run.json`` present for the same input) is returned untouched; a
+    directory of another input is refused (:class:`RunDirMismatchError`). With
+    ``runtime_min`` (the job's wall time, minutes) CP2K's own WALLTIME is set to
+    ``runtime_min - walltime_margin_min`` so the job ends cleanly with a restart file;
+    a segment that stops there raises :class:`WalltimeReached` (exit status
+    :data:`EXIT_WALLTIME`). ``on_scf_failure='fail'`` stops CP2K at the first MD step whose
+    SCF did not converge and raises :class:`SCFConvergenceError`; ``drop_step`` and
+    ``keep_flagged`` only count such steps (the parser applies them).
+
+    MPI: ``{mpi} -n {tasks} cp2k ...`` when ``tasks > 1``, else one rank; ``threads`` OpenMP
+    threads per rank. The record is written atomically to ``record_path`` (default
+    ``run_dir/run.json``) only when the last MD step equals ``STEPS``.
+    """
+    t_called = time.monotonic()
+
+    if on_scf_failure not in SCF_FAILURE_POLICIES:
+        raise ValueError(f"on_scf_failure must be one of {', '.join(SCF_FAILURE_POLICIES)}, got {on_scf_failure!r}")
+    input_path, run_dir, record_path, sha, record, md = _open_md_run(input_path, run_dir, record_path, "cp2k")
+    if record is not None:
+        return record
+    files = md.files
+    state_path = run_dir / STATE_FILE
+    state = read_json(state_path)
+    if state is None:
+        foreign = foreign_files(run_dir, files) if run_dir.is_dir() else []
+        if foreign:
+            raise RunDirMismatchError(
+                f"{run_dir} holds {', '.join(foreign[:6])} but no {STATE_FILE}: not a run of this engine; "
+                "refusing to overwrite it (remove the directory to start afresh)"
+            )
+        state = {"engine": "cp2k", "input": str(input_path), "input_sha256": sha, "steps": md.steps,
+                 "project": md.project, "molog": md.files["molog"], "segments": [], "discarded_segments": []}  # fmt: skip
+    check_same_input(state.get("input_sha256"), sha, state_path, input_path)
+    if state.get("engine") != "cp2k":
+        raise RunDirMismatchError(f"{run_dir} holds a {state.get('engine')} run; refusing to continue it with CP2K")
+    exe = find_cp2k(cp2k_command)
+    spec, spec_desc = installed_xmlspec(cp2k_command)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    reconcile_killed(state, run_dir, files)
+    restart_name, k, wfn = restart_source(run_dir, files)
+    if k is None and state["segments"]:
+        written = last_energy_step(run_dir, files)
+        if written is not None and written > 1:
+            raise EngineError(
+                f"{run_dir}: MD steps up to {written} were written but no readable restart file "
+                f"({files['restart']} or its .bak-1) is left; cannot continue (remove the directory to start afresh)"
+            )
+        state["discarded_segments"].extend(state["segments"])
+        state["segments"] = []
+        wipe_run_files(run_dir, files)
+    write_json_atomic(state_path, state)
+
+    if k is None or k < md.steps:
+        index = len(state["segments"])
+        if k is None:
+            tree: dict[str, Any] = md.tree
+        else:
+            trimmed = truncate_to_complete_records(run_dir, files)
+            if any(trimmed.values()):
+                print(f"run-aimd: trimmed partial records before continuing: {trimmed}", file=sys.stderr)
+            tree = continuation_tree(md.tree, restart_file=restart_name, wfn_file=wfn, remaining_steps=md.steps - k)
+        tree = with_restart_backup(tree)
+        if runtime_min is not None:
+            walltime_s = (float(runtime_min) - float(walltime_margin_min)) * 60.0 - (time.monotonic() - t_called)
+            if walltime_s < 1:
+                raise ValueError(
+                    f"runtime {runtime_min} min minus the margin {walltime_margin_min} min leaves no time for CP2K"
+                )
+            tree = with_walltime(tree, walltime_s)
+        inp_name, out_name = segment_files(index)
+        header = _segment_header(index, md, input_path, k, restart_name, spec_desc)
+        (run_dir / inp_name).write_text(render_tree(tree, spec, header))
+        cmd = cp2k_command_line(exe, inp_name, out_name, mpi=mpi, tasks=tasks)
+        seg = {"index": index, "input": inp_name, "output": out_name, "start_step": 0 if k is None else k,
+               "restart_file": restart_name, "wfn_file": wfn if k is not None else None,
+               "command": shlex.join(cmd), "started_at": now_iso(), "started_epoch": time.time(),
+               "threads": int(threads), "tasks": int(tasks), "ended": SegmentEnd.RUNNING.value}  # fmt: skip
+        state["segments"].append(seg)
+        write_json_atomic(state_path, state)
+        watch = _SCFWatch(run_dir / out_name, seg["start_step"]) if on_scf_failure == "fail" else None
+
+        def started(pid: int) -> None:
+            seg["pid"] = pid
+            write_json_atomic(state_path, state)
+
+        result = run_process(cmd, run_dir, cp2k_environment(threads, mpi), watch=watch, poll_s=poll_s, on_start=started)
+        end = restart_source(run_dir, files)[1]
+        seg.update(end_step=end, wall_s=round(result.wall_s, 3), exit_status=result.exit_status, signal=result.signal)
+        _classify_segment(seg, result, run_dir / out_name, end, md.steps)
+        write_json_atomic(state_path, state)
+        _raise_for_segment(seg, result, run_dir / out_name, md.steps)
+        k = end
+
+    last = last_energy_step(run_dir, files)
+    if last != md.steps:
+        raise EngineError(
+            f"{run_dir / files['energies']}: last MD step {last}, expected {md.steps}; the run is inconsistent"
+        )
+    unconverged = scf_unconverged_steps([run_dir / seg["output"] for seg in state["segments"]])
+    if unconverged and on_scf_failure == "fail":
+        raise SCFConvergenceError(f"{run_dir}: SCF not converged at MD step(s) {unconverged[:20]} (policy fail)")
+    record = run_record(
+        engine="cp2k", md=md, input_path=input_path, run_dir=run_dir, segments=state["segments"],
+        cp2k_version=cp2k_version(cp2k_command) or "unknown", synthetic=False,
+        extra={"scf_unconverged_steps": unconverged, "on_scf_failure": on_scf_failure,
+               "discarded_segments": len(state.get("discarded_segments", []))},
+    )  # fmt: skip
+    write_json_atomic(record_path, record)
+    state["complete"] = True
+    write_json_atomic(state_path, state)
+    return record
+
+
+def _classify_segment(seg: dict[str, Any], result: ProcessResult, output: Path, end: int | None, steps: int) -> None:
+    """Set ``ended`` (completed | walltime | killed | failed) and a note."""
+    if result.stopped_by_us and result.stopped_by_us.startswith("SCF"):
+        seg["ended"], seg["note"] = SegmentEnd.FAILED.value, result.stopped_by_us
+    elif result.stopped_by_us or result.signal:
+        seg["ended"] = SegmentEnd.KILLED.value
+        seg["note"] = result.stopped_by_us or f"CP2K killed by {result.signal}"
+    elif result.exit_status != 0:
+        seg["ended"], seg["note"] = SegmentEnd.FAILED.value, _abort_message(output)[:500]
+    elif end is not None and end >= steps:
+        seg["ended"] = SegmentEnd.COMPLETED.value
+    elif ended_on_walltime(output):
+        seg["ended"] = SegmentEnd.WALLTIME.value
+    elif ended_on_exit_file(output):
+        seg["ended"], seg["note"] = SegmentEnd.EXTERNAL_EXIT.value, "CP2K stopped on an EXIT file (terminated by external request)"
+    else:
+        seg["ended"], seg["note"] = SegmentEnd.FAILED.value, f"CP2K ended cleanly at MD step {end} of {steps} without a wall-time stop"
+
+
+def _raise_for_segment(seg: dict[str, Any], result: ProcessResult, output: Path, steps: int) -> None:
+    ended, end = seg["ended"], seg["end_step"]
+    if ended == SegmentEnd.COMPLETED.value:
+        return
+    where = f"segment {seg['input']} (MD steps {seg['start_step']}..{end} of {steps})"
+    if ended == SegmentEnd.WALLTIME.value and (end is None or end <= seg["start_step"]):
+        raise EngineError(f"CP2K's WALLTIME ended {where} before it finished an MD step; give the job more "
+                          "time (runtime) or a smaller wall-time margin")  # fmt: skip
+    if ended == SegmentEnd.WALLTIME.value:
+        raise WalltimeReached(f"CP2K reached its WALLTIME in {where}; run again to continue from the restart file")
+    if ended == SegmentEnd.EXTERNAL_EXIT.value:
+        raise RunInterrupted(f"CP2K stopped on an EXIT file in {where}; run again to continue", EXIT_WALLTIME)
+    if ended == SegmentEnd.FAILED.value and (seg.get("note") or "").startswith("SCF"):
+        raise SCFConvergenceError(f"{seg['note']} in {where}")
+    if ended == SegmentEnd.KILLED.value:
+        received = re.match(r"received (SIG\w+)", seg.get("note") or "")
+        status = 128 + int(signal.Signals[received.group(1)]) if received else result.exit_status
+        raise RunInterrupted(f"CP2K stopped ({seg['note']}) in {where}; run again to continue", status)
+    raise EngineError(f"CP2K failed in {where} with exit status {result.exit_status}: {seg.get('note')}")

@@ -1,0 +1,65 @@
+"""CP2K's ``.ener`` file: kinetic, potential and conserved energy and temperature per step."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+import numpy as np
+from qdphonon.units import HARTREE_eV
+from qdphonon.parsers.common import _is_synthetic_line, _text_lines, _warn
+from qdphonon.parsers.xyz import dedupe_keep_last
+
+
+@dataclasses.dataclass(frozen=True)
+class Energies:
+    """CP2K's ``.ener`` per MD step, every step once; energies converted from Hartree to eV."""
+
+    path: str
+    step: np.ndarray
+    time_fs: np.ndarray
+    kinetic_eV: np.ndarray
+    temperature_K: np.ndarray
+    potential_eV: np.ndarray
+    conserved_eV: np.ndarray
+    used_time_s: np.ndarray
+    synthetic: bool = False
+
+
+def read_energies(path: str | os.PathLike, warn_sink: list[str] | None = None) -> Energies:
+    """Parse ``md-1.ener`` (step, time [fs], kinetic [Ha], temperature [K], potential [Ha],
+    conserved [Ha], used time [s]); a partial last line is dropped with a warning."""
+    path = Path(path)
+    lines, complete = _text_lines(path, "energies file")
+    synthetic = False
+    rows: list[tuple[float, ...]] = []
+    steps: list[int] = []
+    for i, line in enumerate(lines, start=1):
+        s = line.strip()
+        if not s:
+            continue
+        if s.startswith("#"):
+            synthetic = synthetic or _is_synthetic_line(s)
+            continue
+        parts = s.split()
+        last = i == len(lines)
+        if len(parts) != 7 or (last and not complete):
+            if last and (not complete or len(parts) < 7):
+                _warn(f"{path}: line {i}: incomplete last line (killed run?): dropped", warn_sink)
+                break
+            raise ValueError(f"{path}: line {i}: expected 7 columns, got {len(parts)}: {s[:80]!r}")
+        try:
+            steps.append(int(parts[0]))
+            rows.append(tuple(float(p) for p in parts[1:]))
+        except ValueError:
+            raise ValueError(f"{path}: line {i}: bad number in {s[:80]!r}") from None
+    if not rows:
+        raise ValueError(f"{path}: no energy records")
+    step = np.asarray(steps, dtype=np.int64)
+    arr = np.asarray(rows, dtype=np.float64)
+    keep = dedupe_keep_last(step)
+    step, arr = step[keep], arr[keep]
+    return Energies(
+        str(path), step, arr[:, 0], arr[:, 1] * HARTREE_eV, arr[:, 2], arr[:, 3] * HARTREE_eV,
+        arr[:, 4] * HARTREE_eV, arr[:, 5], synthetic,
+    )  # fmt: skip

@@ -1,0 +1,56 @@
+"""Settings: one name, one default and one set of allowed values each, read from the JSON schema.
+
+The schema (``workflow/schemas/config.schema.yaml``) is the only owner of defaults and allowed
+values; the command line takes its defaults and choices from here, so a flag and the config
+key it mirrors cannot drift apart. Light: only PyYAML is imported.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any
+
+SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
+
+
+@functools.lru_cache(maxsize=1)
+def schema() -> dict[str, Any]:
+    """The campaign's JSON schema (parsed once)."""
+    import yaml
+
+    return yaml.safe_load(SCHEMA_PATH.read_text())
+
+
+def node(key: str) -> dict[str, Any]:
+    """The schema node of a dotted setting; ``systems[].shell_layers`` reaches into array items."""
+    out = schema()
+    for part in key.split("."):
+        items = part.endswith("[]")
+        try:
+            out = out["properties"][part[:-2] if items else part]
+            if items:
+                out = out["items"]
+        except KeyError:
+            raise KeyError(f"{key}: no such setting in {SCHEMA_PATH}") from None
+    return out
+
+
+def default(key: str) -> Any:
+    """The schema default of a dotted setting, e.g. ``default("scf.on_failure")``; KeyError when it has none."""
+    n = node(key)
+    if "default" not in n:
+        raise KeyError(f"{key}: the schema gives no default")
+    return n["default"]
+
+
+def choices(key: str) -> list[Any]:
+    """The allowed values (``enum``) of a dotted setting."""
+    return list(node(key)["enum"])
+
+
+def describe(key: str) -> str:
+    """The schema's description of a setting (for --help), with its default."""
+    n = node(key)
+    text = " ".join(str(n.get("description", "")).split()).replace("%", "%%")
+    return f"{text} (config {key}; default {n['default']!r})" if "default" in n else f"{text} (config {key})"
