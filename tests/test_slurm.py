@@ -42,14 +42,15 @@ def test_slurm_profile_settings():
     assert res["cpus_per_task"] == "threads"
     # mem_mb_per_cpu would override every rule's mem_mb in the plugin
     assert "mem_mb_per_cpu" not in res and "mem_mb" in res
-    assert p["set-resources"]["run_aimd"]["mpi"] == "srun"
+    # the launcher is not a resource a --set-resources could replace (issue: jobs fell back to mpirun)
+    assert "mpi" not in str(p.get("set-resources") or {})
 
 
 def test_workstation_profile_settings():
     p = _load("workstation")
     assert p["cores"] == "all"
     assert p["resources"]["tasks"] >= 1
-    assert p["set-resources"]["run_aimd"]["mpi"] == "mpirun"
+    assert "mpi" not in str(p.get("set-resources") or {})
     assert set(p["rerun-triggers"]) == {"mtime", "params", "input"}
 
 

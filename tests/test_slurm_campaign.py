@@ -3,13 +3,14 @@ the default mock campaign, a tiny real CP2K system as an srun MPI job, and a fai
 
 from __future__ import annotations
 
-import csv
 import json
+
+import pandas as pd
 
 import pytest
 
 import slurm_helpers as sh
-from workflow_helpers import REPO, default_config, planned_jobs, snakemake, write_config
+from workflow_helpers import REPO, assert_nothing_to_be_done, default_config, snakemake, write_config
 
 pytestmark = [pytest.mark.slurm, pytest.mark.workflow]
 
@@ -24,30 +25,41 @@ def test_default_mock_campaign_on_slurm(tmp_path, slurm_cluster):
     result = run(tmp_path)
     assert result.returncode == 0, str(result)[-6000:]
     assert "SLURM run ID" in result.output
-    rows = list(csv.DictReader(l for l in (tmp_path / "results/summary.csv").open() if not l.startswith("#")))
-    assert len(rows) == 6
+    assert len(pd.read_csv(tmp_path / "results/summary.csv")) == 6
     assert (tmp_path / "results/figures/size_dependence.png").exists()
-    assert planned_jobs(snakemake(tmp_path, "-n")) == {}
+    assert_nothing_to_be_done(snakemake(tmp_path, "-n"))
 
 
-def test_tiny_real_cp2k_system_runs_as_mpi_job_on_slurm(tmp_path, slurm_cluster, cp2k_exe):
+def test_real_cp2k_continues_across_wall_time_stops_on_slurm(tmp_path, slurm_cluster, cp2k_exe):
+    """A real CP2K xTB MD whose job runtime (1 min, given with --set-resources on the command line,
+    which replaces the profile's set-resources block) lets CP2K's WALLTIME (runtime - 0.5 min) stop it
+    several times; Snakemake resubmits it by itself (the rule's retries) and the engine continues from
+    the restart file, launching CP2K with srun inside the allocation. Every step appears once."""
+    steps = 900
     write_config(tmp_path, {
         "systems": [{"size": [1, 1, 1]}], "level": "xtb", "engine": "cp2k",
-        "md": {"steps": 20, "equilibration_fs": 4.0, "replicas": 1, "trajectory_every_steps": 1},
-        "relax": {"max_iter": 30},
+        "md": {"steps": steps, "equilibration_fs": 100.0, "replicas": 1, "trajectory_every_steps": 10},
+        "relax": {"max_iter": 30}, "cp2k": {"walltime_margin_min": 0.5},
     })
-    result = run(tmp_path)
+    result = sh.run_snakemake_slurm(tmp_path, REPO / "Snakefile",
+                                    ["--configfile", str(tmp_path / "config.yaml"),
+                                     "--set-resources", "run_aimd:runtime=1"], timeout_s=1500)  # fmt: skip
     assert result.returncode == 0, str(result)[-6000:]
-    state = json.loads((tmp_path / "results/aimd/cspbbr3_1x1x1/r0/segments.json").read_text())
-    seg = state["segments"][0]
-    assert seg["command"].startswith("srun -n 2 ") or "/srun -n 2 " in seg["command"], seg["command"]
-    relax = json.loads((tmp_path / "results/relax/cspbbr3_1x1x1/relax.json").read_text())
-    assert "/srun -n 2 " in relax["command"] or relax["command"].startswith("srun -n 2 "), relax["command"]
-    out = (tmp_path / "results/aimd/cspbbr3_1x1x1/r0/seg000.out").read_text()
+    run_dir = tmp_path / "results/aimd/cspbbr3_1x1x1/r0"
+    segs = json.loads((run_dir / "segments.json").read_text())["segments"]
+    ended = [s["ended"] for s in segs]
+    assert ended.count("walltime") >= 2 and ended[-1] == "completed", ended
+    assert all("srun" in s["command"].split()[0] and " -n 2 " in s["command"] for s in segs), segs[0]["command"]
+    assert [s["start_step"] for s in segs[1:]] == [s["end_step"] for s in segs[:-1]]
+    out = (run_dir / "seg000.out").read_text()
     assert "Total number of message passing processes                             2" in out
-    record = json.loads((tmp_path / "results/aimd/cspbbr3_1x1x1/r0/run.json").read_text())
-    assert record["total_steps"] == 20 and record["cp2k_version"] == "2023.1" and record["engine"] == "cp2k"
-    assert (tmp_path / "results/summary.csv").exists()
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["total_steps"] == steps and record["cp2k_version"] == "2023.1" and record["engine"] == "cp2k"
+    edges = pd.read_csv(tmp_path / "results/band_edges/cspbbr3_1x1x1/r0.csv")
+    assert list(edges["step"]) == list(range(steps + 1))
+    relax = json.loads((tmp_path / "results/relax/cspbbr3_1x1x1/relax.json").read_text())
+    assert relax["command"].split()[0].endswith("srun") and " -n 2 " in relax["command"], relax["command"]
+    assert pd.read_csv(tmp_path / "results/summary.csv")["level"].tolist() == ["xtb"]
 
 
 def test_failing_job_makes_snakemake_fail_on_slurm(tmp_path, slurm_cluster):

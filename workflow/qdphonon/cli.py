@@ -10,6 +10,7 @@ import argparse
 import sys
 
 from qdphonon import settings
+from qdphonon.engines.launcher import LAUNCHERS, resolve_launcher
 
 
 def _opt(p: argparse.ArgumentParser, flag: str, key: str, type=None, **kw) -> None:
@@ -124,7 +125,8 @@ def _add_scf(p: argparse.ArgumentParser) -> None:
 
 def _add_cp2k_launch(p: argparse.ArgumentParser) -> None:
     _opt(p, "--cp2k-command", "cp2k.command")
-    p.add_argument("--mpi", default=None, help="MPI launcher (mpirun, srun) used when --tasks > 1")
+    p.add_argument("--mpi", default="auto", choices=list(LAUNCHERS),
+                   help="MPI launcher used when --tasks > 1: auto = srun inside a SLURM allocation, else mpirun")
     p.add_argument("--tasks", type=int, default=1, help="MPI ranks (1: a single rank without the launcher)")
     p.add_argument("--threads", type=int, default=1, help="OpenMP threads per rank")
 
@@ -182,7 +184,7 @@ def _run_aimd(args: argparse.Namespace) -> int:
                                       _json_object(args.mock_params_json), record_path=args.record)
         else:
             record = run_cp2k(
-                args.input, args.run_dir, cp2k_command=args.cp2k_command, mpi=args.mpi or None, tasks=args.tasks,
+                args.input, args.run_dir, cp2k_command=args.cp2k_command, mpi=resolve_launcher(args.mpi), tasks=args.tasks,
                 threads=args.threads, runtime_min=args.runtime_min, walltime_margin_min=args.walltime_margin_min,
                 on_scf_failure=args.on_scf_failure, record_path=args.record,
             )  # fmt: skip
@@ -204,7 +206,7 @@ def _run_relax(args: argparse.Namespace) -> int:
     try:
         summary = relax(
             args.structure, args.workdir, args.out, args.level, engine=args.engine, cp2k_command=args.cp2k_command,
-            mpi=args.mpi or None, tasks=args.tasks, threads=args.threads, max_iter=args.max_iter,
+            mpi=resolve_launcher(args.mpi), tasks=args.tasks, threads=args.threads, max_iter=args.max_iter,
             smearing_K=args.smearing_K, eps_scf=args.eps_scf, max_scf=args.max_scf,
             overrides=_json_object(args.overrides_json),
         )  # fmt: skip
@@ -341,33 +343,57 @@ def _add_check(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_run_check)
 
 
-def _run_check(args: argparse.Namespace) -> int:
-    import json
+def _load_config(path: str) -> dict:
+    """A campaign config, validated against the schema (defaults filled in)."""
     from pathlib import Path
 
     import yaml
     from snakemake.utils import validate
 
-    from qdphonon import provenance
+    config = yaml.safe_load(Path(path).read_text())
+    validate(config, str(settings.SCHEMA_PATH))
+    return config
 
-    config = yaml.safe_load(Path(args.config).read_text())
-    schema = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
-    validate(config, str(schema))
-    rows = provenance.campaign_provenance(args.results, config)
-    print(json.dumps(rows, indent=1, sort_keys=True) if args.json else provenance.format_table(rows))
+
+def _report(rows: list[dict], as_json: bool, table) -> int:
+    """Print rows as JSON or as a table; exit status 0 when every row is complete, else 3."""
+    import json
+
+    print(json.dumps(rows, indent=1, sort_keys=True) if as_json else table(rows))
     return 0 if all(r["complete"] for r in rows) else 3
 
 
-def _not_ready(name: str) -> int:
-    print(f"qdphonon {name}: not implemented yet", file=sys.stderr)
-    return 2
+def _run_check(args: argparse.Namespace) -> int:
+
+    from qdphonon import provenance
+
+    rows = provenance.campaign_provenance(args.results, _load_config(args.config))
+    return _report(rows, args.json, provenance.format_table)
+
+
+# --- status -------------------------------------------------------------------
+def _add_status(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("status", help="where a campaign stands: steps, segments, s/step, time left, running now")
+    p.add_argument("--results", default="results")
+    p.add_argument("--config", default="config/config.yaml", help="the campaign's config (validated)")
+    p.add_argument("--json", action="store_true", help="JSON instead of a table")
+    p.set_defaults(func=_run_status)
+
+
+def _run_status(args: argparse.Namespace) -> int:
+    """Exit status 0 when every replica is complete, 3 otherwise."""
+
+    from qdphonon import status
+
+    rows = status.campaign_status(args.results, _load_config(args.config))
+    return _report(rows, args.json, status.format_status)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every sub-command registered; each takes ``--settings-json``."""
     parser = argparse.ArgumentParser(prog="qdphonon", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_build, _add_cp2k_input, _add_run, _add_parse, _add_analyze, _add_plot, _add_check):
+    for add in (_add_build, _add_cp2k_input, _add_run, _add_parse, _add_analyze, _add_plot, _add_check, _add_status):
         add(sub)
     for p in sub.choices.values():
         p.add_argument("--settings-json", type=_json_object, default=None, metavar="JSON",

@@ -10,6 +10,7 @@ rule run_aimd:
         record=protected(f"{RESULTS}/aimd/{{system}}/{{replica}}/run.json"),
     log:
         f"{RESULTS}/logs/run_aimd/{{system}}/{{replica}}.log",
+    retries: cp2k_job_retries("steps")
     localrule: config["engine"] == "mock"
     conda:
         "../../envs/cp2k.yaml"
@@ -17,7 +18,6 @@ rule run_aimd:
     resources:
         tasks=aimd_tasks,
         cpus_per_task=1,
-        mpi=aimd_mpi,
         runtime=aimd_runtime_min,
         mem_mb=aimd_mem_mb,
     params:
@@ -25,13 +25,14 @@ rule run_aimd:
         settings=settings_record(
             engine=config["engine"],
             cp2k_command=config["cp2k"]["command"],
+            mpi=cp2k_launcher(),
             walltime_margin_min=config["cp2k"]["walltime_margin_min"],
             on_scf_failure=config["scf"]["on_failure"],
             mock_params_json=config["mock"],
         ),
     shell:
         "python -m qdphonon run-aimd --input {input.inp:q} --structure {input.xyz:q}"
-        " --run-dir {params.run_dir:q} --record {output.record:q} --mpi={resources.mpi:q}"
+        " --run-dir {params.run_dir:q} --record {output.record:q}"
         " --tasks {resources.tasks:q} --threads {resources.cpus_per_task:q}"
         " --runtime-min {resources.runtime:q} --settings-json {params.settings:q} >> {log:q} 2>&1"
 

@@ -9,6 +9,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
 
 from qdphonon.config import ConfigError, campaign_from_config, replica_seed
 from qdphonon.config import aimd_cost_estimate, settings_digest
+from qdphonon.jobs import job_retries
 
 validate(config, schema="../schemas/config.schema.yaml")
 
@@ -93,9 +94,11 @@ def aimd_tasks(wildcards):
     return max(2, min(256, n_atoms // (10 if config["level"] == "pbe" else 100)))
 
 
-def aimd_mpi(wildcards):
-    """MPI launcher of the AIMD rule: none for a single rank (the mock); profiles set srun."""
-    return "mpirun" if aimd_tasks(wildcards) > 1 else ""
+def cp2k_launcher():
+    """MPI launcher of the CP2K rules: cp2k.mpi_launcher (auto: srun inside a SLURM allocation,
+    else mpirun; the engine decides, so a --set-resources on the command line cannot change it).
+    """
+    return config["cp2k"].get("mpi_launcher", "auto")
 
 
 def aimd_runtime_min(wildcards, resources=None):
@@ -135,3 +138,24 @@ def aimd_mem_mb(wildcards):
         return 2000
     per_atom = 40 if config["level"] == "pbe" else 4
     return int(2000 + per_atom * system_of(wildcards).n_atoms)
+
+
+def cp2k_job_retries(steps_key="steps"):
+    """Retries of the CP2K rules (one number for the campaign: the longest system decides)."""
+    if config["engine"] == "mock":
+        return 0
+    worst = 0
+    for s in SYSTEMS.values():
+        wc = type("W", (), {"system": s.name})()
+        steps = s.md["steps"] if steps_key == "steps" else config["relax"]["max_iter"]
+        tasks = aimd_tasks(wc)
+        hours = aimd_cost_estimate(s.n_atoms, config["level"], steps, cores=tasks)[
+            "hours"
+        ]
+        runtime = (
+            aimd_runtime_min(wc) if steps_key == "steps" else relax_runtime_min(wc)
+        )
+        worst = max(
+            worst, job_retries(hours, runtime, config["cp2k"]["walltime_margin_min"])
+        )
+    return worst

@@ -7,6 +7,7 @@ rule relax_structure:
         xyz=f"{RESULTS}/relaxed/{{system}}.xyz",
     log:
         f"{RESULTS}/logs/relax_structure/{{system}}.log",
+    retries: cp2k_job_retries("relax")
     localrule: config["engine"] == "mock"
     conda:
         "../../envs/cp2k.yaml"
@@ -14,7 +15,6 @@ rule relax_structure:
     resources:
         tasks=aimd_tasks,
         cpus_per_task=1,
-        mpi=aimd_mpi,
         runtime=relax_runtime_min,
         mem_mb=aimd_mem_mb,
     params:
@@ -23,13 +23,14 @@ rule relax_structure:
             engine=config["engine"],
             level=config["level"],
             cp2k_command=config["cp2k"]["command"],
+            mpi=cp2k_launcher(),
             max_iter=config["relax"]["max_iter"],
             overrides_json=config["cp2k"]["overrides"],
             **scf_settings(),
         ),
     shell:
         "python -m qdphonon relax --structure {input.xyz:q} --workdir {params.workdir:q}"
-        " --out {output.xyz:q} --mpi={resources.mpi:q} --tasks {resources.tasks:q}"
+        " --out {output.xyz:q} --tasks {resources.tasks:q}"
         " --threads {resources.cpus_per_task:q} --settings-json {params.settings:q} > {log:q} 2>&1"
 
 

@@ -1,0 +1,109 @@
+"""qdphonon status on a finished, a partial (wall-time stop) and a killed campaign, built by hand as the
+engine leaves them: segments.json, CP2K's .ener, run.json only when complete."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from qdphonon.cli import main
+from qdphonon.status import last_line_step, replica_status
+
+CONFIG = {"systems": [{"size": [1, 1, 1]}, {"size": [2, 2, 2]}], "engine": "cp2k", "level": "xtb",
+          "md": {"steps": 100, "replicas": 1, "equilibration_fs": 10}}  # fmt: skip
+
+
+def ener(path: Path, last_step: int, project: str = "md") -> None:
+    lines = ["#     Step Nr.          Time[fs]        Kin.[a.u.]          Temp[K]            Pot.[a.u.]"]
+    lines += [f"{k:>10d} {2.0 * k:>20.6f} {1e-4:>20.9f} {10.0:>20.9f} {-26.5:>20.9f}" for k in range(last_step + 1)]
+    (path / f"{project}-1.ener").write_text("\n".join(lines) + "\n")
+
+
+def segment(index, start, end, ended, wall_s=None, pid=None, started_epoch=None):
+    return {"index": index, "input": f"seg{index:03d}.inp", "output": f"seg{index:03d}.out", "start_step": start,
+            "end_step": end, "ended": ended, "wall_s": wall_s, "pid": pid, "started_epoch": started_epoch}  # fmt: skip
+
+
+def campaign(root: Path, which: str) -> Path:
+    results = root / "results"
+    a = results / "aimd/cspbbr3_1x1x1/r0"
+    b = results / "aimd/cspbbr3_2x2x2/r0"
+    for d in (a, b):
+        d.mkdir(parents=True)
+    # n = 1: finished in two segments (a wall-time stop at 40, then to 100)
+    ener(a, 100, "qd")
+    segs = [segment(0, 0, 40, "walltime", 80.0), segment(1, 40, 100, "completed", 60.0)]
+    (a / "segments.json").write_text(json.dumps({"engine": "cp2k", "steps": 100, "project": "qd", "segments": segs}))
+    (a / "run.json").write_text(json.dumps({"engine": "cp2k", "total_steps": 100}))
+    if which == "partial":
+        ener(b, 30)
+        segs = [segment(0, 0, 30, "walltime", 300.0)]
+    elif which == "killed":
+        ener(b, 25)
+        dead = subprocess.Popen([sys.executable, "-c", "pass"])
+        dead.wait()
+        segs = [segment(0, 0, 20, "walltime", 200.0), segment(1, 20, None, "running", None, dead.pid, 0.0)]
+    else:
+        ener(b, 100)
+        segs = [segment(0, 0, 100, "completed", 150.0)]
+        (b / "run.json").write_text(json.dumps({"engine": "cp2k", "total_steps": 100}))
+    (b / "segments.json").write_text(json.dumps({"engine": "cp2k", "steps": 100, "project": "md", "segments": segs}))
+    cfg = root / "config.yaml"
+    cfg.write_text(yaml.safe_dump(CONFIG))
+    return cfg
+
+
+def run_status(root: Path, cfg: Path, capsys, *extra):
+    rc = main(["status", "--results", str(root / "results"), "--config", str(cfg), *extra])
+    return rc, capsys.readouterr().out
+
+
+def test_finished_campaign(tmp_path, capsys):
+    cfg = campaign(tmp_path, "finished")
+    rc, out = run_status(tmp_path, cfg, capsys, "--json")
+    rows = json.loads(out)
+    assert rc == 0 and [r["state"] for r in rows] == ["complete", "complete"]
+    assert rows[0]["segments"] == ["walltime", "completed"] and rows[0]["steps_done"] == 100
+    assert rows[0]["seconds_per_step"] == 1.0 and rows[0]["seconds_left"] == 0.0
+
+
+def test_partial_campaign(tmp_path, capsys):
+    cfg = campaign(tmp_path, "partial")
+    rc, out = run_status(tmp_path, cfg, capsys)
+    assert rc == 3
+    line = next(ln for ln in out.splitlines() if ln.startswith("cspbbr3_2x2x2"))
+    assert "stopped (walltime)" in line and "30/100" in line and "10" in line.split()[5]
+    rows = json.loads(run_status(tmp_path, cfg, capsys, "--json")[1])
+    assert rows[1]["seconds_per_step"] == 10.0 and rows[1]["seconds_left"] == 700.0
+    assert "1 of 2 replicas complete, 0 running" in out
+
+
+def test_killed_campaign(tmp_path, capsys):
+    cfg = campaign(tmp_path, "killed")
+    rc, out = run_status(tmp_path, cfg, capsys, "--json")
+    row = json.loads(out)[1]
+    assert rc == 3 and row["state"] == "killed (engine gone)" and not row["running"]
+    assert row["steps_done"] == 25 and row["segments"] == ["walltime", "running"]
+
+
+def test_running_now(tmp_path):
+    d = tmp_path / "run"
+    d.mkdir()
+    ener(d, 50)
+    seg = segment(1, 20, None, "running", None, os.getpid(), 0.0)
+    (d / "segments.json").write_text(json.dumps({"steps": 200, "project": "md", "segments": [seg]}))
+    row = replica_status(d, 200, now_s=300.0)
+    assert row["running"] and row["state"] == "running"
+    assert row["seconds_per_step"] == 10.0 and row["seconds_left"] == 1500.0
+
+
+def test_last_line_step_ignores_a_torn_line(tmp_path):
+    ener(tmp_path, 12)
+    p = tmp_path / "md-1.ener"
+    p.write_text(p.read_text() + "        13   26.00")
+    assert last_line_step(p) == 12

@@ -1,0 +1,126 @@
+"""Where a campaign stands: per system and replica, steps done of planned, how each segment ended,
+seconds per MD step in the last segment, time left at that rate, and whether CP2K runs now.
+
+Read-only: it looks at ``results/aimd/{system}/{replica}/`` (``segments.json``, ``run.json``
+and the last line of CP2K's ``.ener`` file, named by :mod:`qdphonon.rundir`) and at the
+campaign's config for what is planned. Cheap enough to run every minute on a login node.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+from qdphonon.config import campaign_from_config
+from qdphonon.rundir import RECORD_FILE, STATE_FILE, SegmentEnd, read_json, run_files
+
+
+def last_line_step(path: Path) -> int | None:
+    """MD step of the last complete line of a CP2K ``.ener`` file (None when absent or unreadable)."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            size = fh.tell()
+            fh.seek(max(0, size - 4096))
+            tail = fh.read().split(b"\n")
+    except FileNotFoundError:
+        return None
+    for line in reversed(tail[:-1] if tail and tail[-1] else tail):
+        fields = line.split()
+        if fields and not line.lstrip().startswith(b"#"):
+            try:
+                return int(fields[0])
+            except ValueError:
+                return None
+    return None
+
+
+def _alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def replica_status(run_dir: Path, planned_steps: int, now_s: float | None = None) -> dict[str, Any]:
+    """Status of one replica's run directory (see the module docstring for the fields)."""
+    now_s = time.time() if now_s is None else now_s
+    record = read_json(run_dir / RECORD_FILE) if run_dir.is_dir() else None
+    state = read_json(run_dir / STATE_FILE) if run_dir.is_dir() else None
+    segments = (state or {}).get("segments", [])
+    files = run_files(str((state or {}).get("project") or "md"))
+    done = last_line_step(run_dir / files["energies"]) if state else None
+    if record is not None:
+        done = record.get("total_steps", done)
+    planned = int((state or {}).get("steps") or planned_steps)
+    last = segments[-1] if segments else None
+    running = bool(last and last.get("ended") == SegmentEnd.RUNNING and _alive(last.get("pid")))
+    s_per_step = None
+    if last is not None and done is not None:
+        start = int(last.get("start_step") or 0)
+        end = done if running or last.get("end_step") is None else int(last["end_step"])
+        wall = now_s - float(last["started_epoch"]) if running and last.get("started_epoch") is not None else last.get("wall_s")
+        if wall and end > start:
+            s_per_step = float(wall) / (end - start)
+    left = max(0, planned - (done or 0))
+    if record is not None:
+        state_word = "complete"
+    elif running:
+        state_word = "running"
+    elif last is not None and last.get("ended") == SegmentEnd.RUNNING:
+        state_word = "killed (engine gone)"
+    elif segments:
+        state_word = f"stopped ({last.get('ended')})"
+    else:
+        state_word = "not started"
+    return {
+        "run_dir": str(run_dir),
+        "state": state_word,
+        "complete": record is not None,
+        "running": running,
+        "steps_done": done or 0,
+        "steps_planned": planned,
+        "segments": [str(s.get("ended")) for s in segments],
+        "seconds_per_step": s_per_step,
+        "seconds_left": None if s_per_step is None else s_per_step * left,
+        "engine": (record or state or {}).get("engine"),
+    }
+
+
+def campaign_status(results: str | os.PathLike, config: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One row per (system, replica) of a schema-validated config."""
+    results = Path(results)
+    rows = []
+    for system in campaign_from_config(config).values():
+        for replica in system.replicas:
+            row = replica_status(results / "aimd" / system.name / replica, int(system.md["steps"]))
+            rows.append({"system": system.name, "replica": replica, **row})
+    return rows
+
+
+def _hours(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.1f} min"
+
+
+def format_status(rows: list[dict[str, Any]]) -> str:
+    """A fixed-width table: one line per replica, then the campaign's totals."""
+    head = f"{'system':<20} {'rep':<4} {'state':<22} {'steps':>13} {'s/step':>8} {'left':>9}  segments"
+    lines = [head]
+    for r in rows:
+        sps = "-" if r["seconds_per_step"] is None else f"{r['seconds_per_step']:.3g}"
+        lines.append(f"{r['system']:<20} {r['replica']:<4} {r['state']:<22} "
+                     f"{r['steps_done']:>6}/{r['steps_planned']:<6} {sps:>8} {_hours(r['seconds_left']):>9}  "
+                     f"{','.join(r['segments']) or '-'}")  # fmt: skip
+    n_done = sum(r["complete"] for r in rows)
+    n_run = sum(r["running"] for r in rows)
+    lines.append(f"{n_done} of {len(rows)} replicas complete, {n_run} running")
+    return "\n".join(lines)
