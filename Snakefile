@@ -2,9 +2,22 @@
 # Usage: snakemake --cores 2 (mock default), snakemake --profile profiles/slurm (cluster),
 # snakemake -n (dry run). See README.md.
 
+import os
+import sys
+
 from snakemake.utils import min_version
 
 min_version("9.0")
+sys.path.insert(0, os.path.join(workflow.basedir, "workflow"))
+from qdphonon.config import ConfigError, load_config_file
+
+# Snakemake's loader names no file or line and silently keeps the last of duplicate keys.
+for _path in ["config/config.yaml", *map(str, workflow.configfiles)]:
+    if os.path.exists(_path):
+        try:
+            load_config_file(_path)
+        except ConfigError as exc:
+            raise WorkflowError(f"invalid config file: {exc}") from None
 
 
 configfile: "config/config.yaml"

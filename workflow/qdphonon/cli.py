@@ -270,7 +270,7 @@ def _add_analyze(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--md-temperature-K", type=float, default=None,
                    help="T_md of the MD in K (default: md_temperature_K of the tables' .json sidecars; "
                         "a sidecar that says otherwise is refused)")
-    _opt(p, "--report-temperature-K", "analysis.temperature_K", float)
+    _opt(p, "--report-temperature-K", "analysis.report_temperature_K", float)
     p.add_argument("--outdir", required=True)
     _opt(p, "--regions", "analysis.region_edges_meV", _floats)
     _opt(p, "--discard-fs", "md.equilibration_fs", float)

@@ -1,23 +1,186 @@
-"""Campaign configuration: the checks JSON schema cannot express, and the systems it implies.
+"""Campaign configuration: reading, schema validation, the checks JSON schema cannot express,
+and the systems a config implies.
 
 Light on purpose: the Snakefile imports it at parse time, so nothing heavy (pymatgen,
-matplotlib, pandas) is imported here. ``snakemake.utils.validate`` has already checked
-types and filled in defaults; :func:`campaign_from_config` adds the cross-key rules
-(a shell thicker than the dot, region edges out of order) and names the offending key.
+matplotlib, pandas) is imported here. ``snakemake.utils.validate`` (or :func:`validate_config`,
+the same schema with shorter messages) checks types and ranges and fills in defaults;
+:func:`campaign_from_config` adds the cross-key rules (a shell thicker than the dot, region
+edges out of order, duplicate systems, an equilibration longer than the run, ...) and names the
+offending key. :func:`load_config_file` reads a YAML/JSON file and names the file and line of a
+syntax error or a duplicate key (Snakemake's own loader names neither).
+
+``python -m qdphonon.config FILE...`` runs all three on config files and prints the first
+problem of each, as ``FILE: key: message`` or ``FILE:LINE:COLUMN: message``.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import functools
 import hashlib
+import itertools
 import json
-from typing import Any, Mapping
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
 
 MD_KEYS_PER_SYSTEM = ("steps", "timestep_fs", "equilibration_fs", "replicas", "trajectory_every_steps")
 
 
+SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
+"""The campaign config's JSON schema (``workflow/schemas/config.schema.yaml``)."""
+
+
 class ConfigError(ValueError):
-    """An invalid campaign configuration; the message starts with the offending key."""
+    """An invalid campaign configuration; the message starts with the offending key
+    (or with ``FILE:LINE:COLUMN`` for an unreadable config file)."""
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """The mapping in a YAML (or JSON) config file; :class:`ConfigError` naming the file and line
+    of a syntax error or a duplicate key, or saying that the file holds no mapping.
+
+    Snakemake reads config files itself (``--configfile`` before the Snakefile is parsed, the
+    ``configfile:`` directive when it is reached), silently keeps the last of duplicate keys and
+    reports a syntax error without file or line; call this first to get both.
+    """
+    import yaml
+
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not a UTF-8 text file ({exc.reason} at byte {exc.start})") from None
+    try:  # JSON first, as Snakemake does (tab-indented JSON is not YAML)
+        data = json.loads(text, object_pairs_hook=lambda pairs: _unique_json_object(path, pairs))
+    except json.JSONDecodeError:
+        pass
+    else:
+        return _must_be_mapping(path, data)
+    try:
+        data = yaml.load(text, Loader=_strict_loader())  # a SafeLoader subclass: no arbitrary objects
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+        if isinstance(exc, yaml.constructor.ConstructorError):
+            raise ConfigError(f"{where}: {exc.problem}") from None
+        what = str(exc.problem or exc.context)
+        if exc.context and exc.problem:
+            context_line = f" at line {exc.context_mark.line + 1}" if exc.context_mark is not None else ""
+            what += f" ({exc.context}{context_line})"
+        raise ConfigError(f"{where}: YAML syntax error: {what}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: YAML error: {exc}") from None
+    return _must_be_mapping(path, data)
+
+
+def _must_be_mapping(path: Path, data: Any) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        kind = "is empty" if data is None else f"holds a {type(data).__name__}, not a mapping of keys"
+        raise ConfigError(f"{path}:1:1: the config file {kind} (top-level keys such as systems: expected)")
+    return data
+
+
+def _unique_json_object(path: Path, pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [k for k, _ in pairs]
+    duplicates = sorted({k for k in keys if keys.count(k) > 1})
+    if duplicates:
+        raise ConfigError(f"{path}: duplicate key {duplicates[0]!r} in a JSON object")
+    return dict(pairs)
+
+
+def _construct_unique_mapping(loader, node, deep=False):
+    """SafeLoader's mapping constructor, refusing a key given twice in one mapping."""
+    import yaml
+
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue  # `<<: *anchor` merges are explicit overrides, not duplicates
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            hash(key)
+        except TypeError:
+            continue  # an unhashable key: the base constructor reports it
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                "while constructing a mapping", node.start_mark,
+                f"duplicate key {key!r} (first given at line {seen[key]})", key_node.start_mark,
+            )
+        seen[key] = key_node.start_mark.line + 1
+    return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+
+
+@functools.cache
+def _strict_loader():
+    """A SafeLoader subclass refusing duplicate keys (built on first use: no yaml import at import)."""
+    import yaml
+
+    class StrictLoader(yaml.SafeLoader):
+        pass
+
+    StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping)
+    return StrictLoader
+
+
+def config_key_path(path: Sequence[Any]) -> str:
+    """``['systems', 0, 'md', 'steps']`` -> ``systems[0].md.steps`` (the spelling of messages)."""
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+@functools.lru_cache(maxsize=4)
+def _load_schema(path: str) -> dict[str, Any]:
+    """The parsed schema (never modified: defaults are deep-copied into configs)."""
+    import yaml
+
+    return yaml.safe_load(Path(path).read_text())
+
+
+def validate_config(config: dict[str, Any], schema_path: str | Path = SCHEMA_PATH) -> dict[str, Any]:
+    """Check ``config`` against the schema and fill in its defaults, in place, as
+    ``snakemake.utils.validate`` does; :class:`ConfigError` starting with the offending key
+    (``md.timestep_fs: 'fast' is not of type 'number'``). Returns ``config``.
+    """
+    import jsonschema
+
+    schema = _load_schema(str(schema_path))
+    base = jsonschema.Draft202012Validator
+    validate_properties = base.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema_node):
+        if validator.is_type(instance, "object"):
+            for key, sub in properties.items():
+                if "default" in sub:
+                    instance.setdefault(key, copy.deepcopy(sub["default"]))
+        yield from validate_properties(validator, properties, instance, schema_node)
+
+    validator = jsonschema.validators.extend(base, {"properties": set_defaults})(schema)
+    if not isinstance(config, dict):
+        raise ConfigError(f"(top level): the config must be a mapping of keys, got {type(config).__name__}")
+    error = next(iter(validator.iter_errors(config)), None)
+    if error is None:
+        return config
+    path = list(error.absolute_path)
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        known = set(error.schema.get("properties", {}))
+        extra = sorted(str(k) for k in error.instance if k not in known)
+        hint = f"; known keys: {', '.join(sorted(known))}" if known else ""
+        key = config_key_path([*path, extra[0]]) if extra else config_key_path(path)
+        raise ConfigError(f"{key}: unknown key{hint}")
+    if error.validator == "required" and isinstance(error.instance, dict):
+        missing = [k for k in error.validator_value if k not in error.instance]
+        raise ConfigError(f"{config_key_path([*path, *missing[:1]]) or '(top level)'}: required key missing")
+    if "propertyNames" in error.schema_path:
+        raise ConfigError(f"{config_key_path([*path, str(error.instance)])}: invalid key: {error.message}")
+    message = error.message if len(error.message) <= 300 else error.message[:300] + "..."
+    raise ConfigError(f"{config_key_path(path) or '(top level)'}: {message}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,7 +200,7 @@ class SystemConfig:
 
     @property
     def n_atoms(self) -> int:
-        """Atom count of the neutral CsBr-terminated cuboid (DESIGN §2), without building it."""
+        """Atom count of the neutral CsBr-terminated cuboid (docs/physics.md §2), without building it."""
         return cuboid_atom_count(self.size)
 
 
@@ -64,11 +227,18 @@ def replica_seed(base_seed: int, system: str, replica: str) -> int:
 
 
 def campaign_from_config(config: Mapping[str, Any]) -> dict[str, SystemConfig]:
-    """The systems of a schema-validated config, keyed by name; raises :class:`ConfigError`."""
+    """The systems of a schema-validated config, keyed by name; raises :class:`ConfigError`
+    (message starting with the offending key) for what the schema cannot express."""
     edges = list(config["analysis"]["region_edges_meV"])
-    if any(b <= a for a, b in zip(edges, edges[1:])):
+    if any(b <= a for a, b in itertools.pairwise(edges)):
         raise ConfigError(f"analysis.region_edges_meV: edges must increase strictly, got {edges}")
+    if config["level"] == "pbe" and config["scf"]["smearing_K"] is not None:
+        raise ConfigError(
+            f"scf.smearing_K: {config['scf']['smearing_K']} K smearing is not supported with level pbe "
+            "(the PBE input uses OT, which has integer occupations); set scf.smearing_K: null or level: xtb"
+        )
     systems: dict[str, SystemConfig] = {}
+    first_index: dict[str, int] = {}
     for i, entry in enumerate(config["systems"]):
         size = tuple(int(n) for n in entry["size"])
         k = int(entry.get("shell_layers", 0))
@@ -77,18 +247,40 @@ def campaign_from_config(config: Mapping[str, Any]) -> dict[str, SystemConfig]:
                 f"systems[{i}].shell_layers: {k} shell layer(s) leave no core in a {'x'.join(map(str, size))} dot "
                 f"(need 2*shell_layers < {min(size)})"
             )
-        md = {**config["md"], **entry.get("md", {})}
+        own_md = entry.get("md", {})
+        md = {**config["md"], **own_md}
+
+        def key(name: str, i: int = i, own_md: Mapping[str, Any] = own_md) -> str:
+            return f"systems[{i}].md.{name}" if name in own_md else f"md.{name}"
+
         name = system_name(size, k, entry.get("shell_metal", "Ca"))
         if name in systems:
-            raise ConfigError(f"systems[{i}]: duplicate system {name}")
+            raise ConfigError(f"systems[{i}]: duplicate system {name} (same as systems[{first_index[name]}])")
         steps_fs = md["steps"] * md["timestep_fs"]
         if md["equilibration_fs"] >= steps_fs:
             raise ConfigError(
-                f"systems[{i}].md.equilibration_fs: {md['equilibration_fs']} fs discards the whole "
-                f"{steps_fs:g} fs trajectory of {name}"
+                f"{key('equilibration_fs')}: {md['equilibration_fs']:g} fs discards the whole {steps_fs:g} fs "
+                f"trajectory of systems[{i}] ({name}: {key('steps')} {md['steps']} x {key('timestep_fs')} "
+                f"{md['timestep_fs']:g} fs)"
+            )
+        if md["trajectory_every_steps"] > md["steps"]:
+            raise ConfigError(
+                f"{key('trajectory_every_steps')}: a stride of {md['trajectory_every_steps']} steps leaves no "
+                f"trajectory frame after step 0 in the {md['steps']} steps ({key('steps')}) of systems[{i}] ({name})"
             )
         systems[name] = SystemConfig(name, size, k, entry.get("shell_metal", "Ca"), md)
+        first_index[name] = i
     return systems
+
+
+def check_config_file(path: str | Path) -> dict[str, SystemConfig]:
+    """Read, validate and expand one config file (:func:`load_config_file`, :func:`validate_config`,
+    :func:`campaign_from_config`); :class:`ConfigError` prefixed with the file name."""
+    config = load_config_file(path)
+    try:
+        return campaign_from_config(validate_config(config))
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
 
 
 def settings_digest(settings: Mapping[str, Any]) -> str:
@@ -101,7 +293,7 @@ COST_MODEL = {
     "xtb": (1.5, 64, 2.6),
     "pbe": (50.0, 64, 2.5),
 }
-"""Rough per-step cost on 2 cores of CP2K 2023.1 (DESIGN §3 timings; +-30 % at the measured sizes,
+"""Rough per-step cost on 2 cores of CP2K 2023.1 (docs/physics.md §3 timings; +-30 % at the measured sizes,
 an extrapolation beyond them)."""
 
 
@@ -114,3 +306,22 @@ def aimd_cost_estimate(n_atoms: int, level: str, steps: int, cores: int = 2) -> 
     t_ref_s, n_ref, exponent = COST_MODEL[level]
     per_step_s = t_ref_s * (n_atoms / n_ref) ** exponent * 2.0 / max(1, cores)
     return {"seconds_per_step": per_step_s, "hours": per_step_s * (steps + 1) / 3600.0}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m qdphonon.config FILE...``: check config files; exit 1 if any is invalid."""
+    paths = list(sys.argv[1:] if argv is None else argv) or ["config/config.yaml"]
+    status = 0
+    for path in paths:
+        try:
+            systems = check_config_file(path)
+        except ConfigError as exc:
+            print(f"invalid config: {exc}", file=sys.stderr)
+            status = 1
+        else:
+            print(f"{path}: valid, {len(systems)} system(s): {', '.join(systems)}")
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -27,7 +27,7 @@ rule analyze_system:
         outdir=lambda wc, output: os.path.dirname(output.linewidth),
         settings=lambda wc: settings_record(
             md_temperature_K=config["md"]["temperature_K"],
-            report_temperature_K=config["analysis"]["temperature_K"],
+            report_temperature_K=config["analysis"]["report_temperature_K"],
             regions=config["analysis"]["region_edges_meV"],
             discard_fs=system_of(wc).md["equilibration_fs"],
             blocks=config["analysis"]["blocks"],

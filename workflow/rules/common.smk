@@ -3,17 +3,14 @@ import os
 import sys
 from pathlib import Path
 
-from snakemake.utils import validate
-
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
 
 from qdphonon.config import ConfigError, campaign_from_config, replica_seed
-from qdphonon.config import aimd_cost_estimate, settings_digest
+from qdphonon.config import aimd_cost_estimate, settings_digest, validate_config
 from qdphonon.jobs import job_retries
 
-validate(config, schema="../schemas/config.schema.yaml")
-
 try:
+    validate_config(config)
     SYSTEMS = campaign_from_config(config)
 except ConfigError as exc:
     raise WorkflowError(f"invalid config: {exc}") from None
@@ -98,7 +95,7 @@ def cp2k_launcher():
     """MPI launcher of the CP2K rules: cp2k.mpi_launcher (auto: srun inside a SLURM allocation,
     else mpirun; the engine decides, so a --set-resources on the command line cannot change it).
     """
-    return config["cp2k"].get("mpi_launcher", "auto")
+    return config["cp2k"]["mpi_launcher"]
 
 
 def aimd_runtime_min(wildcards, resources=None):

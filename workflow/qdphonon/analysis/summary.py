@@ -51,7 +51,7 @@ def summary_row(linewidth: dict, structure: dict | None = None, config_digest: s
         "gap_std_meV": linewidth.get("gap_std_meV"),
         "lambda_meV": linewidth.get("lambda_meV"),
         "lambda_meV_err": linewidth.get("lambda_meV_err"),
-        "temperature_K": linewidth.get("temperature_K"),
+        "report_temperature_K": linewidth.get("report_temperature_K"),
         "fwhm_meV": linewidth.get("fwhm_meV"),
         "fwhm_meV_err": linewidth.get("fwhm_meV_err"),
         "fwhm_quantum_meV": linewidth.get("fwhm_quantum_meV"),
