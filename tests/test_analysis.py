@@ -1,4 +1,4 @@
-"""Physics checks of qdphonon.analysis against analytic trajectories (DESIGN section 1).
+"""Physics checks of qdphonon.analysis against analytic trajectories (docs/physics.md §1).
 
 Expected numbers come from the physics, not from the code: a gap fluctuation
 ``A cos(w0 t)`` has ``Var = A^2/2``, ``lambda = A^2 / (4 k_B T_md)`` and
@@ -10,15 +10,23 @@ from __future__ import annotations
 import json
 import math
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from qdphonon import analysis as an
+from qdphonon.analysis.inputs import read_band_edges
+from qdphonon.analysis.spectrum import ResolutionWarning, analyze_gap, huang_rhys_spectrum, one_sided_power_meV2, quantum_linewidth_fwhm_meV, quantum_variance_meV2, region_modes, reorganization_energy, reorganization_energy_from_variance, thermal_linewidth_fwhm_meV
+from qdphonon.analysis.summary import write_summary
+from qdphonon.analysis.system import analyze_system
+from qdphonon.analysis.uncertainty import standard_error
+from qdphonon.analysis.vdos import atomic_masses_amu, vibrational_dos
 from qdphonon.units import BOLTZMANN_meV_per_K, HBAR_meV_fs
 
 T_MD_K = 10.0
+SPECTRUM_COLUMNS = ["energy_meV", "S", "S_hw_meV", "S_window", "S_hw_smoothed_meV"]
+T68 = {2: 1.8373, 3: 1.3213, 4: 1.1969}  # Student-t quantile t_{0.84135, n-1} (tables) for a 68.27 % interval
 KT_MD_meV = BOLTZMANN_meV_per_K * T_MD_K
 MODES = ((2.03, 5.0), (7.11, 8.0), (16.87, 10.0))  # (hbar w meV, amplitude meV), deliberately off-grid
 
@@ -31,12 +39,15 @@ def cosine_gap_meV(t_fs, modes=MODES):
     return sum(a * np.cos(hw / HBAR_meV_fs * t_fs + 0.7 * i + 0.2) for i, (hw, a) in enumerate(modes))
 
 
-def write_csv(path, t_fs, vbm_eV, cbm_eV, comments=(), extra=None):
+def write_csv(path, t_fs, vbm_eV, cbm_eV, comments=(), extra=None, sidecar=None):
+    """A band-edge CSV as another code would write it; ``sidecar`` (a dict) becomes its .json."""
     df = pd.DataFrame({"time_fs": t_fs, "vbm_eV": vbm_eV, "cbm_eV": cbm_eV, **(extra or {})})
     with open(path, "w") as fh:
         for c in comments:
             fh.write(f"# {c}\n")
         df.to_csv(fh, index=False, float_format="%.12g")
+    if sidecar is not None:
+        Path(path).with_suffix(".json").write_text(json.dumps(sidecar))
     return path
 
 
@@ -57,7 +68,7 @@ def test_on_grid_cosine_amplitude_and_S_without_window():
     hw0 = 2 * math.pi * HBAR_meV_fs * k0 / (n * dt)
     t = np.arange(n) * dt
     A = 6.0
-    spec = an.huang_rhys_spectrum(A * np.cos(hw0 / HBAR_meV_fs * t), dt, T_MD_K, window="none")
+    spec = huang_rhys_spectrum(A * np.cos(hw0 / HBAR_meV_fs * t), dt, T_MD_K, window="none")
     F = np.sqrt(2 * spec.S * 4 * spec.energy_meV * KT_MD_meV / 2)  # F_k^2 = 4 hbar w k_B T S_k
     assert spec.energy_meV[k0 - 1] == pytest.approx(hw0, rel=1e-12)
     assert F[k0 - 1] == pytest.approx(A, rel=1e-9)
@@ -67,7 +78,7 @@ def test_on_grid_cosine_amplitude_and_S_without_window():
 
 def test_nyquist_bin_counts_once():
     x = 3.0 * (-1.0) ** np.arange(64)  # cosine at the Nyquist frequency, variance 9
-    p = an.one_sided_power_meV2(x, window="none")
+    p = one_sided_power_meV2(x, window="none")
     assert p.sum() == pytest.approx(9.0, rel=1e-12)
     assert p[-1] == pytest.approx(9.0, rel=1e-12)
 
@@ -81,9 +92,9 @@ def test_parseval_on_random_input(seed, window):
     dt = float(rng.choice([0.5, 1.0, 2.0, 5.0]))
     x = np.cumsum(rng.normal(size=n)) + rng.normal(scale=3.0, size=n)  # red + white noise
     x = x - x.mean()
-    spec = an.huang_rhys_spectrum(x, dt, T_MD_K, window=window)
+    spec = huang_rhys_spectrum(x, dt, T_MD_K, window=window)
     expected = np.var(x) / (2 * KT_MD_meV)
-    assert an.reorganization_energy(spec.energy_meV, spec.S) == pytest.approx(expected, rel=1e-9)
+    assert reorganization_energy(spec.energy_meV, spec.S) == pytest.approx(expected, rel=1e-9)
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -95,14 +106,15 @@ def test_parseval_through_analyze_system(tmp_path, seed):
     cbm = -1.5 + 0.01 * rng.normal(size=n) + 0.005 * np.sin(t / 50.0)
     path = write_csv(tmp_path / "r.csv", t, vbm, cbm)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", an.ResolutionWarning)
-        res = an.analyze_system([path], T_MD_K, 300.0, outdir=tmp_path / "out")
+        warnings.simplefilter("ignore", ResolutionWarning)
+        res = analyze_system([path], T_MD_K, 300.0, outdir=tmp_path / "out")
     gap_meV = (cbm - vbm) * 1000
     var = np.var(gap_meV)
     assert res["lambda_meV"] == pytest.approx(var / (2 * KT_MD_meV), rel=0.01)
-    sd = pd.read_csv(tmp_path / "out" / "spectral_density.csv", comment="#")
-    assert list(sd.columns) == ["energy_meV", "S", "S_hw_meV"]
-    assert sd["S_hw_meV"].sum() == pytest.approx(res["lambda_meV"], rel=0.01)
+    sd = pd.read_csv(tmp_path / "out" / "spectral_density.csv")
+    assert list(sd.columns) == SPECTRUM_COLUMNS
+    assert sd["S_hw_meV"].sum() == pytest.approx(res["lambda_meV"], rel=1e-9)  # Eq. 1 per bin: Parseval exact
+    assert (sd["S_window"] * sd["energy_meV"]).sum() == pytest.approx(res["lambda_meV"], rel=1e-9)
     assert res["gap_std_meV"] == pytest.approx(np.std(gap_meV), rel=1e-6)
 
 
@@ -111,7 +123,7 @@ def test_parseval_through_analyze_system(tmp_path, seed):
 def test_region_S_of_off_grid_cosines(tmp_path, dt_fs):
     t = np.arange(0.0, 16000.0, dt_fs)
     path = gap_csv(tmp_path / f"dt{dt_fs:g}.csv", t, cosine_gap_meV(t))
-    res = an.analyze_system([path], T_MD_K, 300.0, outdir=tmp_path / "out")
+    res = analyze_system([path], T_MD_K, 300.0, outdir=tmp_path / "out")
     for hw, a in MODES:
         reg = region_by_energy(res["regions"], hw)
         assert reg["S"] == pytest.approx(expected_S(hw, a), rel=0.03), reg["name"]
@@ -127,7 +139,7 @@ def test_sampling_interval_does_not_change_region_S():
     out = {}
     for dt in (1.0, 2.0, 5.0):
         t = np.arange(0.0, 12000.0, dt)
-        r = an.analyze_gap(2.5 + cosine_gap_meV(t) / 1000, dt, T_MD_K, 300.0)
+        r = analyze_gap(2.5 + cosine_gap_meV(t) / 1000, dt, T_MD_K, 300.0)
         out[dt] = np.array([reg["S"] for reg in r.regions])
     for dt in (2.0, 5.0):
         np.testing.assert_allclose(out[dt], out[1.0], rtol=0.03)
@@ -138,7 +150,7 @@ def test_weak_low_mode_next_to_strong_off_grid_LO_mode(duration_fs):
     """Leakage of a strong off-grid LO mode must not inflate S of a weak 2 meV mode."""
     modes = ((2.0, 1.0), (17.3, 20.0))
     t = np.arange(0.0, duration_fs, 1.0)
-    r = an.analyze_gap(2.5 + cosine_gap_meV(t, modes) / 1000, 1.0, T_MD_K, 300.0)
+    r = analyze_gap(2.5 + cosine_gap_meV(t, modes) / 1000, 1.0, T_MD_K, 300.0)
     for hw, a in modes:
         assert region_by_energy(r.regions, hw)["S"] == pytest.approx(expected_S(hw, a), rel=0.03)
 
@@ -147,7 +159,7 @@ def test_plain_periodogram_would_fail_the_leakage_test():
     """Contrast: without the window, leakage inflates the weak low-region S well beyond 3 %."""
     modes = ((2.0, 1.0), (17.3, 20.0))
     t = np.arange(0.0, 20000.0, 1.0)
-    r = an.analyze_gap(2.5 + cosine_gap_meV(t, modes) / 1000, 1.0, T_MD_K, 300.0, window="none")
+    r = analyze_gap(2.5 + cosine_gap_meV(t, modes) / 1000, 1.0, T_MD_K, 300.0, window="none")
     low = region_by_energy(r.regions, 2.0)["S"]
     assert abs(low / expected_S(2.0, 1.0) - 1) > 0.05
 
@@ -157,7 +169,7 @@ def test_only_cbm_moves(tmp_path):
     A, hw = 9.0, 6.6
     cbm = 1.8 + A / 1000 * np.cos(hw / HBAR_meV_fs * t + 0.4)
     path = write_csv(tmp_path / "cbm.csv", t, np.full_like(t, -3.0), cbm)
-    res = an.analyze_system([path], T_MD_K, 300.0)
+    res = analyze_system([path], T_MD_K, 300.0)
     inter = region_by_energy(res["regions"], hw)
     assert inter["S"] == pytest.approx(expected_S(hw, A), rel=0.03)
     assert res["lambda_meV"] == pytest.approx(A**2 / (4 * KT_MD_meV), rel=0.01)
@@ -170,36 +182,36 @@ def test_band_edges_moving_together_leave_the_gap_unbroadened(tmp_path):
     t = np.arange(0.0, 5000.0, 1.0)
     shift = 0.02 * np.cos(t / 100.0)
     path = write_csv(tmp_path / "rigid.csv", t, -4 + shift, -2 + shift)
-    res = an.analyze_system([path], T_MD_K, 300.0)
+    res = analyze_system([path], T_MD_K, 300.0)
     assert res["lambda_meV"] == pytest.approx(0.0, abs=1e-9)
     assert res["fwhm_meV"] == pytest.approx(0.0, abs=1e-6)
 
 
 def test_custom_region_edges_and_names():
     t = np.arange(0.0, 20000.0, 1.0)
-    r = an.analyze_gap(2.5 + cosine_gap_meV(t) / 1000, 1.0, T_MD_K, 300.0, region_edges_meV=[0, 10, 40])
+    r = analyze_gap(2.5 + cosine_gap_meV(t) / 1000, 1.0, T_MD_K, 300.0, region_edges_meV=[0, 10, 40])
     assert [x["name"] for x in r.regions] == ["R1", "R2"]
     (hw1, a1), (hw2, a2), (hw3, a3) = MODES
     assert r.regions[0]["S"] == pytest.approx(expected_S(hw1, a1) + expected_S(hw2, a2), rel=0.03)
     assert r.regions[1]["S"] == pytest.approx(expected_S(hw3, a3), rel=0.03)
     with pytest.raises(ValueError, match="increasing"):
-        an.region_modes(np.ones(3), np.ones(3), [0, 5, 5])
+        region_modes(np.ones(3), np.ones(3), [0, 5, 5])
 
 
 # ----------------------------------------------------------------------------- linewidths
 def test_eq2_linewidth_matches_seed_numbers():
-    # DESIGN: 2.4 nm dot, lambda ~ 94 meV <-> 164 meV at 300 K; std 12.7 meV at 10 K <-> 164 meV
-    assert an.thermal_linewidth_fwhm_meV(94.0, 300.0) == pytest.approx(164.0, rel=0.005)
-    lam = an.reorganization_energy_from_variance(12.7**2, 10.0)
-    assert an.thermal_linewidth_fwhm_meV(lam, 300.0) == pytest.approx(164.0, rel=0.005)
-    assert an.thermal_linewidth_fwhm_meV(lam, 300.0) == pytest.approx(2.3548 * 12.7 * math.sqrt(30), rel=1e-4)
+    # docs/physics.md §1: 2.4 nm dot, lambda ~ 94 meV <-> 164 meV at 300 K; std 12.7 meV at 10 K <-> 164 meV
+    assert thermal_linewidth_fwhm_meV(94.0, 300.0) == pytest.approx(164.0, rel=0.005)
+    lam = reorganization_energy_from_variance(12.7**2, 10.0)
+    assert thermal_linewidth_fwhm_meV(lam, 300.0) == pytest.approx(164.0, rel=0.005)
+    assert thermal_linewidth_fwhm_meV(lam, 300.0) == pytest.approx(2.3548 * 12.7 * math.sqrt(30), rel=1e-4)
 
 
 def test_fwhm_in_output_follows_eq2(tmp_path):
     t = np.arange(0.0, 12000.0, 1.0)
     g = cosine_gap_meV(t)
     path = gap_csv(tmp_path / "a.csv", t, g)
-    res = an.analyze_system([path], T_MD_K, 250.0)
+    res = analyze_system([path], T_MD_K, 250.0)
     assert res["fwhm_meV"] == pytest.approx(2.3548 * np.std(g) * math.sqrt(250.0 / T_MD_K), rel=1e-3)
     assert res["fwhm_meV"] == pytest.approx(2 * math.sqrt(2 * math.log(2)) * math.sqrt(2 * res["lambda_meV"] * BOLTZMANN_meV_per_K * 250), rel=1e-6)
     assert any("harmonic" in a.lower() for a in res["assumptions"])
@@ -209,28 +221,28 @@ def test_fwhm_in_output_follows_eq2(tmp_path):
 def test_quantum_correction_of_single_modes_at_300K(hw_meV, excess):
     S = 0.7
     var_cl = 2 * S * hw_meV * BOLTZMANN_meV_per_K * 300.0
-    var_q = an.quantum_variance_meV2([hw_meV], [S], 300.0)
+    var_q = quantum_variance_meV2([hw_meV], [S], 300.0)
     assert var_q / var_cl - 1 == pytest.approx(excess, rel=0.05)
-    g_q = an.quantum_linewidth_fwhm_meV([hw_meV], [S], 300.0)
-    g_cl = an.thermal_linewidth_fwhm_meV(S * hw_meV, 300.0)
+    g_q = quantum_linewidth_fwhm_meV([hw_meV], [S], 300.0)
+    g_cl = thermal_linewidth_fwhm_meV(S * hw_meV, 300.0)
     assert (g_q / g_cl) ** 2 - 1 == pytest.approx(excess, rel=0.05)
 
 
 def test_quantum_limits():
     e, S = np.array([5.0, 17.0]), np.array([1.0, 0.5])
-    assert an.quantum_variance_meV2(e, S, 0.0) == pytest.approx(np.sum(S * e * e))
-    hot = an.quantum_variance_meV2(e, S, 1e5)
+    assert quantum_variance_meV2(e, S, 0.0) == pytest.approx(np.sum(S * e * e))
+    hot = quantum_variance_meV2(e, S, 1e5)
     assert hot == pytest.approx(2 * np.sum(S * e) * BOLTZMANN_meV_per_K * 1e5, rel=1e-6)
 
 
 def test_quantum_and_temperature_curve_in_output(tmp_path):
     t = np.arange(0.0, 12000.0, 1.0)
     path = gap_csv(tmp_path / "lo.csv", t, 10.0 * np.cos(17.0 / HBAR_meV_fs * t))
-    res = an.analyze_system([path], T_MD_K, 300.0, temperatures_K=[0.0, 100.0, 300.0])
+    res = analyze_system([path], T_MD_K, 300.0, temperatures_K=[0.0, 100.0, 300.0])
     ratio2 = (res["fwhm_quantum_meV"] / res["fwhm_meV"]) ** 2
     assert ratio2 - 1 == pytest.approx(0.036, rel=0.05)
     curve = res["fwhm_vs_temperature"]
-    assert [c["temperature_K"] for c in curve] == [0.0, 100.0, 300.0]
+    assert [c["report_temperature_K"] for c in curve] == [0.0, 100.0, 300.0]
     assert curve[0]["fwhm_classical_meV"] == 0.0 and curve[0]["fwhm_quantum_meV"] > 0  # zero-point width
     assert curve[2]["fwhm_classical_meV"] == pytest.approx(res["fwhm_meV"], rel=1e-9)
     assert curve[2]["fwhm_quantum_meV"] == pytest.approx(res["fwhm_quantum_meV"], rel=1e-9)
@@ -241,18 +253,22 @@ def test_replica_mean_and_standard_error(tmp_path):
     amps = [8.0, 10.0, 13.0]
     t = np.arange(0.0, 15000.0, 2.0)
     paths = [gap_csv(tmp_path / f"r{i}.csv", t, a * np.cos(16.9 / HBAR_meV_fs * t + i)) for i, a in enumerate(amps)]
-    res = an.analyze_system(paths, T_MD_K, 300.0, outdir=tmp_path / "out")
+    res = analyze_system(paths, T_MD_K, 300.0, outdir=tmp_path / "out")
     lams = np.array([a**2 / (4 * KT_MD_meV) for a in amps])
-    fwhms = np.array([an.thermal_linewidth_fwhm_meV(x, 300.0) for x in lams])
+    fwhms = np.array([thermal_linewidth_fwhm_meV(x, 300.0) for x in lams])
     S = np.array([expected_S(16.9, a) for a in amps])
-    se = lambda v: np.std(v, ddof=1) / math.sqrt(len(v))  # noqa: E731
+    hw = lambda v: T68[len(v)] * np.std(v, ddof=1) / math.sqrt(len(v))  # noqa: E731  Student-t half-width
     assert res["error_method"] == "replicas" and res["n_replicas"] == 3
+    assert res["confidence_level"] == pytest.approx(0.6827)
     assert res["lambda_meV"] == pytest.approx(lams.mean(), rel=0.01)
-    assert res["lambda_meV_err"] == pytest.approx(se(lams), rel=0.02)
-    assert res["fwhm_meV_err"] == pytest.approx(se(fwhms), rel=0.02)
+    assert res["lambda_meV_err"] == pytest.approx(hw(lams), rel=0.02)
+    lam_lo, lam_hi = lams.mean() - hw(lams), lams.mean() + hw(lams)  # Gamma's interval is lambda's through Eq. 2
+    fw_hw = (thermal_linewidth_fwhm_meV(lam_hi, 300.0) - thermal_linewidth_fwhm_meV(lam_lo, 300.0)) / 2
+    assert res["fwhm_meV_err"] == pytest.approx(fw_hw, rel=0.02)
+    assert res["fwhm_meV_err"] == pytest.approx(hw(fwhms), rel=0.1)  # ~ the spread of the per-replica widths
     lo = region_by_energy(res["regions"], 16.9)
     assert lo["S"] == pytest.approx(S.mean(), rel=0.03)
-    assert lo["S_err"] == pytest.approx(se(S), rel=0.03)
+    assert lo["S_err"] == pytest.approx(hw(S), rel=0.03)
     sd = pd.read_csv(tmp_path / "out" / "spectral_density.csv", comment="#")
     assert sd["S_hw_meV"].sum() == pytest.approx(lams.mean(), rel=0.01)  # mean spectrum
 
@@ -262,37 +278,38 @@ def test_block_error_of_a_single_trajectory(tmp_path):
     block_fs, dt = 6000.0, 1.0
     t = np.arange(0.0, 4 * block_fs, dt)
     g = np.concatenate([a * np.cos(17.0 / HBAR_meV_fs * np.arange(0, block_fs, dt)) for a in amps])
-    res = an.analyze_system([gap_csv(tmp_path / "one.csv", t, g)], T_MD_K, 300.0, n_blocks=4)
+    res = analyze_system([gap_csv(tmp_path / "one.csv", t, g)], T_MD_K, 300.0, n_blocks=4)
     lams = np.array([a**2 / (4 * KT_MD_meV) for a in amps])
     assert res["error_method"] == "blocks" and res["n_blocks"] == 4
     assert res["lambda_meV"] == pytest.approx(lams.mean(), rel=0.01)
-    assert res["lambda_meV_err"] == pytest.approx(np.std(lams, ddof=1) / 2, rel=0.03)
+    assert res["lambda_meV_err"] == pytest.approx(T68[4] * np.std(lams, ddof=1) / 2, rel=0.03)
 
 
 def test_blocks_too_short_for_lowest_region_warn(tmp_path):
     t = np.arange(0.0, 3000.0, 1.0)  # 750 fs blocks: resolution 5.5 meV > 4.5 meV
     path = gap_csv(tmp_path / "short_blocks.csv", t, 5 * np.cos(17 / HBAR_meV_fs * t))
-    with pytest.warns(an.ResolutionWarning, match="blocks"):
-        an.analyze_system([path], T_MD_K, 300.0, n_blocks=4)
+    with pytest.warns(ResolutionWarning, match="blocks"):
+        analyze_system([path], T_MD_K, 300.0, n_blocks=4)
 
 
 def test_standard_error_helper():
-    assert an.standard_error([1.0, 2.0, 3.0]) == pytest.approx(1.0 / math.sqrt(3))
-    assert math.isnan(an.standard_error([1.0]))
+    assert standard_error([1.0, 2.0, 3.0]) == pytest.approx(1.0 / math.sqrt(3))
+    assert math.isnan(standard_error([1.0]))
 
 
 # ----------------------------------------------------------------------------- short, discard, flags
-@pytest.mark.filterwarnings("ignore:.*blocks of:qdphonon.analysis.ResolutionWarning")
+@pytest.mark.filterwarnings("ignore:.*blocks of:qdphonon.analysis.spectrum.ResolutionWarning")
 def test_too_short_trajectory_is_unresolved_but_gives_lambda(tmp_path):
     t = np.arange(0.0, 500.0, 1.0)  # resolution 8.3 meV: lowest region (4.5 meV) unresolved
     g = 6.0 * np.cos(17.0 / HBAR_meV_fs * t) + 3.0 * np.cos(40.0 / HBAR_meV_fs * t)
     path = gap_csv(tmp_path / "short.csv", t, g)
-    with pytest.warns(an.ResolutionWarning, match="unresolved"):
-        res = an.analyze_system([path], T_MD_K, 300.0, outdir=tmp_path / "out")
+    with pytest.warns(ResolutionWarning, match="unresolved"):
+        res = analyze_system([path], T_MD_K, 300.0, outdir=tmp_path / "out")
     data = json.loads((tmp_path / "out" / "linewidth.json").read_text())
     low = data["regions"][0]
-    assert low["resolved"] is False
-    assert data["regions"][2]["resolved"] is True  # 18 meV wide LO region is resolved
+    assert low["resolved"] is False and low["S_err"] is None and low["S"] is None  # no bin below 4.5 meV
+    # the Hann main lobe (4 bins = 33 meV) is wider than the 18 meV LO region: not resolved either
+    assert data["regions"][2]["resolved"] is False and data["regions"][2]["S_err"] is None
     assert data["lambda_meV"] == pytest.approx(np.var(g) / (2 * KT_MD_meV), rel=0.01)
     assert data["fwhm_meV"] == pytest.approx(2.3548 * np.std(g) * math.sqrt(30), rel=0.01)
     assert res["frequency_resolution_meV"] == pytest.approx(2 * math.pi * HBAR_meV_fs / 500.0, rel=1e-9)
@@ -303,11 +320,11 @@ def test_discard_equilibration(tmp_path):
     g = 6.0 * np.cos(7.0 / HBAR_meV_fs * t)
     g[t < 2000] += 300.0 * (1 - t[t < 2000] / 2000)  # hot start relaxing
     path = gap_csv(tmp_path / "eq.csv", t, g)
-    res = an.analyze_system([path], T_MD_K, 300.0, discard_fs=2000.0)
+    res = analyze_system([path], T_MD_K, 300.0, discard_fs=2000.0)
     assert res["lambda_meV"] == pytest.approx(36.0 / (4 * KT_MD_meV), rel=0.01)
     assert res["n_samples"] == 12000
     with pytest.raises(ValueError, match="eq.csv.*after discarding"):
-        an.analyze_system([path], T_MD_K, 300.0, discard_fs=20000.0)
+        analyze_system([path], T_MD_K, 300.0, discard_fs=20000.0)
 
 
 def test_synthetic_level_and_scf_flags(tmp_path):
@@ -315,17 +332,20 @@ def test_synthetic_level_and_scf_flags(tmp_path):
     g = np.cos(t / 30)
     path = write_csv(
         tmp_path / "mock.csv", t, np.full_like(t, -4.0), -2 + g / 1000,
-        comments=["synthetic (mock engine)", "level: xtb"],
+        sidecar={"synthetic": True, "level": "mock"},
         extra={"step": np.arange(t.size), "scf_converged": np.where(np.arange(t.size) % 500 == 3, "False", "True")},
     )
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", an.ResolutionWarning)
-        res = an.analyze_system([path], T_MD_K, 300.0, outdir=tmp_path / "o")
-    assert res["synthetic"] is True and res["level"] == "xtb"
+        warnings.simplefilter("ignore", ResolutionWarning)
+        res = analyze_system([path], T_MD_K, 300.0, outdir=tmp_path / "o")
+    assert res["synthetic"] is True and res["level"] == "mock"
     assert res["n_scf_unconverged_rows"] == 4
-    assert (tmp_path / "o" / "spectral_density.csv").read_text().startswith("# synthetic")
+    spectrum = tmp_path / "o" / "spectral_density.csv"
+    assert list(pd.read_csv(spectrum).columns) == SPECTRUM_COLUMNS
+    sidecar = json.loads(spectrum.with_suffix(".json").read_text())
+    assert sidecar["synthetic"] is True and sidecar["level"] == "mock" and "synthetic" in sidecar["note"]
     plain = gap_csv(tmp_path / "plain.csv", t, g)
-    assert an.read_band_edges(plain).synthetic is False
+    assert read_band_edges(plain).synthetic is False
 
 
 # ----------------------------------------------------------------------------- bad input
@@ -351,17 +371,17 @@ def test_bad_input_is_refused_with_file_and_problem(tmp_path, case):
     path = tmp_path / f"bad_{case}.csv"
     mutate(_good_frame()).to_csv(path, index=False)
     with pytest.raises(ValueError, match=f"bad_{case}.csv.*{pattern}"):
-        an.analyze_system([path], T_MD_K, 300.0)
+        analyze_system([path], T_MD_K, 300.0)
 
 
 def test_empty_file_is_refused(tmp_path):
     path = tmp_path / "empty.csv"
     path.write_text("")
     with pytest.raises(ValueError, match="empty.csv.*empty"):
-        an.read_band_edges(path)
+        read_band_edges(path)
     path.write_text("# synthetic (mock engine)\n")
     with pytest.raises(ValueError, match="empty.csv.*empty"):
-        an.read_band_edges(path)
+        read_band_edges(path)
 
 
 # ----------------------------------------------------------------------------- VDOS
@@ -370,14 +390,14 @@ def test_vdos_peaks_normalisation_and_projections():
     t = np.arange(n) * dt
     symbols = ["Cs", "Pb", "Br", "Br", "Cs", "Br"]
     regions = ["core", "core", "core", "surface", "surface", "surface"]
-    masses = an.atomic_masses_amu(symbols)
+    masses = atomic_masses_amu(symbols)
     hw = {"core": 14.0, "surface": 4.0}
     rng = np.random.default_rng(1)
     v = np.zeros((n, len(symbols), 3))
     for i, r in enumerate(regions):
         for ax in range(3):  # equipartition: m <v^2> equal for every degree of freedom
             v[:, i, ax] = np.cos(hw[r] / HBAR_meV_fs * t + rng.uniform(0, 6.3)) / math.sqrt(masses[i])
-    dos = an.vibrational_dos(v, masses, dt, regions=regions, symbols=symbols)
+    dos = vibrational_dos(v, masses, dt, regions=regions, symbols=symbols)
     de = dos.d_energy_meV
     assert np.sum(dos.total) * de == pytest.approx(3 * len(symbols), rel=1e-9)
     for r, e0 in hw.items():
@@ -392,7 +412,7 @@ def test_vdos_peaks_normalisation_and_projections():
     assert list(dos.projections)[:2] == ["region_core", "region_surface"]
 
 
-@pytest.mark.filterwarnings("ignore::qdphonon.analysis.ResolutionWarning")
+@pytest.mark.filterwarnings("ignore::qdphonon.analysis.spectrum.ResolutionWarning")
 def test_vdos_in_analyze_system(tmp_path):
     dt, n = 1.0, 3000
     t = np.arange(n) * dt
@@ -401,15 +421,16 @@ def test_vdos_in_analyze_system(tmp_path):
     v = np.stack([np.cos((3 + 4 * i) / HBAR_meV_fs * t)[:, None] * np.ones(3) for i in range(4)], axis=1)
     npz = tmp_path / "r0.npz"
     np.savez(npz, velocities=v.astype(np.float32), time_fs=t, symbols=symbols, regions=regions)
-    csv = gap_csv(tmp_path / "r0.csv", t, 3 * np.cos(17 / HBAR_meV_fs * t), comments=["synthetic (mock engine)"])
-    an.analyze_system([csv], T_MD_K, 300.0, outdir=tmp_path / "with", velocities_npz=[npz])
-    d = pd.read_csv(tmp_path / "with" / "vdos.csv", comment="#")
+    csv = gap_csv(tmp_path / "r0.csv", t, 3 * np.cos(17 / HBAR_meV_fs * t), )
+    csv.with_suffix(".json").write_text(json.dumps({"synthetic": True, "level": "mock"}))
+    analyze_system([csv], T_MD_K, 300.0, outdir=tmp_path / "with", velocities_npz=[npz])
+    d = pd.read_csv(tmp_path / "with" / "vdos.csv")
     assert list(d.columns[:2]) == ["energy_meV", "total"]
     assert {"region_core", "region_surface", "region_shell", "element_Cs", "element_Ca"} <= set(d.columns)
     de = d.energy_meV[1] - d.energy_meV[0]
     assert d.total.sum() * de == pytest.approx(12.0, rel=1e-6)
     np.testing.assert_allclose(d[[c for c in d if c.startswith("region_")]].sum(axis=1), d.total, rtol=1e-6, atol=1e-9)
-    an.analyze_system([csv], T_MD_K, 300.0, outdir=tmp_path / "without")
+    analyze_system([csv], T_MD_K, 300.0, outdir=tmp_path / "without")
     assert not (tmp_path / "without" / "vdos.csv").exists()
 
 
@@ -419,7 +440,7 @@ def test_vdos_is_fft_fast():
 
     v = np.random.default_rng(0).normal(size=(20000, 40, 3))
     t0 = time.perf_counter()
-    an.vibrational_dos(v, np.ones(40), 1.0)
+    vibrational_dos(v, np.ones(40), 1.0)
     assert time.perf_counter() - t0 < 3.0
 
 
@@ -428,15 +449,16 @@ def test_summary_rows(tmp_path):
     t = np.arange(0.0, 12000.0, 1.0)
     dirs = {}
     for name, amp, size, shell, edge in (("cube4", 10.0, [4, 4, 4], 0, 2.35), ("cube4_cs", 6.0, [4, 4, 4], 1, 2.35)):
-        path = gap_csv(tmp_path / f"{name}.csv", t, amp * np.cos(17 / HBAR_meV_fs * t), comments=["level: pbe"])
+        path = gap_csv(tmp_path / f"{name}_edges.csv", t, amp * np.cos(17 / HBAR_meV_fs * t))
+        path.with_suffix(".json").write_text(json.dumps({"synthetic": False, "level": "pbe"}))
         st = tmp_path / f"{name}.json"
         st.write_text(json.dumps({"system": name, "formula": "X", "n_atoms": 416, "size_octahedra": size,
                                   "edge_nm": edge, "shell_layers": shell, "shell_metal": "Ca",
                                   "counts_by_region": {"core": 100, "surface": 316}}))
         out = tmp_path / "analysis" / name
-        an.analyze_system([path], T_MD_K, 300.0, outdir=out, structure_json=st)
+        analyze_system([path], T_MD_K, 300.0, outdir=out, structure_json=st)
         dirs[name] = (out / "linewidth.json", st)
-    summary = an.write_summary([d[0] for d in dirs.values()], [d[1] for d in dirs.values()], tmp_path / "summary.csv")
+    summary = write_summary([d[0] for d in dirs.values()], [d[1] for d in dirs.values()], tmp_path / "summary.csv")
     df = pd.read_csv(summary)
     assert list(df.system) == ["cube4", "cube4_cs"]
     for col in ("nx", "edge_nm", "formula", "shell_layers", "n_atoms", "gap_mean_eV", "lambda_meV", "fwhm_meV",
@@ -444,6 +466,7 @@ def test_summary_rows(tmp_path):
         assert col in df.columns, col
     assert df.loc[0, "lambda_meV"] == pytest.approx(100 / (4 * KT_MD_meV), rel=0.01)
     assert df.loc[1, "shell_layers"] == 1 and df.loc[0, "level"] == "pbe"
+    assert df.loc[0, "edge_x_nm"] == df.loc[0, "edge_nm"] == 2.35 and df["edge_nm"].dtype == float
     assert df.loc[0, "hw_LO_meV"] == pytest.approx(17.0, rel=0.02)
 
 
@@ -453,7 +476,7 @@ def test_replicas_of_different_length_share_a_mean_spectrum(tmp_path):
     for i, (a, d) in enumerate(zip(amps, durations)):
         t = np.arange(0.0, d, 2.0)
         paths.append(gap_csv(tmp_path / f"r{i}.csv", t, a * np.cos(16.9 / HBAR_meV_fs * t)))
-    res = an.analyze_system(paths, T_MD_K, 300.0, outdir=tmp_path / "out")
+    res = analyze_system(paths, T_MD_K, 300.0, outdir=tmp_path / "out")
     sd = pd.read_csv(tmp_path / "out" / "spectral_density.csv", comment="#")
     lam = np.mean([a**2 / (4 * KT_MD_meV) for a in amps])
     assert sd["energy_meV"].iloc[0] == pytest.approx(2 * math.pi * HBAR_meV_fs / 12000.0)  # coarsest grid
@@ -465,7 +488,7 @@ def test_replicas_of_different_length_share_a_mean_spectrum(tmp_path):
 def test_weight_above_the_regions_is_reported(tmp_path):
     t = np.arange(0.0, 8000.0, 1.0)
     g = 5.0 * np.cos(17.0 / HBAR_meV_fs * t) + 3.0 * np.cos(80.0 / HBAR_meV_fs * t)
-    res = an.analyze_system([gap_csv(tmp_path / "above.csv", t, g)], T_MD_K, 300.0)
+    res = analyze_system([gap_csv(tmp_path / "above.csv", t, g)], T_MD_K, 300.0)
     assert res["lambda_above_regions_meV"] == pytest.approx(9.0 / (4 * KT_MD_meV), rel=0.03)
 
 
@@ -474,7 +497,7 @@ def test_dropped_scf_steps_are_bridged_and_counted(tmp_path):
     the cosine's region S survives; too many are refused naming the file."""
     import warnings as _w
 
-    from qdphonon.analysis import analyze_system
+    from qdphonon.analysis.system import analyze_system
 
     dt, n, T = 2.0, 6000, 10.0
     t = np.arange(n) * dt

@@ -35,7 +35,7 @@ def test_analyze_writes_outputs(tmp_path):
                "--outdir", str(out), "--regions", "0,4.5,12,30", "--discard-fs", "0"])
     assert rc == 0
     lw = json.loads((out / "linewidth.json").read_text())
-    for key in ("lambda_meV", "fwhm_meV", "temperature_K", "md_temperature_K", "gap_mean_eV", "gap_std_meV",
+    for key in ("lambda_meV", "fwhm_meV", "report_temperature_K", "md_temperature_K", "gap_mean_eV", "gap_std_meV",
                 "n_samples", "duration_fs", "regions", "lambda_meV_err", "fwhm_meV_err", "error_method",
                 "n_replicas", "fwhm_quantum_meV", "fwhm_vs_temperature", "assumptions", "synthetic", "level"):
         assert key in lw, key
@@ -130,7 +130,7 @@ def test_summarize_and_plot(tmp_path, capsys):
     capsys.readouterr()
     assert main(["plot", "--summary", str(summary), "--analysis-dirs", *dirs, "--outdir", str(tmp_path / "figs")]) == 0
     printed = capsys.readouterr().out.split()
-    assert len(printed) == 8 and all(p.endswith((".png", ".pdf")) for p in printed)
+    assert len(printed) == 12 and all(p.endswith((".png", ".pdf")) for p in printed)  # 6 figures (plots.FIGURE_STEMS)
 
 
 def test_console_script_reports_errors_on_stderr(tmp_path):

@@ -43,7 +43,7 @@ def test_default_campaign_is_the_reference_series():
         "cspbbr3_3x3x3", "cspbbr3_4x4x4", "cspbbr3_5x5x5", "cspbbr3_6x6x6", "cspbbr3_7x7x7", "cspbbr3_6x6x6_ca1",
     ]
     assert [s.n_atoms for s in systems.values()] == [189, 416, 775, 1296, 2009, 1296]
-    assert [len(s.replicas) for s in systems.values()] == [2] * 6
+    assert [len(s.replicas) for s in systems.values()] == [4] * 6
     assert systems["cspbbr3_6x6x6_ca1"].shell_layers == 1 and systems["cspbbr3_6x6x6_ca1"].shell_metal == "Ca"
 
 
@@ -51,8 +51,9 @@ def test_schema_fills_every_default():
     cfg = validated({"systems": [{"size": [2, 2, 2]}]})
     assert cfg["engine"] == "mock" and cfg["level"] == "pbe"
     assert cfg["md"] == {"temperature_K": 10.0, "timestep_fs": 2.0, "steps": 4000, "equilibration_fs": 1000.0,
-                         "replicas": 2, "seed": 2022, "thermostat_timecon_fs": 100.0, "trajectory_every_steps": 5}
-    assert cfg["analysis"] == {"report_temperature_K": 300.0, "region_edges_meV": [0.0, 4.5, 12.0, 30.0], "blocks": 4}
+                         "replicas": 4, "seed": 2022, "thermostat_timecon_fs": 100.0, "trajectory_every_steps": 5}
+    assert cfg["analysis"] == {"report_temperature_K": 300.0, "region_edges_meV": [0.0, 4.5, 12.0, 30.0], "blocks": 4,
+                               "band_cutoff_meV": None, "temperatures_K": [4, 10, 25, 50, 77, 100, 150, 200, 250, 300, 350, 400]}
     assert cfg["systems"][0] == {"size": [2, 2, 2], "shell_layers": 0, "shell_metal": "Ca", "md": {}}
     assert cfg["scf"] == {"eps_scf": 1.0e-6, "max_scf": 200, "smearing_K": None, "on_failure": "drop_step"}
     assert cfg["cp2k"] == {"command": "cp2k.psmp", "mpi_launcher": "auto", "walltime_margin_min": 10, "overrides": {}}
@@ -90,8 +91,8 @@ def test_default_config_dry_run_lists_whole_pipeline(tmp_path):
     """6 systems x 2 replicas: hand-counted jobs per rule (planned_jobs checks the exit status)."""
     write_config(tmp_path, DEFAULT)
     jobs = planned_jobs(snakemake(tmp_path, "-n", timeout_s=300))
-    assert jobs == {"build_structure": 6, "relax_structure": 6, "write_cp2k_input": 12, "run_aimd": 12,
-                    "parse_band_edges": 12, "analyze_system": 6, "summarize_campaign": 1, "plot_figures": 1,
+    assert jobs == {"build_structure": 6, "relax_structure": 6, "write_cp2k_input": 24, "run_aimd": 24,
+                    "parse_band_edges": 24, "analyze_system": 6, "summarize_campaign": 1, "plot_figures": 1,
                     "all": 1}
     assert not (tmp_path / "results").exists()
 
@@ -116,7 +117,7 @@ def test_per_system_md_override_only_touches_that_system():
     assert systems["cspbbr3_3x3x3"].replicas == ["r0", "r1", "r2"]
     assert systems["cspbbr3_3x3x3"].md["timestep_fs"] == 2.0  # not overridden: the campaign's
     for name in ("cspbbr3_4x4x4", "cspbbr3_6x6x6_ca1"):
-        assert systems[name].md["steps"] == 4000 and systems[name].replicas == ["r0", "r1"]
+        assert systems[name].md["steps"] == 4000 and systems[name].replicas == ["r0", "r1", "r2", "r3"]
 
 
 def test_replica_seeds_are_pinned_and_distinct():

@@ -256,7 +256,7 @@ def test_cli_run_aimd_mock(tmp_path):
     params = json.dumps({"lambda_ref_meV": 40.0})
     res = subprocess.run(["qdphonon", "run-aimd", "--input", str(inp), "--run-dir", str(tmp_path / "run"),
                           "--engine", "mock", "--structure", str(xyz), "--record", str(tmp_path / "run" / "run.json"),
-                          "--mpi", "", "--tasks", "1", "--mock-params-json", params],
+                          "--tasks", "1", "--mock-params-json", params],
                          capture_output=True, text=True)  # fmt: skip
     assert res.returncode == 0, res.stderr
     record = json.loads((tmp_path / "run" / "run.json").read_text())

@@ -1,4 +1,5 @@
-"""Figures of qdphonon.plots: files written, provenance labels, placeholders, reproducibility."""
+"""Figures of qdphonon.plots: files written, provenance labels, placeholders, reproducibility, and the
+plotted data themselves (arrays read back from the axes and compared with the analysis files)."""
 
 from __future__ import annotations
 
@@ -11,16 +12,20 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from qdphonon import analysis as an
+from qdphonon.analysis.spectrum import ResolutionWarning
+from qdphonon.analysis.summary import write_summary
+from qdphonon.analysis.system import analyze_system
 from qdphonon import plots
 from qdphonon.units import HBAR_meV_fs
 
-EXPECTED_STEMS = ("spectral_densities", "size_dependence", "core_shell_comparison", "phonon_dos")
+EXPECTED_STEMS = ("spectral_densities", "size_dependence", "core_shell_comparison", "phonon_dos",
+                  "linewidth_vs_temperature", "lineshape")
+MOCK = {"synthetic": True, "level": "mock"}
 
 
-def make_system(root, name, size, shell, edge_nm, scale, comments=("synthetic (mock engine)", "level: xtb"),
-                duration_fs=6000.0, velocities=True):
-    """Band edges (two replicas), velocities and a structure sidecar; run the analysis; return the dir."""
+def make_system(root, name, size, shell, edge_nm, scale, sidecar=MOCK, duration_fs=6000.0, velocities=True):
+    """Band edges (two replicas, metadata in ``sidecar``), velocities and a structure sidecar; run the
+    analysis; return the dir."""
     rng = np.random.default_rng(zlib.crc32(name.encode()))
     st = root / f"{name}.json"
     st.write_text(json.dumps({"system": name, "formula": "CsPbBr", "n_atoms": 20, "size_octahedra": size,
@@ -30,10 +35,8 @@ def make_system(root, name, size, shell, edge_nm, scale, comments=("synthetic (m
     for r in range(2):
         g = scale * (5 * np.cos(2.1 / HBAR_meV_fs * t + r) + 6 * np.cos(7 / HBAR_meV_fs * t) + 5 * np.cos(17 / HBAR_meV_fs * t))
         p = root / f"{name}_{r}.csv"
-        with open(p, "w") as fh:
-            for c in comments:
-                fh.write(f"# {c}\n")
-            pd.DataFrame({"time_fs": t, "vbm_eV": -4 + 0 * t, "cbm_eV": -2 + g / 1000}).to_csv(fh, index=False)
+        pd.DataFrame({"time_fs": t, "vbm_eV": -4 + 0 * t, "cbm_eV": -2 + g / 1000}).to_csv(p, index=False)
+        p.with_suffix(".json").write_text(json.dumps(sidecar))
         csvs.append(p)
         if velocities:
             sym = np.array(["Cs", "Pb", "Br", "Br", "Br"] * 4)
@@ -44,8 +47,8 @@ def make_system(root, name, size, shell, edge_nm, scale, comments=("synthetic (m
             npzs.append(npz)
     out = root / "analysis" / name
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", an.ResolutionWarning)
-        an.analyze_system(csvs, 10.0, 300.0, outdir=out, velocities_npz=npzs or None, structure_json=st)
+        warnings.simplefilter("ignore", ResolutionWarning)
+        analyze_system(csvs, 10.0, 300.0, outdir=out, velocities_npz=npzs or None, structure_json=st)
     return out, st
 
 
@@ -55,7 +58,7 @@ def campaign(tmp_path_factory):
     systems = [make_system(root, "cube4", [4, 4, 4], 0, 2.35, 1.0),
                make_system(root, "cube6", [6, 6, 6], 0, 3.52, 0.8),
                make_system(root, "cube6_cs1", [6, 6, 6], 1, 3.52, 0.6)]
-    summary = an.write_summary([d / "linewidth.json" for d, _ in systems], [s for _, s in systems], root / "summary.csv")
+    summary = write_summary([d / "linewidth.json" for d, _ in systems], [s for _, s in systems], root / "summary.csv")
     return root, summary, [d for d, _ in systems]
 
 
@@ -78,28 +81,124 @@ def test_pdf_output_is_reproducible(campaign, tmp_path):
     assert b"CreationDate" not in a[1].read_bytes()
 
 
-def test_every_figure_carries_synthetic_and_xtb_labels(campaign):
+def _all_figures(analyses, summary_df):
+    return [plots.spectral_density_figure(analyses), plots.size_dependence_figure(summary_df),
+            plots.core_shell_comparison_figure(analyses), plots.phonon_dos_figure(analyses),
+            plots.linewidth_vs_temperature_figure(analyses), plots.lineshape_figure(analyses)]
+
+
+def test_every_figure_says_synthetic_and_level_mock(campaign):
     _, summary, dirs = campaign
     analyses = [plots.load_analysis_dir(d) for d in dirs]
-    df = pd.read_csv(summary)
-    figures = [plots.spectral_density_figure(analyses), plots.size_dependence_figure(df),
-               plots.core_shell_comparison_figure(analyses), plots.phonon_dos_figure(analyses)]
-    for fig in figures:
+    for a in analyses:
+        assert a["linewidth"]["level"] == "mock" and a["linewidth"]["synthetic"] is True
+    for fig in _all_figures(analyses, pd.read_csv(summary)):
         texts = plots.figure_texts(fig)
-        assert plots.SYNTHETIC_LABEL in texts
-        assert "GFN1-xTB level: gaps underestimated" in texts
+        assert plots.SYNTHETIC_LABEL in texts and "level: mock" in texts
+        assert plots.XTB_LABEL not in texts  # mock data are level mock, whatever the config's level
 
 
-def test_size_dependence_shows_reference_values(campaign):
+def test_real_xtb_figures_carry_the_xtb_note_and_no_mock_label(tmp_path):
+    d, st = make_system(tmp_path, "cube2", [2, 2, 2], 0, 1.17, 1.0, sidecar={"synthetic": False, "level": "xtb"})
+    summary = write_summary([d / "linewidth.json"], [st], tmp_path / "summary.csv")
+    analyses = [plots.load_analysis_dir(d)]
+    for fig in _all_figures(analyses, pd.read_csv(summary)):
+        texts = plots.figure_texts(fig)
+        assert plots.XTB_LABEL in texts and "level: xtb" in texts
+        assert plots.SYNTHETIC_LABEL not in texts
+    assert plots.MOCK_CALIBRATION_LABEL not in plots.figure_texts(plots.size_dependence_figure(pd.read_csv(summary)))
+
+
+def test_size_dependence_shows_reference_values_and_says_the_mock_is_calibrated_to_them(campaign):
     _, summary, _ = campaign
     fig = plots.size_dependence_figure(pd.read_csv(summary))
-    joined = " ".join(plots.figure_texts(fig))
+    texts = plots.figure_texts(fig)
+    joined = " ".join(texts)
     for value in ("164", "126", "90"):
         assert f"{value} meV" in joined
-    assert "reference values from the study" in joined
+    assert plots.REFERENCE_LABEL == "study (DFT)" and "study (DFT)" in texts  # the legend entry
+    assert plots.MOCK_CALIBRATION_LABEL in texts  # mock data: the agreement is built in
     ax_g = fig.axes[1]
     refs = {(round(x, 2), round(y, 1)) for line in ax_g.lines for x, y in zip(line.get_xdata(), line.get_ydata())}
     assert {(2.4, 164.0), (3.6, 126.0), (3.6, 90.0)} <= refs
+
+
+def test_size_dependence_plots_the_summary_numbers_with_quantum_points_visible(campaign):
+    _, summary, _ = campaign
+    df = pd.read_csv(summary).sort_values("edge_nm", kind="stable")
+    fig = plots.size_dependence_figure(pd.read_csv(summary))
+    ax_s, ax_g = fig.axes[:2]
+    lines = {ln.get_label(): ln for ln in ax_g.lines}
+    bars = {c.get_label(): c.lines[0] for c in ax_g.containers}  # errorbar series: (data line, caps, bars)
+    core = df[df.shell_layers == 0]
+    classical = bars["classical (Eq. 2), core-only"]
+    np.testing.assert_allclose(classical.get_xdata(), core.edge_nm)
+    np.testing.assert_allclose(classical.get_ydata(), core.fwhm_meV)
+    q = lines["quantum-corrected, core-only"]
+    np.testing.assert_allclose(q.get_xdata(), core.edge_nm)
+    np.testing.assert_allclose(q.get_ydata(), core.fwhm_quantum_meV)
+    assert q.get_marker() not in (None, "", "None") and q.get_markersize() >= 4 and q.get_visible()
+    assert q.get_zorder() > classical.get_zorder()  # drawn on top of the classical points, not hidden
+    lo, hi = ax_g.get_ylim()
+    assert lo <= df.fwhm_quantum_meV.min() and df.fwhm_quantum_meV.max() <= hi
+    s_line = {c.get_label(): c.lines[0] for c in ax_s.containers}["LO, core-only"]
+    np.testing.assert_allclose(s_line.get_ydata(), core.S_LO)
+
+
+def test_spectra_share_one_y_axis_are_titled_by_size_and_plot_the_csv(campaign):
+    _, _, dirs = campaign
+    analyses = [plots.load_analysis_dir(d) for d in dirs]
+    fig = plots.spectral_density_figure(analyses)
+    axes = [ax for ax in fig.axes if ax.lines]
+    assert len(axes) == 3
+    assert all(ax.get_ylim() == axes[0].get_ylim() for ax in axes)
+    assert all(axes[0].get_shared_y_axes().joined(axes[0], ax) for ax in axes)
+    titles = [ax.get_title().splitlines()[0] for ax in axes]
+    assert titles == ["2.4 nm cube", "3.5 nm cube", "3.5 nm core/shell"]
+    for ax, a in zip(axes, analyses):
+        sd = a["spectrum"]
+        de = sd.energy_meV[1] - sd.energy_meV[0]
+        raw, smooth = ax.lines
+        np.testing.assert_allclose(raw.get_xdata(), sd.energy_meV)
+        np.testing.assert_allclose(raw.get_ydata(), sd.S_hw_meV / de)  # paper Eq. 1 per bin
+        np.testing.assert_allclose(smooth.get_ydata(), sd.S_hw_smoothed_meV / de)
+        assert smooth.get_ydata().sum() == pytest.approx(raw.get_ydata().sum(), rel=1e-6)  # smoothing keeps lambda
+
+
+def test_gamma_of_T_figure_plots_the_curves_of_linewidth_json(campaign):
+    _, _, dirs = campaign
+    analyses = [plots.load_analysis_dir(d) for d in dirs]
+    fig = plots.linewidth_vs_temperature_figure(analyses)
+    lines = {ln.get_label(): ln for ln in fig.axes[0].lines}
+    for a in analyses:
+        name = plots.size_title(a["linewidth"], a["system"])
+        curve = a["linewidth"]["fwhm_vs_temperature"]
+        T = [c["report_temperature_K"] for c in curve]
+        np.testing.assert_allclose(lines[f"{name}: Eq. 2 (classical)"].get_xdata(), T)
+        np.testing.assert_allclose(lines[f"{name}: Eq. 2 (classical)"].get_ydata(), [c["fwhm_classical_meV"] for c in curve])
+        np.testing.assert_allclose(lines[f"{name}: quantum (Gaussian)"].get_ydata(), [c["fwhm_quantum_meV"] for c in curve])
+        shown = [ln for key, ln in lines.items() if key.startswith(name) and ("cumulant" in key or "not Gaussian" in key)]
+        pts = sorted((x, y) for ln in shown for x, y in zip(ln.get_xdata(), ln.get_ydata()))
+        np.testing.assert_allclose(pts, sorted((c["report_temperature_K"], c["fwhm_lineshape_meV"]) for c in curve))
+    assert fig.axes[0].get_xlabel().startswith("temperature")
+
+
+def test_lineshape_figure_plots_lineshape_csv(campaign):
+    _, _, dirs = campaign
+    analyses = [plots.load_analysis_dir(d) for d in dirs]
+    fig = plots.lineshape_figure(analyses)
+    ax = fig.axes[0]
+    assert "300 K" in ax.get_title()
+    for i, a in enumerate(analyses):
+        d = a["lineshape"]
+        line, eq2 = ax.lines[2 * i], ax.lines[2 * i + 1]
+        np.testing.assert_allclose(line.get_xdata(), d.energy_offset_meV)
+        np.testing.assert_allclose(line.get_ydata(), d.emission_per_meV)
+        np.testing.assert_allclose(eq2.get_ydata(), d.emission_eq2_per_meV)
+        de = d.energy_offset_meV.diff().median()
+        assert d.emission_per_meV.sum() * de == pytest.approx(1.0, rel=0.01)  # unit area (rows trimmed below 1e-5)
+        peak = d.energy_offset_meV[d.emission_per_meV.idxmax()]
+        assert peak == pytest.approx(-a["linewidth"]["lambda_band_meV"], abs=0.1 * a["linewidth"]["fwhm_lineshape_meV"])
 
 
 def test_core_shell_pair_is_overlaid(campaign):
@@ -114,9 +213,9 @@ def test_core_shell_pair_is_overlaid(campaign):
 
 def test_single_real_level_system_without_core_shell_or_vdos(tmp_path):
     """One system, PBE, no velocities, short enough that the low region is unresolved."""
-    d, st = make_system(tmp_path, "cube3", [3, 3, 3], 0, 1.76, 1.0, comments=("level: pbe",), duration_fs=600.0,
-                        velocities=False)
-    summary = an.write_summary([d / "linewidth.json"], [st], tmp_path / "summary.csv")
+    d, st = make_system(tmp_path, "cube3", [3, 3, 3], 0, 1.76, 1.0, sidecar={"synthetic": False, "level": "pbe"},
+                        duration_fs=600.0, velocities=False)
+    summary = write_summary([d / "linewidth.json"], [st], tmp_path / "summary.csv")
     lw = json.loads((d / "linewidth.json").read_text())
     assert lw["regions"][0]["resolved"] is False
     analyses = [plots.load_analysis_dir(d)]
@@ -124,9 +223,9 @@ def test_single_real_level_system_without_core_shell_or_vdos(tmp_path):
     assert "no core/shell system in this campaign" in plots.figure_texts(cs)
     texts = plots.figure_texts(plots.size_dependence_figure(pd.read_csv(summary)))
     assert plots.SYNTHETIC_LABEL not in texts
-    assert not any("xTB" in t for t in texts)
+    assert not any("xTB" in t for t in texts) and "level: pbe" in texts
     written = plots.plot_campaign(summary, [d], tmp_path / "figs")
-    assert len(written) == 8 and all(p.is_file() for p in written)
+    assert len(written) == 2 * len(EXPECTED_STEMS) and all(p.is_file() for p in written)
 
 
 def test_nan_regions_are_tolerated(campaign, tmp_path):

@@ -277,6 +277,8 @@ def _add_analyze(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--velocities", nargs="+", default=None, metavar="NPZ", help="velocity .npz per replica (VDOS)")
     p.add_argument("--structure", default=None, help="structure JSON sidecar of the system")
     _opt(p, "--blocks", "analysis.blocks", int)
+    _opt(p, "--band-cutoff-meV", "analysis.band_cutoff_meV", float)
+    _opt(p, "--temperatures-K", "analysis.temperatures_K", _floats)
     p.add_argument("--system", default=None, help="system name (default: structure JSON or outdir name)")
     p.set_defaults(func=_run_analyze)
 
@@ -298,7 +300,9 @@ def _run_analyze(args: argparse.Namespace) -> int:
     analyze_system(
         args.band_edges,
         md_temperature_K=md_temperature_K,
-        temperature_K=args.report_temperature_K,
+        report_temperature_K=args.report_temperature_K,
+        band_cutoff_meV=args.band_cutoff_meV,
+        temperatures_K=args.temperatures_K,
         region_edges_meV=args.regions,
         discard_fs=args.discard_fs,
         outdir=args.outdir,

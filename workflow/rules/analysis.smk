@@ -18,6 +18,7 @@ rule analyze_system:
         spectrum=f"{RESULTS}/analysis/{{system}}/spectral_density.csv",
         linewidth=f"{RESULTS}/analysis/{{system}}/linewidth.json",
         vdos=f"{RESULTS}/analysis/{{system}}/vdos.csv",
+        lineshape=f"{RESULTS}/analysis/{{system}}/lineshape.csv",
     log:
         f"{RESULTS}/logs/analyze_system/{{system}}.log",
     localrule: True
@@ -31,6 +32,8 @@ rule analyze_system:
             regions=config["analysis"]["region_edges_meV"],
             discard_fs=system_of(wc).md["equilibration_fs"],
             blocks=config["analysis"]["blocks"],
+            band_cutoff_meV=config["analysis"]["band_cutoff_meV"],
+            temperatures_K=config["analysis"]["temperatures_K"],
         ),
     shell:
         "python -m qdphonon analyze --band-edges {input.csvs:q} --velocities {input.npzs:q}"

@@ -7,6 +7,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
 
 from qdphonon.config import ConfigError, campaign_from_config, replica_seed
 from qdphonon.config import aimd_cost_estimate, settings_digest, validate_config
+from qdphonon.figure_names import FIGURE_STEMS
 from qdphonon.jobs import job_retries
 
 try:
@@ -49,12 +50,7 @@ def replica_targets(pattern):
     ]
 
 
-FIGURES = (
-    "spectral_densities",
-    "size_dependence",
-    "core_shell_comparison",
-    "phonon_dos",
-)
+FIGURES = FIGURE_STEMS
 
 
 def all_targets():

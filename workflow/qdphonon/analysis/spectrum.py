@@ -4,14 +4,16 @@ Two spectra of the same trajectory are kept, for two different jobs:
 
 * ``S`` -- paper Eq. 1 exactly: the rectangular (unwindowed) periodogram,
   ``S_k = F_k^2 / (4 hbar w_k k_B T_md)`` with ``F_k = (2/N)|sum_n dE_n exp(-i w_k t_n)|``.
-  This is what ``spectral_density.csv`` reports per bin.
-* ``S_window`` -- a Hann-windowed periodogram rescaled to the same total variance. Region sums,
-  band-limited (quantum) widths and the lineshape use it, because the rectangular window
-  leaks a strong off-grid mode into every bin with 1/k^2 tails and ``S ~ P/w`` inflates what
-  lands in the lowest bins. Its price: a mode occupies the Hann main lobe (4 bins), so a region
-  counts as ``resolved`` only when it is at least that wide (:data:`MAIN_LOBE_BINS`).
+  ``spectral_density.csv`` reports it per bin; the band-limited quantum width, the weight above
+  the band and the lineshape use it (their weights, ~hbar w coth, are smooth in w, so leakage
+  hardly moves them, and the split at the band edge stays an exact partition of the variance).
+* ``S_window`` -- a Hann-windowed periodogram rescaled to the same total variance, for region
+  sums only: the rectangular window leaks a strong off-grid mode into every bin with 1/k^2 tails
+  and ``S ~ P/w`` inflates what lands in the lowest bins. Its price: a mode occupies the Hann
+  main lobe (4 bins), so a region counts as ``resolved`` only when it is at least that wide
+  (:data:`MAIN_LOBE_BINS`).
 
-Both obey Parseval exactly: ``sum_k S_k hbar w_k = Var(dE) / (2 k_B T_md)`` (DESIGN section 1).
+Both obey Parseval exactly: ``sum_k S_k hbar w_k = Var(dE) / (2 k_B T_md)`` (docs/physics.md §1).
 Energies in meV, times in fs, temperatures in K.
 """
 
@@ -23,15 +25,16 @@ from typing import Sequence
 
 import numpy as np
 
+from qdphonon import settings
 from qdphonon.units import BOLTZMANN_meV_per_K, FWHM_PER_SIGMA, HBAR_meV_fs
 
-DEFAULT_REGION_EDGES_meV: tuple[float, ...] = (0.0, 4.5, 12.0, 30.0)
-"""Edges of the low (~2 meV), intermediate (~7 meV) and LO (~17 meV) regions."""
+DEFAULT_REGION_EDGES_meV: tuple[float, ...] = tuple(settings.default("analysis.region_edges_meV"))
+"""Edges of the low (~2 meV), intermediate (~7 meV) and LO (~17 meV) regions (the schema's default)."""
 
 DEFAULT_REGION_NAMES: tuple[str, ...] = ("low", "intermediate", "LO")
 
-DEFAULT_TEMPERATURES_K: tuple[float, ...] = (4, 10, 25, 50, 77, 100, 150, 200, 250, 300, 350, 400)
-"""Temperatures of the Gamma(T) curve written to linewidth.json."""
+DEFAULT_TEMPERATURES_K: tuple[float, ...] = tuple(settings.default("analysis.temperatures_K"))
+"""Temperatures of the Gamma(T) curve written to linewidth.json (the schema's default)."""
 
 MAIN_LOBE_BINS = {"hann": 4, "none": 2}
 """Full width of the window's main lobe in bins: the narrowest region a window resolves."""
@@ -49,14 +52,15 @@ GAUSSIAN_ASSUMPTION = (
 )
 
 QUANTUM_ASSUMPTION = (
-    "quantum corrections (coth) and the lineshape use only the phonon band hbar w <= band_cutoff_meV; "
-    "bins above it (numerical noise, not phonons) are excluded and reported as lambda_above_band_meV"
+    "quantum corrections (coth) apply only inside the phonon band hbar w <= band_cutoff_meV; the weight above it "
+    "(numerical noise, not phonons; lambda_above_band_meV) is kept classically in fwhm_quantum_meV (linear in T, "
+    "as in Eq. 2, never amplified) and left out of the lineshape"
 )
 
 WINDOW_ASSUMPTION = (
-    "spectral_density.csv column S is paper Eq. 1 (rectangular periodogram); region sums, quantum widths "
-    "and the lineshape use the Hann-windowed spectrum S_window rescaled to the same variance (leakage "
-    "guard); a region is resolved only when it spans the Hann main lobe (4 bins)"
+    "spectral_density.csv column S is paper Eq. 1 (rectangular periodogram), also used for the quantum width, "
+    "the weight above the band and the lineshape; region sums use the Hann-windowed spectrum S_window rescaled "
+    "to the same variance (leakage guard); a region is resolved only when it spans the Hann main lobe (4 bins)"
 )
 
 
@@ -123,7 +127,7 @@ def one_sided_power_meV2(delta_E_meV: np.ndarray, window: str = "hann") -> np.nd
 
     ``window="none"``: the plain periodogram, ``P_k = 2 |X_k|^2 / N^2`` (Nyquist bin once,
     ``|X|^2/N^2``); Parseval makes ``sum P_k`` equal to the variance exactly and ``F_k = sqrt(2 P_k)``
-    is DESIGN's amplitude ``(2/N)|X_k|``.
+    is the amplitude ``(2/N)|X_k|`` of docs/physics.md §1.
 
     ``window="hann"``: the series multiplied by a periodic Hann window (its window-weighted
     mean removed first, so no DC residue reaches the first bin), then rescaled by one constant
@@ -202,16 +206,20 @@ def in_band(energy_meV: np.ndarray, cutoff_meV: float | None) -> np.ndarray:
 def quantum_variance_meV2(
     energy_meV: np.ndarray, S: np.ndarray, temperature_K: float, cutoff_meV: float | None = None
 ) -> float:
-    """Gap variance at T with Bose occupations, ``sum_{w_k <= w_c} S_k (hbar w_k)^2 coth(hbar w_k/2k_BT)``, meV^2.
+    """Gap variance at T with Bose occupations inside the phonon band, meV^2:
+    ``sum_{w_k <= w_c} S_k (hbar w_k)^2 coth(hbar w_k / 2 k_B T) + 2 k_B T sum_{w_k > w_c} S_k hbar w_k``.
 
-    Limited to the phonon band (``cutoff_meV``; None: every bin) so that white noise, which
-    fills every bin up to Nyquist, is not amplified into zero-point motion of fictitious
-    high-energy modes. Tends to ``2 lambda_band k_B T`` for ``hbar w << k_B T`` and to
-    ``sum S (hbar w)^2`` at T = 0.
+    The quantum factor is applied only up to ``cutoff_meV`` (None: every bin): white noise
+    fills every bin up to Nyquist, and coth would turn it into zero-point motion of fictitious
+    high-energy modes. The weight above the band is kept classically, as Eq. 2 keeps it (scaled
+    linearly in T, not amplified), so the result tends to ``2 lambda k_B T`` for
+    ``hbar w_c << k_B T`` and to the in-band zero-point ``sum S (hbar w)^2`` at T = 0.
     """
     e, s = np.asarray(energy_meV, dtype=float), np.asarray(S, dtype=float)
     band = in_band(e, cutoff_meV)
-    return float(np.sum(s[band] * e[band] ** 2 * coth_factor(e[band], temperature_K)))
+    inside = float(np.sum(s[band] * e[band] ** 2 * coth_factor(e[band], temperature_K)))
+    above = 2.0 * BOLTZMANN_meV_per_K * max(temperature_K, 0.0) * float(np.sum(s[~band] * e[~band]))
+    return inside + above
 
 
 def quantum_linewidth_fwhm_meV(
@@ -314,14 +322,14 @@ def analyze_gap(
     """Spectrum, lambda, classical and band-limited quantum FWHM at ``temperature_K`` and region modes.
 
     ``gap_eV``: gap at every sample (eV); ``band_cutoff_meV``: end of the phonon band (default:
-    the last region edge, DESIGN section 11).
+    the last region edge, docs/physics.md §4.1).
     """
     gap_eV = np.asarray(gap_eV, dtype=float)
     edges = validate_region_edges(region_edges_meV)
     cutoff = float(edges[-1] if band_cutoff_meV is None else band_cutoff_meV)
     spec = huang_rhys_spectrum(gap_fluctuation_meV(gap_eV), dt_fs, md_temperature_K, window=window)
     lam = reorganization_energy_from_variance(spec.variance_meV2, md_temperature_K)
-    var_q = quantum_variance_meV2(spec.energy_meV, spec.S_window, temperature_K, cutoff)
+    var_q = quantum_variance_meV2(spec.energy_meV, spec.S, temperature_K, cutoff)
     band = in_band(spec.energy_meV, cutoff)
     return TrajectoryAnalysis(
         spectrum=spec,
@@ -331,7 +339,7 @@ def analyze_gap(
         fwhm_quantum_meV=FWHM_PER_SIGMA * math.sqrt(var_q),
         variance_quantum_meV2=var_q,
         band_cutoff_meV=cutoff,
-        lambda_band_meV=reorganization_energy(spec.energy_meV[band], spec.S_window[band]),
+        lambda_band_meV=reorganization_energy(spec.energy_meV[band], spec.S[band]),
         regions=region_modes(spec.energy_meV, spec.S_window, edges, spec.resolution_meV,
                              main_lobe_bins=MAIN_LOBE_BINS[window]),  # fmt: skip
     )

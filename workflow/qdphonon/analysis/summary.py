@@ -34,6 +34,8 @@ def summary_row(linewidth: dict, structure: dict | None = None, config_digest: s
         st.setdefault(key, linewidth.get(key))
     nx, ny, nz = _size_triplet(st)
     counts = st.get("counts_by_region") or linewidth.get("counts_by_region") or {}
+    line = linewidth.get("lineshape") or {}
+    conv = linewidth.get("convergence") or {}
     row = {
         "system": linewidth.get("system") or st.get("system"),
         "nx": nx,
@@ -55,6 +57,19 @@ def summary_row(linewidth: dict, structure: dict | None = None, config_digest: s
         "fwhm_meV": linewidth.get("fwhm_meV"),
         "fwhm_meV_err": linewidth.get("fwhm_meV_err"),
         "fwhm_quantum_meV": linewidth.get("fwhm_quantum_meV"),
+        "fwhm_quantum_meV_err": linewidth.get("fwhm_quantum_meV_err"),
+        "fwhm_lineshape_meV": linewidth.get("fwhm_lineshape_meV"),
+        "confidence_level": linewidth.get("confidence_level"),
+        "band_cutoff_meV": linewidth.get("band_cutoff_meV"),
+        "lambda_above_band_meV": linewidth.get("lambda_above_band_meV"),
+        "kinetic_temperature_K": linewidth.get("kinetic_temperature_K"),
+        "rigid_kinetic_fraction": linewidth.get("rigid_kinetic_fraction"),
+        "gaussian_valid": line.get("gaussian_valid"),
+        "zpl_weight": line.get("zpl_weight"),
+        "stokes_shift_meV": line.get("stokes_shift_meV"),
+        "dephasing_time_fs": line.get("dephasing_time_fs"),
+        "production_length_needed_fs": conv.get("production_length_needed_fs"),
+        "replicas_needed": conv.get("replicas_needed"),
         "n_replicas": linewidth.get("n_replicas"),
         "error_method": linewidth.get("error_method"),
         "duration_fs": linewidth.get("duration_fs"),

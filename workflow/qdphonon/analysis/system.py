@@ -1,42 +1,38 @@
-"""One system end to end: every replica's band edges (and velocities) to spectral_density.csv,
-linewidth.json and vdos.csv.
-"""
+"""One system end to end: band edges (and velocities) of its replicas -> spectrum, lambda, linewidths,
+lineshape, error bars and diagnostics; writes the files of :mod:`qdphonon.analysis.outputs`."""
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import warnings
 from pathlib import Path
 from typing import Sequence
+
 import numpy as np
+
+from qdphonon.analysis.convergence import length_needed, running_convergence
+from qdphonon.analysis.diagnostics import (check_holes, kinetic_temperature_report, shortest_period_analysed_fs,
+                                           stationarity_check)  # fmt: skip
+from qdphonon.analysis.inputs import (BandEdgeTrajectory, check_uniform_time, discard_equilibration, read_band_edges,
+                                      read_structure_json)  # fmt: skip
+from qdphonon.analysis.lineshape import LINESHAPE_ASSUMPTION, cumulant_lineshape
+from qdphonon.analysis.outputs import json_clean, write_analysis
+from qdphonon.analysis.spectrum import (DEFAULT_REGION_EDGES_meV, DEFAULT_TEMPERATURES_K, GAUSSIAN_ASSUMPTION,
+                                        HARMONIC_ASSUMPTION, QUANTUM_ASSUMPTION, WINDOW_ASSUMPTION, ResolutionWarning,
+                                        analyze_gap, in_band, quantum_variance_meV2, reorganization_energy,
+                                        reorganization_energy_from_variance, thermal_linewidth_fwhm_meV,
+                                        validate_region_edges)  # fmt: skip
+from qdphonon.analysis.uncertainty import (BLOCK_NOTE, CONFIDENCE_LEVEL, REPLICA_NOTE, block_errors, mean_region_modes,
+                                           mean_spectrum, replica_errors, split_blocks)  # fmt: skip
+from qdphonon.analysis.vdos import analyze_velocity_file, mean_vdos
 from qdphonon.units import FWHM_PER_SIGMA
-from qdphonon.metadata import write_table
-from qdphonon.analysis.inputs import BandEdgeTrajectory, check_uniform_time, discard_equilibration, read_band_edges, read_structure_json
-from qdphonon.analysis.spectrum import DEFAULT_REGION_EDGES_meV, DEFAULT_TEMPERATURES_K, GAUSSIAN_ASSUMPTION, HARMONIC_ASSUMPTION, QUANTUM_ASSUMPTION, ResolutionWarning, WINDOW_ASSUMPTION, analyze_gap, quantum_variance_meV2, reorganization_energy, reorganization_energy_from_variance, thermal_linewidth_fwhm_meV, validate_region_edges
-from qdphonon.analysis.uncertainty import _mean_spectrum, block_analyses, mean_region_modes, standard_errors
-from qdphonon.analysis.vdos import VibrationalDOS, _vdos_of_file, mean_vdos
 
+STATIONARITY_BLOCKS = 8
+"""Blocks of the stationarity check (with 8, a stationary mock-like 7 ps run raises a false alarm ~5 % of the time)."""
 
-def _finite_or_none(x):
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return x
-
-
-def _json_clean(obj):
-    if isinstance(obj, dict):
-        return {k: _json_clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_clean(v) for v in obj]
-    if isinstance(obj, (np.floating,)):
-        obj = float(obj)
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, np.bool_):
-        return bool(obj)
-    return _finite_or_none(obj)
+ABOVE_BAND_WARN_FRACTION = 0.05
+"""Warn when more than this fraction of lambda lies above the phonon band (noise, or modes not analysed)."""
 
 
 def check_run_settings(traj: BandEdgeTrajectory, md_temperature_K: float, rtol: float = 1e-6) -> None:
@@ -48,17 +44,36 @@ def check_run_settings(traj: BandEdgeTrajectory, md_temperature_K: float, rtol: 
                          f"but the analysis was given md_temperature_K = {md_temperature_K:g} K")  # fmt: skip
     run_dt = traj.timestep_fs
     if run_dt is not None and traj.time_fs.size > 1:
-        grid_dt = float(np.median(np.diff(traj.time_fs)))
-        ratio = grid_dt / float(run_dt)
+        ratio = float(np.median(np.diff(traj.time_fs))) / float(run_dt)
         if abs(ratio - round(ratio)) > 1e-3 or round(ratio) < 1:
-            raise ValueError(f"{traj.source}: time grid of {grid_dt:g} fs is not a multiple of the run's "
+            raise ValueError(f"{traj.source}: time grid of {ratio * run_dt:g} fs is not a multiple of the run's "
                              f"time step {run_dt:g} fs (sidecar timestep_fs)")  # fmt: skip
+
+
+def temperature_curve(per, energy, S, temperatures_K, cutoff, resolution_meV, lam) -> list[dict]:
+    """Gamma(T): Eq. 2, the band-limited quantum Gaussian and the cumulant line's FWHM at each T
+    (``S``: the replica-mean Eq. 1 spectrum on ``energy``)."""
+    out = []
+    for T in temperatures_K:
+        line = cumulant_lineshape(energy, S, float(T), cutoff, resolution_meV=resolution_meV)
+        var_q = float(np.mean([quantum_variance_meV2(a.spectrum.energy_meV, a.spectrum.S, T, cutoff) for a in per]))
+        out.append({"report_temperature_K": float(T), "fwhm_classical_meV": thermal_linewidth_fwhm_meV(lam, T),
+                    "fwhm_quantum_meV": FWHM_PER_SIGMA * math.sqrt(var_q), "fwhm_lineshape_meV": line.fwhm_meV,
+                    "gaussian_valid": line.gaussian_valid, "zpl_weight": line.zpl_weight})  # fmt: skip
+    return out
+
+
+def _level(trajs: Sequence[BandEdgeTrajectory], structure: dict, synthetic: bool) -> str | None:
+    if synthetic:
+        return "mock"
+    levels = sorted({t.level for t in trajs if t.level})
+    return ",".join(levels) if levels else structure.get("level")
 
 
 def analyze_system(
     band_edge_csvs: Sequence[str | os.PathLike],
     md_temperature_K: float,
-    temperature_K: float,
+    report_temperature_K: float = 300.0,
     region_edges_meV: Sequence[float] = DEFAULT_REGION_EDGES_meV,
     discard_fs: float = 0.0,
     outdir: str | os.PathLike | None = None,
@@ -67,89 +82,118 @@ def analyze_system(
     n_blocks: int = 4,
     temperatures_K: Sequence[float] = DEFAULT_TEMPERATURES_K,
     system: str | None = None,
+    band_cutoff_meV: float | None = None,
+    temperature_K: float | None = None,
 ) -> dict:
-    """Analyse all replicas of one system; write ``spectral_density.csv``, ``linewidth.json`` (and ``vdos.csv``).
+    """Analyse all replicas of one system; write ``spectral_density.csv``, ``linewidth.json``,
+    ``lineshape.csv`` (and ``vdos.csv``) into ``outdir`` (None: write nothing). Returns linewidth.json.
 
-    Central values: with several replicas, the mean over replicas (lambda from the mean
-    variance, so ``fwhm_meV`` is Eq. 2 of ``lambda_meV``; the spectrum is the replica mean);
-    errors are standard errors across replicas (``error_method='replicas'``). With one
-    replica, central values from the whole trajectory and errors from ``n_blocks`` blocks
-    (``error_method='blocks'``). Regions whose width is finer than the bin spacing are
-    reported with ``resolved: false`` and a ResolutionWarning. ``outdir=None`` writes nothing.
-    Returns the content of linewidth.json.
+    Central values: the mean over replicas (lambda from the mean variance, so ``fwhm_meV`` is
+    Eq. 2 of ``lambda_meV``; spectra are replica means). Errors (``*_err``: half-widths at
+    ``confidence_level``): Student-t over replicas; for one replica, blocks where they span two
+    periods of the slowest mode of the quantity, else None. ``band_cutoff_meV`` (default: the
+    last region edge) ends the phonon band of the quantum width and the lineshape.
+    ``temperature_K`` is an alias of ``report_temperature_K`` kept for older callers.
     """
+    T = float(report_temperature_K if temperature_K is None else temperature_K)
     if not band_edge_csvs:
         raise ValueError("no band-edge files given")
-    if temperature_K < 0:
-        raise ValueError(f"temperature_K must be >= 0, got {temperature_K}")
+    if T < 0:
+        raise ValueError(f"report_temperature_K must be >= 0, got {T}")
     edges = validate_region_edges(region_edges_meV)
-    trajs = [discard_equilibration(read_band_edges(p), discard_fs) for p in band_edge_csvs]
-    for tr in trajs:
-        check_run_settings(tr, md_temperature_K)
-    per = []
-    for tr in trajs:
-        dt = check_uniform_time(tr.time_fs, tr.source)
-        per.append(analyze_gap(tr.gap_eV, dt, md_temperature_K, temperature_K, edges))
+    cutoff = float(edges[-1] if band_cutoff_meV is None else band_cutoff_meV)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result, arrays = _analyze(band_edge_csvs, float(md_temperature_K), T, edges, cutoff, discard_fs,
+                                      velocities_npz, structure_json, n_blocks, temperatures_K, system, outdir)  # fmt: skip
+    finally:  # the warnings reach the caller (and linewidth.json) even when the analysis refuses its input
+        messages = []
+        for w in caught:
+            messages.append(str(w.message))
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    result["warnings"] = sorted(set(messages), key=messages.index)
+    result = json_clean(result)
+    if outdir is not None:
+        write_analysis(outdir, result, *arrays)
+    return result
+
+
+def _analyze(csvs, T_md, T, edges, cutoff, discard_fs, velocities_npz, structure_json, n_blocks, temperatures_K,
+             system, outdir) -> tuple[dict, tuple]:  # fmt: skip
+    trajs = [discard_equilibration(read_band_edges(p), discard_fs) for p in csvs]
+    holes = []
+    for p, tr in zip(csvs, trajs):
+        check_run_settings(tr, T_md)
+        holes.append(check_holes(p, shortest_period_analysed_fs([cutoff]), start_fs=float(tr.time_fs[0])))
+    dts = [check_uniform_time(tr.time_fs, tr.source) for tr in trajs]
+    per = [analyze_gap(tr.gap_eV, dt, T_md, T, edges, band_cutoff_meV=cutoff) for tr, dt in zip(trajs, dts)]
     structure = read_structure_json(structure_json)
     if system is None:
-        system = structure.get("system") or (Path(outdir).name if outdir is not None else Path(band_edge_csvs[0]).parent.name)
+        system = structure.get("system") or (Path(outdir).name if outdir is not None else Path(csvs[0]).parent.name)
 
     n_rep = len(per)
-    energy, S_mean = _mean_spectrum([a.spectrum for a in per])
+    energy, S_mean, S_window_mean = mean_spectrum([a.spectrum for a in per])
     variance = float(np.mean([a.spectrum.variance_meV2 for a in per]))
-    lam = reorganization_energy_from_variance(variance, md_temperature_K)
+    lam = reorganization_energy_from_variance(variance, T_md)
     var_q = float(np.mean([a.variance_quantum_meV2 for a in per]))
-    min_res = max(a.spectrum.resolution_meV for a in per)
+    coarsest = max(a.spectrum.resolution_meV for a in per)
     regions = mean_region_modes(per)
+    band = in_band(energy, cutoff)
+    lam_band = reorganization_energy(energy[band], S_mean[band])
 
+    blocks_info = None
     if n_rep >= 2:
-        error_method, samples = "replicas", per
+        error_method, errors = "replicas", replica_errors(per, T)
     else:
-        src = trajs[0].source
-        dt = check_uniform_time(trajs[0].time_fs, src)
-        samples = block_analyses(trajs[0].gap_eV, dt, md_temperature_K, temperature_K, n_blocks, edges, src)
-        error_method = "blocks" if samples else "none"
-    errors = standard_errors(samples, len(regions))
+        errors, blocks_info = block_errors(trajs[0].gap_eV, dts[0], T_md, T, per[0], n_blocks, trajs[0].source)
+        error_method = "blocks" if blocks_info.get("n_blocks") else "none"
     for reg, reg_err in zip(regions, errors.pop("regions")):
         reg.update(reg_err)
 
     unresolved = [r["name"] for r in regions if not r["resolved"]]
     if unresolved:
-        warnings.warn(
-            f"{system}: trajectory too short (resolution {min_res:.2f} meV) to resolve region(s) "
-            f"{', '.join(unresolved)}; lambda and Gamma come from the variance, region values are marked unresolved",
-            ResolutionWarning,
-            stacklevel=2,
-        )
+        warnings.warn(f"{system}: trajectory too short (bin {coarsest:.2f} meV, Hann main lobe {4 * coarsest:.2f} meV) "
+                      f"to resolve region(s) {', '.join(unresolved)}; lambda and Gamma come from the variance, "
+                      "region values are marked unresolved and get no error bar", ResolutionWarning, stacklevel=3)  # fmt: skip
+    above_fraction = (lam - lam_band) / lam if lam > 0 else 0.0
+    if above_fraction > ABOVE_BAND_WARN_FRACTION:
+        warnings.warn(f"{system}: {100 * above_fraction:.1f} % of lambda lies above the phonon band "
+                      f"({cutoff:g} meV); it is excluded from the quantum width and the lineshape", stacklevel=3)  # fmt: skip
+    stationarity = []
+    for tr in trajs:
+        n_stat = STATIONARITY_BLOCKS if tr.gap_eV.size >= 16 * STATIONARITY_BLOCKS else max(n_blocks, 3)
+        var_blocks = [float(np.var(b * 1000.0)) for b in split_blocks(tr.gap_eV, n_stat)]
+        stationarity.append({"source": tr.source, **stationarity_check(var_blocks, tr.source)})
 
     synthetic = any(t.synthetic for t in trajs)
-    vdos = None
+    vdos, kinetic = None, {}
     if velocities_npz:
-        results = [_vdos_of_file(p, discard_fs) for p in velocities_npz]
-        vdos = mean_vdos([d for d, _ in results])
-        synthetic = synthetic or any(s for _, s in results)
-    levels = sorted({t.level for t in trajs if t.level})
-    level = structure.get("level") if not levels else ",".join(levels)
+        vel = [analyze_velocity_file(p, discard_fs) for p in velocities_npz]
+        vdos = mean_vdos([v.dos for v in vel])
+        synthetic = synthetic or any(v.synthetic for v in vel)
+        kinetic = kinetic_temperature_report([v.kinetic_temperature_K for v in vel], T_md, [v.source for v in vel])
+        if kinetic.get("lambda_scale_if_kinetic"):
+            kinetic["lambda_meV_with_kinetic_temperature"] = lam * kinetic["lambda_scale_if_kinetic"]
+        kinetic.update({"vdos_n_dof": vdos.n_dof, "rigid_motion_removed": vdos.rigid_motion_removed,
+                        "rigid_kinetic_fraction": vdos.rigid_kinetic_fraction})  # fmt: skip
 
-    vs_T = [
-        {
-            "temperature_K": float(T),
-            "fwhm_classical_meV": thermal_linewidth_fwhm_meV(lam, T),
-            "fwhm_quantum_meV": FWHM_PER_SIGMA
-            * math.sqrt(np.mean([quantum_variance_meV2(a.spectrum.energy_meV, a.spectrum.S, T) for a in per])),
-        }
-        for T in temperatures_K
-    ]
+    line = cumulant_lineshape(energy, S_mean, T, cutoff, resolution_meV=coarsest)
+    running = running_convergence([tr.gap_eV for tr in trajs], dts, T_md, T, edges, cutoff)
     result = {
         "system": system,
         "lambda_meV": lam,
         "lambda_meV_err": errors["lambda_meV_err"],
-        "fwhm_meV": thermal_linewidth_fwhm_meV(lam, temperature_K),
+        "fwhm_meV": thermal_linewidth_fwhm_meV(lam, T),
         "fwhm_meV_err": errors["fwhm_meV_err"],
         "fwhm_quantum_meV": FWHM_PER_SIGMA * math.sqrt(var_q),
         "fwhm_quantum_meV_err": errors["fwhm_quantum_meV_err"],
-        "temperature_K": float(temperature_K),
-        "md_temperature_K": float(md_temperature_K),
+        "fwhm_lineshape_meV": line.fwhm_meV,
+        "report_temperature_K": T,
+        "md_temperature_K": T_md,
+        "confidence_level": CONFIDENCE_LEVEL,
+        "error_method": error_method,
+        "error_note": {"replicas": REPLICA_NOTE, "blocks": BLOCK_NOTE}.get(error_method, "no error estimate"),
         "gap_mean_eV": float(np.mean([a.gap_mean_eV for a in per])),
         "gap_std_meV": math.sqrt(variance),
         "n_samples": int(sum(a.spectrum.n_samples for a in per)),
@@ -158,48 +202,32 @@ def analyze_system(
         "duration_fs_per_replica": [a.spectrum.duration_fs for a in per],
         "dt_fs_per_replica": [a.spectrum.dt_fs for a in per],
         "discard_fs": float(discard_fs),
-        "frequency_resolution_meV": min_res,
+        "frequency_resolution_meV": coarsest,
+        "band_cutoff_meV": cutoff,
+        "lambda_band_meV": lam_band,
+        "lambda_above_band_meV": lam - lam_band,
+        "lambda_above_band_fraction": above_fraction,
         "lambda_above_regions_meV": reorganization_energy(energy[energy >= edges[-1]], S_mean[energy >= edges[-1]]),
         "n_replicas": n_rep,
-        "n_blocks": n_blocks if error_method == "blocks" else None,
-        "error_method": error_method,
+        "n_blocks": blocks_info.get("n_blocks") if blocks_info else None,
+        "blocks": blocks_info,
+        "regions": regions,
+        "fwhm_vs_temperature": temperature_curve(per, energy, S_mean, temperatures_K, cutoff, coarsest, lam),
+        "lineshape": line.summary(),
+        "stationarity": stationarity,
+        **kinetic,
+        "holes": [{"source": tr.source, **h} for tr, h in zip(trajs, holes)],
         "n_scf_unconverged_rows": int(sum(t.n_scf_unconverged for t in trajs)),
         "n_interpolated_steps": int(sum(t.n_interpolated for t in trajs)),
-        "regions": regions,
-        "fwhm_vs_temperature": vs_T,
+        "convergence": {"running": running, **length_needed(running, [a.lambda_meV for a in per])},
         "window": per[0].spectrum.window,
         "synthetic": bool(synthetic),
-        "level": level,
-        "assumptions": [HARMONIC_ASSUMPTION, GAUSSIAN_ASSUMPTION, QUANTUM_ASSUMPTION, WINDOW_ASSUMPTION],
+        "level": _level(trajs, structure, synthetic),
+        "assumptions": [HARMONIC_ASSUMPTION, GAUSSIAN_ASSUMPTION, QUANTUM_ASSUMPTION, WINDOW_ASSUMPTION,
+                        LINESHAPE_ASSUMPTION],  # fmt: skip
         "inputs": {"band_edges": [t.source for t in trajs], "velocities": [str(p) for p in velocities_npz or []]},
     }
     for key in ("formula", "n_atoms", "size_octahedra", "edge_nm", "shell_layers", "shell_metal", "counts_by_region"):
         if key in structure:
             result[key] = structure[key]
-    result = _json_clean(result)
-    if outdir is not None:
-        write_analysis(outdir, result, energy, S_mean, vdos)
-    return result
-
-
-def write_analysis(outdir, result: dict, energy_meV: np.ndarray, S: np.ndarray, vdos: VibrationalDOS | None) -> list[Path]:
-    """Write spectral_density.csv, linewidth.json and (if given) vdos.csv into ``outdir`` (each table with
-    its JSON sidecar); return the paths."""
-    import pandas as pd
-
-    out = Path(outdir)
-    out.mkdir(parents=True, exist_ok=True)
-    meta = {k: result.get(k) for k in ("system", "synthetic", "level", "md_temperature_K", "temperature_K",
-                                       "window", "frequency_resolution_meV", "n_replicas")}  # fmt: skip
-    written = []
-    sd = pd.DataFrame({"energy_meV": energy_meV, "S": S, "S_hw_meV": S * energy_meV})
-    written += write_table(sd, out / "spectral_density.csv",
-                           {**meta, "units": {"energy_meV": "meV", "S": "1", "S_hw_meV": "meV"}})  # fmt: skip
-    path = out / "linewidth.json"
-    path.write_text(json.dumps(result, indent=2, allow_nan=False) + "\n", encoding="utf-8")
-    written.append(path)
-    if vdos is not None:
-        cols = {"energy_meV": vdos.energy_meV, "total": vdos.total, **vdos.projections}
-        written += write_table(pd.DataFrame(cols), out / "vdos.csv",
-                               {**meta, "units": {"energy_meV": "meV", "total": "1/meV"}})  # fmt: skip
-    return written
+    return result, (energy, S_mean, S_window_mean, vdos, line)
