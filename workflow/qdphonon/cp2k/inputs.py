@@ -1,6 +1,6 @@
 """CP2K inputs for QD relaxation and AIMD, built as Python dicts and rendered with cp2k-input-tools.
 
-Two levels of theory (DESIGN §3):
+Two levels of theory (docs/physics.md §3):
 
 ``xtb``
     GFN1-xTB. Cheap: it exercises the whole machinery on real CP2K output in tests and

@@ -1,4 +1,4 @@
-"""CsPbBr3 (and CsPbBr3/CsMBr3 core/shell) cuboid quantum-dot models (DESIGN §2).
+"""CsPbBr3 (and CsPbBr3/CsMBr3 core/shell) cuboid quantum-dot models (docs/physics.md §2).
 
 Geometry
     Cubic perovskite with lattice constant ``a`` (Angstrom). A cuboid of
