@@ -51,7 +51,8 @@ def test_schema_fills_every_default():
     cfg = validated({"systems": [{"size": [2, 2, 2]}]})
     assert cfg["engine"] == "mock" and cfg["level"] == "pbe"
     assert cfg["md"] == {"temperature_K": 10.0, "timestep_fs": 2.0, "steps": 4000, "equilibration_fs": 1000.0,
-                         "replicas": 4, "seed": 2022, "thermostat_timecon_fs": 100.0, "trajectory_every_steps": 5}
+                         "replicas": 4, "seed": 2022, "thermostat_timecon_fs": 100.0, "trajectory_every_steps": 5,
+                         "trajectory_format": "xyz"}
     assert cfg["analysis"] == {"report_temperature_K": 300.0, "region_edges_meV": [0.0, 4.5, 12.0, 30.0], "blocks": 4,
                                "band_cutoff_meV": None, "temperatures_K": [4, 10, 25, 50, 77, 100, 150, 200, 250, 300, 350, 400]}
     assert cfg["systems"][0] == {"size": [2, 2, 2], "shell_layers": 0, "shell_metal": "Ca", "md": {}}
@@ -117,7 +118,7 @@ def test_per_system_md_override_only_touches_that_system():
     assert systems["cspbbr3_3x3x3"].replicas == ["r0", "r1", "r2"]
     assert systems["cspbbr3_3x3x3"].md["timestep_fs"] == 2.0  # not overridden: the campaign's
     for name in ("cspbbr3_4x4x4", "cspbbr3_6x6x6_ca1"):
-        assert systems[name].md["steps"] == 4000 and systems[name].replicas == ["r0", "r1", "r2", "r3"]
+        assert systems[name].md["steps"] == 2500 and systems[name].replicas == ["r0", "r1", "r2", "r3"]
 
 
 def test_replica_seeds_are_pinned_and_distinct():

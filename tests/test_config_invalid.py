@@ -484,7 +484,8 @@ def hostile_values(marker: str) -> list[str]:
 
 def test_every_string_setting_has_an_enum_or_a_pattern():
     assert sorted(map(config_key_path, STRING_SETTINGS)) == [
-        "cp2k.command", "cp2k.mpi_launcher", "engine", "level", "scf.on_failure", "systems[0].shell_metal"]
+        "cp2k.command", "cp2k.mpi_launcher", "engine", "level", "md.trajectory_format", "scf.on_failure",
+        "systems[0].shell_metal"]
     for path, sub in schema_leaves(SCHEMA, []):
         if path in STRING_SETTINGS:
             assert "enum" in sub or "pattern" in sub, config_key_path(path)

@@ -7,6 +7,7 @@ import io
 import re
 import subprocess
 
+import numpy as np
 import pytest
 from cp2k_input_tools.parser import CP2KInputParser
 
@@ -120,7 +121,16 @@ def test_cli_writes_validated_input(tmp_path):
     res = subprocess.run(["qdphonon", "cp2k-input", "--structure", str(xyz), "--level", "xtb", "--steps", "3",
                           "--out", str(out)], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
-    assert "validated against" in res.stderr and "STEPS 3" in out.read_text()
+    text = out.read_text()
+    assert "validated against" in res.stderr and re.search(r"^\s*STEPS\s+3\s*$", text, re.MULTILINE)
+    # the &COORD block holds the structure's atoms, in order, at its positions; the cell is its box
+    atoms = [ln.split() for ln in xyz.read_text().splitlines()[2:]]
+    coord = re.search(r"&COORD\n(.*?)\n\s*&END COORD", text, re.DOTALL).group(1).splitlines()
+    assert [c.split()[0] for c in coord] == [a[0] for a in atoms]
+    np.testing.assert_allclose([[float(x) for x in c.split()[1:4]] for c in coord],
+                               [[float(x) for x in a[1:4]] for a in atoms], atol=1e-6)  # fmt: skip
+    box = float(re.search(r'Lattice="(\S+)', xyz.read_text().splitlines()[1]).group(1))
+    assert [float(x) for x in re.search(r"^\s*ABC\s+(.+)$", text, re.MULTILINE).group(1).split()] == pytest.approx([box] * 3)
     bad = subprocess.run(["qdphonon", "cp2k-input", "--structure", str(xyz), "--level", "xtb",
                           "--overrides-json", '{"motion": {"md": {"steps": "many"}}}', "--out", str(tmp_path / "b.inp")],
                          capture_output=True, text=True)
@@ -130,7 +140,7 @@ def test_cli_writes_validated_input(tmp_path):
 @pytest.mark.cp2k
 def test_xtb_md_input_of_n2_cube_runs_in_real_cp2k(tmp_path, dot2, cp2k_exe, xmlspec):
     """docs/physics.md §3: n >= 2 needs explicit Fermi-Dirac smearing with xTB to converge."""
-    tree = tree_for(dot2, level="xtb", md=MDSettings(steps=2), scf=SCFSettings(smearing_K=300))
+    tree = tree_for(dot2, level="xtb", md=MDSettings(steps=2, trajectory_every_steps=1, trajectory_format="xyz"), scf=SCFSettings(smearing_K=300))
     (tmp_path / "md.inp").write_text(render_input(tree, xmlspec))
     subprocess.run([cp2k_exe, "-i", "md.inp", "-o", "md.out"], cwd=tmp_path, check=True, timeout=600,
                    capture_output=True)
@@ -141,5 +151,10 @@ def test_xtb_md_input_of_n2_cube_runs_in_real_cp2k(tmp_path, dot2, cp2k_exe, xml
     molog = (tmp_path / "md-mo-1.MOLog").read_text()
     assert molog.count("EIGENVALUES") == 3  # steps 0, 1, 2
     assert re.search(rf"MO\|\s+{n_occ + 1}\s", molog)  # the LUMO is printed
-    assert (tmp_path / "md-pos-1.xyz").exists() and (tmp_path / "md-vel-1.xyz").exists()
-    assert (tmp_path / "md-1.restart").exists()
+    for name in ("md-pos-1.xyz", "md-vel-1.xyz"):  # a frame of all 64 atoms per step
+        lines = (tmp_path / name).read_text().splitlines()
+        assert len(lines) == 3 * 66 and [int(ln) for ln in lines[::66]] == [64] * 3
+        assert [int(m) for m in re.findall(r"^ i =\s+(\d+),", "\n".join(lines), re.MULTILINE)] == [0, 1, 2]
+        assert [ln.split()[0] for ln in lines[2:66]] == list(dot2.symbols)
+    restart = (tmp_path / "md-1.restart").read_text()
+    assert int(re.search(r"^\s*STEP_START_VAL\s+(\d+)", restart, re.MULTILINE).group(1)) == 2

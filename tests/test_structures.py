@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import functools
 import itertools
+import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -302,8 +304,6 @@ def test_ase_reads_the_xyz(tmp_path):
 
 
 def test_json_sidecar(tmp_path):
-    import json
-
     path = tmp_path / "d.xyz"
     write_structure(cube(6, 1), path)
     meta = json.loads(path.with_suffix(".json").read_text())
@@ -317,8 +317,17 @@ def test_json_sidecar(tmp_path):
     assert meta["shell_layers"] == 1 and meta["shell_metal"] == "Ca"
     assert meta["lattice_A"] == 5.87 and meta["vacuum_A"] == 10.0
     assert meta["box_A"] == pytest.approx(cube(6, 1).box_A)
-    for key in ("removed_cs_rule", "qdphonon_version"):
-        assert meta[key]
+    # 7^3 A-sites of the 6x6x6 cut, 324 Cs kept: 19 = nx+ny+nz+1 removed, as the recorded rule says
+    assert meta["n_removed_cs"] == 7**3 - 324 == 6 + 6 + 6 + 1
+    assert meta["removed_cs_rule"].startswith("remove nx+ny+nz+1 Cs among corner and edge A-sites")
+    charges = {"Cs": 1, "Ca": 2, "Pb": 2, "Br": -1}  # formal ionic charges
+    d = cube(6, 1)
+    dipole = sum(charges[el] * pos for el, pos in zip(d.symbols, d.positions_A))  # neutral: origin-free
+    np.testing.assert_allclose(meta["point_charge_dipole_eA"], dipole, atol=1e-6)
+    import tomllib
+
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    assert meta["qdphonon_version"] == pyproject["project"]["version"]
 
 
 def test_read_structure_round_trip(tmp_path):
@@ -364,7 +373,7 @@ def test_to_molecule():
     mol = cube(2).to_molecule()
     assert len(mol) == 64
     assert mol.charge == 0
-    assert mol.composition.reduced_formula  # a valid composition
+    assert mol.composition.reduced_formula == "Cs5Pb2Br9"  # Cs20Pb8Br36
     assert mol.site_properties["region"] == cube(2).regions
     assert mol.site_properties["layer"] == cube(2).layers
 
@@ -372,3 +381,24 @@ def test_to_molecule():
 def test_import_does_not_load_pymatgen():
     code = "import sys, qdphonon.structures; sys.exit('pymatgen' in sys.modules or 'ase' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_cli_build_writes_the_dot_it_is_asked_for(tmp_path):
+    """`qdphonon build`: the XYZ and its sidecar hold the composition of a 2x3x4 cuboid, counted here from
+    the file (Pb nx ny nz; Br (nx+1)ny nz + nx(ny+1)nz + nx ny(nz+1); Cs nx ny nz + nx ny + ny nz + nx nz)."""
+    out = tmp_path / "d.xyz"
+    res = subprocess.run(["qdphonon", "build", "--size", "2", "3", "4", "--lattice-A", "6.0", "--out", str(out)],
+                         capture_output=True, text=True)  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    lines = out.read_text().splitlines()
+    assert int(lines[0]) == len(lines) - 2 == 24 + 98 + 50
+    symbols = [ln.split()[0] for ln in lines[2:]]
+    assert {el: symbols.count(el) for el in ("Cs", "Pb", "Br")} == {"Cs": 50, "Pb": 24, "Br": 98}
+    pb = np.array([[float(x) for x in ln.split()[1:4]] for ln in lines[2:] if ln.startswith("Pb")])
+    spans = pb.max(axis=0) - pb.min(axis=0)
+    np.testing.assert_allclose(spans, [6.0, 12.0, 18.0], atol=1e-8)  # (n - 1) a between the Pb centres
+    meta = json.loads(out.with_suffix(".json").read_text())
+    assert meta["formula"] == "Cs50Pb24Br98" and meta["system"] == "cspbbr3_2x3x4" and meta["lattice_A"] == 6.0
+    bad = subprocess.run(["qdphonon", "build", "--size", "0", "1", "1", "--out", str(tmp_path / "bad.xyz")],
+                         capture_output=True, text=True)  # fmt: skip
+    assert bad.returncode == 1 and "size" in bad.stderr and not (tmp_path / "bad.xyz").exists()

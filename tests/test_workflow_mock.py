@@ -9,7 +9,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import shutil
 import time
 from pathlib import Path
 
@@ -54,6 +53,14 @@ def test_mock_outputs_are_labelled_synthetic(campaign):
     assert record["synthetic"] is True and record["engine"] == "mock"
     relaxed = (work / "results/relaxed/cspbbr3_4x4x4.xyz").read_text().splitlines()[1]
     assert "mock" in relaxed
+
+
+def test_default_campaign_fits_in_200_MB(campaign):
+    """Positions and velocities in CP2K's binary DCD every 20 steps; nothing else is large."""
+    work, _ = campaign
+    total = sum(p.stat().st_size for p in (work / "results").rglob("*") if p.is_file())
+    assert total <= 200e6, f"{total / 1e6:.0f} MB"
+    assert next((work / "results/aimd").rglob("md-pos-1.dcd"), None) is not None
 
 
 def test_every_table_is_plain_csv_with_a_sidecar(campaign):

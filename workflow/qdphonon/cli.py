@@ -71,6 +71,7 @@ def _add_cp2k_input(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=settings.default("md.seed"), help="the replica's seed (CP2K SEED)")
     _opt(p, "--thermostat-timecon-fs", "md.thermostat_timecon_fs", float)
     _opt(p, "--trajectory-every-steps", "md.trajectory_every_steps", int)
+    _opt(p, "--trajectory-format", "md.trajectory_format")
     _add_scf(p)
     _opt(p, "--geo-opt-max-iter", "relax.max_iter", int)
     p.add_argument("--walltime-s", type=int, default=None, help="CP2K's own WALLTIME in seconds (default: none)")
@@ -100,6 +101,7 @@ def _run_cp2k_input(args: argparse.Namespace) -> int:
             steps=args.steps,
             thermostat_timecon_fs=args.thermostat_timecon_fs,
             trajectory_every_steps=args.trajectory_every_steps,
+            trajectory_format=args.trajectory_format,
             seed=args.seed,
         ),
         scf=SCFSettings(eps_scf=args.eps_scf, max_scf=args.max_scf, smearing_K=args.smearing_K),

@@ -20,6 +20,15 @@ Any CP2K directory
     the order of their start time; the project comes from their ``GLOBAL| Project name``
     line and the MOLog is the one ``{project}-*.MOLog`` present. :func:`discover` returns
     the same :class:`RunLayout` for both kinds.
+Locking and recovery
+    ``engine.lock`` (:mod:`qdphonon.rundir_lock`): one engine, so one CP2K, per directory;
+    :func:`lock_holder` says who holds it. Before a continuation from the restart file of step
+    k, :mod:`qdphonon.rundir_recovery` trims the shared files back to what the continuation
+    rewrites (energies and trajectories to step k, the MOLog to the blocks of steps < k) and
+    moves what it took out to ``set_aside/``; each segment records ``molog_blocks``, the MD
+    blocks it left in the MOLog, which :func:`discover` hands to the parser. Record
+    boundaries and restart files (:func:`restart_step`, :func:`restart_source`, re-exported
+    here): :mod:`qdphonon.rundir_records`.
 """
 
 from __future__ import annotations
@@ -34,6 +43,8 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from qdphonon.engines.errors import RunDirMismatchError
+from qdphonon.rundir_lock import LOCK_FILE, lock_holder, lock_run_dir  # noqa: F401  (part of the contract)
+from qdphonon.rundir_records import count_md_blocks, restart_source, restart_step, truncate_to_complete_records  # noqa: F401
 
 STATE_FILE = "segments.json"
 RECORD_FILE = "run.json"
@@ -41,6 +52,9 @@ DEFAULT_PROJECT = "md"
 DEFAULT_MO_FILENAME = "mo"
 CP2K_DEFAULT_PROJECT = "PROJECT"
 """CP2K's own default ``PROJECT_NAME`` when an input leaves it out."""
+SET_ASIDE_DIR = "set_aside"
+"""What recovery took out of the run (torn tails, empty outputs, torn restart files, EXIT files),
+per segment: ``set_aside/seg003/md-pos-1.xyz`` holds the bytes cut from ``md-pos-1.xyz``."""
 
 _SEGMENT_NAME = re.compile(r"seg(\d{3,})\.(inp|out)")
 _HEADER_BYTES = 65536
@@ -69,11 +83,13 @@ def molog_name(project: str, mo_filename: str | None) -> str | None:
 
 
 def run_files(project: str = DEFAULT_PROJECT, mo_filename: str | None = DEFAULT_MO_FILENAME,
-              molog: str | None = None) -> dict[str, str | None]:
-    """File names CP2K writes for an MD of ``project``; ``molog`` overrides the derived MOLog name."""
+              molog: str | None = None, trajectory_format: str = "xyz") -> dict[str, str | None]:
+    """File names CP2K writes for an MD of ``project``; ``molog`` overrides the derived MOLog name;
+    ``trajectory_format`` (``xyz`` or ``dcd``) names the position and velocity files."""
+    ext = {"xyz": "xyz", "dcd": "dcd"}[trajectory_format]
     return {
-        "positions": f"{project}-pos-1.xyz",
-        "velocities": f"{project}-vel-1.xyz",
+        "positions": f"{project}-pos-1.{ext}",
+        "velocities": f"{project}-vel-1.{ext}",
         "energies": f"{project}-1.ener",
         "molog": molog if molog is not None else molog_name(project, mo_filename),
         "restart": f"{project}-1.restart",
@@ -103,6 +119,8 @@ def write_json_atomic(path: str | os.PathLike, data: Mapping[str, Any]) -> None:
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
             json.dump(data, fh, indent=2, sort_keys=True)
             fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -138,6 +156,13 @@ _RE_STARTED = re.compile(rb"PROGRAM STARTED AT\s+(\S+ \S+)")
 _RE_VERSION = re.compile(rb"CP2K\|\s+version string:\s+CP2K version\s+(\S+)")
 _RE_PROJECT = re.compile(rb"^\s*GLOBAL\|\s+Project name\s+(\S+)\s*$", re.M)
 _RE_RUN_TYPE = re.compile(rb"^\s*GLOBAL\|\s+Run type\s+(\S+)\s*$", re.M)
+
+
+def _project_line(path: Path) -> int | None:
+    with open(path, "rb") as fh:
+        head = fh.read(_HEADER_BYTES)
+    m = _RE_PROJECT.search(head)
+    return head[: m.start()].count(b"\n") + 1 if m else None
 
 
 def read_output_header(path: str | os.PathLike) -> OutputHeader | None:
@@ -184,7 +209,9 @@ class RunLayout:
     ``outputs`` are the main outputs in run order (empty ones set aside, listed in
     ``set_aside``); ``files`` maps ``positions``, ``velocities``, ``energies``, ``molog``
     (None when there is no MOLog), ``restart`` and ``wfn`` to file names in ``run_dir``;
-    ``ours`` is True when our engine made it (``segments.json``).
+    ``ours`` is True when our engine made it (``segments.json``). ``molog_blocks``: the MD
+    blocks each output's segment left in the MOLog, as ``segments.json`` records them (None for
+    the last segment when it has no count yet); None when some earlier segment has no count.
     """
 
     run_dir: Path
@@ -193,6 +220,7 @@ class RunLayout:
     outputs: list[Path]
     ours: bool
     set_aside: list[Path]
+    molog_blocks: tuple[int | None, ...] | None = None
 
     def path(self, key: str) -> Path | None:
         """Path of one of ``files`` (None when that file is not part of the run)."""
@@ -245,9 +273,13 @@ def discover(run_dir: str | os.PathLike, outputs: Sequence[str | os.PathLike] | 
             raise FileNotFoundError(f"{', '.join(missing)}: CP2K main output not found")
     elif state is not None:
         paths = [run_dir / s["output"] for s in state.get("segments", []) if (run_dir / s["output"]).is_file()]
+        set_aside_before = [run_dir / SET_ASIDE_DIR / Path(s["output"]).stem / s["output"]
+                            for s in state.get("segments", []) if s.get("ended") == "empty"]  # fmt: skip
     else:
         paths = find_main_outputs(run_dir) or _segment_outputs(run_dir)
     set_aside = [p for p in paths if p.stat().st_size == 0]
+    if outputs is None and state is not None:
+        set_aside += [p for p in set_aside_before if p.is_file()]
     paths = [p for p in paths if p.stat().st_size > 0]
     if not paths:
         raise FileNotFoundError(
@@ -258,65 +290,37 @@ def discover(run_dir: str | os.PathLike, outputs: Sequence[str | os.PathLike] | 
         project = str(state["project"])
         mo = state.get("molog") or molog_name(project, state.get("mo_filename", DEFAULT_MO_FILENAME))
     else:
-        projects = {h.project for h in map(read_output_header, paths) if h is not None and h.project}
+        headers = [h for h in map(read_output_header, paths) if h is not None and h.project]
+        projects = {h.project for h in headers}
         if len(projects) > 1:
-            raise ValueError(f"{run_dir}: main outputs of different projects {sorted(projects)}: "
-                             + ", ".join(p.name for p in paths))  # fmt: skip
+            odd = next(h for h in headers if h.project != headers[0].project)
+            raise ValueError(f"{odd.path}: line {_project_line(odd.path)}: project {odd.project!r}, but "
+                             f"{headers[0].path.name} has {headers[0].project!r}: main outputs of different projects "
+                             f"{sorted(projects)}: " + ", ".join(p.name for p in paths))  # fmt: skip
         project = projects.pop() if projects else _project_from_files(run_dir)
         mo = None
     if molog is not None:
         mo = molog
     elif mo is None or not (run_dir / mo).is_file():
         mo = _molog_in(run_dir, project)
-    files = run_files(project, molog=mo)
+    fmt = "dcd" if (run_dir / run_files(project, trajectory_format="dcd")["positions"]).is_file() else "xyz"
+    files = run_files(project, molog=mo, trajectory_format=fmt)
     if mo is None:
         files["molog"] = None
-    return RunLayout(run_dir, project, files, paths, state is not None, set_aside)
+    counts = _molog_counts(state, run_dir, paths) if outputs is None and state is not None else None
+    return RunLayout(run_dir, project, files, paths, state is not None, set_aside, counts)
 
 
-# --- restart files and records ---------------------------------------------------------------
-
-_STEP_START = re.compile(r"^\s*STEP_START_VAL\s+(\d+)\s*$", re.MULTILINE)
-
-
-def restart_step(path: str | os.PathLike) -> int | None:
-    """MD step stored in a CP2K restart file (``STEP_START_VAL``), or None if the file is missing or cut short.
-
-    A complete restart file has its ``&END FORCE_EVAL`` and ends with an ``&END`` line (of
-    FORCE_EVAL, or of the EXT_RESTART section that continuations append).
-    """
-    try:
-        text = Path(path).read_text(errors="replace")
-    except FileNotFoundError:
+def _molog_counts(state: Mapping[str, Any], run_dir: Path, paths: list[Path]) -> tuple[int | None, ...] | None:
+    """``molog_blocks`` of the segments of ``paths`` (the last may lack one), else None."""
+    by_output = {run_dir / s["output"]: s.get("molog_blocks") for s in state.get("segments", [])}
+    counts = [by_output.get(p) for p in paths]
+    if not counts or any(not isinstance(c, int) for c in counts[:-1]):
         return None
-    lines = text.rstrip().splitlines()
-    if not lines or not lines[-1].strip().upper().startswith("&END") or "&END FORCE_EVAL" not in text.upper():
-        return None
-    m = _STEP_START.search(text)
-    return int(m.group(1)) if m else 0
+    return tuple(counts)
 
 
-def restart_source(run_dir: Path, files: Mapping[str, str | None]) -> tuple[str | None, int | None, str | None]:
-    """(restart file name, its step, wavefunction file name or None) to continue from.
-
-    Prefers CP2K's current restart file and falls back to its backup when the current one is
-    cut short; the wavefunction (only an SCF guess) is used when it looks whole (same size as
-    its backup), else its backup, else none.
-    """
-    chosen: tuple[str | None, int | None] = (None, None)
-    for name in (files["restart"], f"{files['restart']}.bak-1"):
-        step = restart_step(run_dir / name)
-        if step is not None:
-            chosen = (name, step)
-            break
-    wfn = None
-    main, bak = run_dir / files["wfn"], run_dir / f"{files['wfn']}.bak-1"
-    if main.is_file() and (not bak.is_file() or main.stat().st_size == bak.stat().st_size):
-        wfn = files["wfn"]
-    elif bak.is_file():
-        wfn = bak.name
-    return chosen[0], chosen[1], wfn
-
+# --- how a segment ended, and the records ----------------------------------------------------
 
 def output_ended(output: Path) -> bool:
     """Whether a CP2K main output reached its ``PROGRAM ENDED AT`` line."""
@@ -378,85 +382,3 @@ def wipe_run_files(run_dir: Path, files: Mapping[str, str | None]) -> None:
     for p in run_dir.iterdir():
         if _is_run_file(p.name, files):
             p.unlink()
-
-
-# --- trimming what a kill left ----------------------------------------------------------------
-
-def _complete_xyz_length(path: Path) -> int:
-    """Byte length of the whole frames at the start of an XYZ file (keeps a leading ``#`` line)."""
-    data = path.read_bytes()
-    pos = 0
-    if data.lstrip().startswith(b"#"):
-        pos = data.index(b"\n") + 1 if b"\n" in data else len(data)
-    good = pos
-    while pos < len(data):
-        nl = data.find(b"\n", pos)
-        if nl < 0:
-            break
-        try:
-            n = int(data[pos:nl])
-        except ValueError:
-            break
-        end = pos
-        for _ in range(n + 2):
-            nl2 = data.find(b"\n", end)
-            if nl2 < 0:
-                return good
-            end = nl2 + 1
-        good = pos = end
-    return good
-
-
-def _complete_lines_length(path: Path) -> int:
-    data = path.read_bytes()
-    return data.rfind(b"\n") + 1
-
-
-def _complete_molog_length(path: Path) -> int:
-    """Byte length up to the end of the last complete MO block (through its ``E(Fermi)`` and optional ``Band gap`` lines)."""
-    data = path.read_bytes()
-    end = data.rfind(b"\n") + 1
-    lines = data[:end].split(b"\n")[:-1]
-    pos = 0
-    good = 0
-    open_block = False
-    for line in lines:
-        pos += len(line) + 1
-        if b"EIGENVALUES AND OCCUPATION NUMBERS" in line:
-            open_block = True
-            continue
-        if b"E(Fermi)" in line or b"Band gap" in line:
-            open_block = False
-            good = pos
-            continue
-        if not open_block and not line.strip():
-            good = pos
-        if not open_block and line.lstrip().startswith(b"#"):
-            good = pos
-    return good
-
-
-def truncate_to_complete_records(run_dir: str | os.PathLike, files: Mapping[str, str | None]) -> dict[str, int]:
-    """Cut a killed segment's partial last records from the shared files, before a continuation appends.
-
-    Trims the position and velocity XYZ files to whole frames, the ``.ener`` file to whole
-    lines and the MOLog to whole blocks. Complete records are never removed (the parser
-    aligns duplicates and a killed step's extra MO block). Returns the number of bytes
-    removed per file name (0 for an untouched file; missing files are skipped).
-    """
-    run_dir = Path(run_dir)
-    removed: dict[str, int] = {}
-    measures = {"positions": _complete_xyz_length, "velocities": _complete_xyz_length,
-                "energies": _complete_lines_length, "molog": _complete_molog_length}  # fmt: skip
-    for key, measure in measures.items():
-        name = files.get(key)
-        path = run_dir / name if name else None
-        if path is None or not path.is_file():
-            continue
-        size = path.stat().st_size
-        keep = measure(path)
-        if keep < size:
-            with open(path, "r+b") as fh:
-                fh.truncate(keep)
-        removed[name] = size - keep
-    return removed

@@ -45,7 +45,7 @@ rule parse_band_edges:
         xyz=f"{RESULTS}/relaxed/{{system}}.xyz",
     output:
         csv=f"{RESULTS}/band_edges/{{system}}/{{replica}}.csv",
-        npz=f"{RESULTS}/trajectories/{{system}}/{{replica}}.npz",
+        npz=temp(f"{RESULTS}/trajectories/{{system}}/{{replica}}.npz"),
     log:
         f"{RESULTS}/logs/parse_band_edges/{{system}}/{{replica}}.log",
     localrule: True

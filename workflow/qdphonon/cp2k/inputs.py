@@ -35,6 +35,8 @@ import dataclasses
 import hashlib
 from typing import Any, Mapping, Sequence
 
+from qdphonon import settings
+
 
 
 LEVELS = ("xtb", "pbe")
@@ -56,7 +58,7 @@ PBE_BASIS = "DZVP-MOLOPT-SR-GTH"
 GTH_POTENTIAL = {"Cs": "GTH-PBE-q9", "Sr": "GTH-PBE-q10", "Ca": "GTH-PBE-q10", "Pb": "GTH-PBE-q4", "Br": "GTH-PBE-q7"}
 
 
-MO_WINDOW = 4
+MO_WINDOW = 2
 """Orbitals printed below the HOMO and above the LUMO in the MOLog (beyond the two edges)."""
 
 
@@ -75,14 +77,18 @@ class MDSettings:
     trajectory_every_steps: stride of the positions and velocities prints (band edges and
         energies are printed every step regardless).
     seed: CP2K's GLOBAL SEED; replicas differ by it (initial velocities, CSVR noise).
+    trajectory_format: ``dcd`` (binary, ~5x smaller, read at memory speed) or ``xyz``.
+
+    Defaults are the schema's (:mod:`qdphonon.settings`): one default per setting.
     """
 
-    temperature_K: float = 10.0
-    timestep_fs: float = 2.0
-    steps: int = 100
-    thermostat_timecon_fs: float = 100.0
-    trajectory_every_steps: int = 1
-    seed: int = 2022
+    temperature_K: float = settings.default("md.temperature_K")
+    timestep_fs: float = settings.default("md.timestep_fs")
+    steps: int = settings.default("md.steps")
+    thermostat_timecon_fs: float = settings.default("md.thermostat_timecon_fs")
+    trajectory_every_steps: int = settings.default("md.trajectory_every_steps")
+    seed: int = settings.default("md.seed")
+    trajectory_format: str = settings.default("md.trajectory_format")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,9 +102,9 @@ class SCFSettings:
     added_mos: unoccupied orbitals computed (diagonalisation) so the LUMO exists.
     """
 
-    eps_scf: float = 1e-6
-    max_scf: int = 200
-    smearing_K: float | None = None
+    eps_scf: float = settings.default("scf.eps_scf")
+    max_scf: int = settings.default("scf.max_scf")
+    smearing_K: float | None = settings.default("scf.smearing_K")
     added_mos: int = 10
 
 
@@ -262,8 +268,10 @@ def cp2k_input_tree(
                 "thermostat": {"type": "CSVR", "region": "GLOBAL", "csvr": {"timecon": float(md.thermostat_timecon_fs)}},
             },
             "print": {
-                "trajectory": {"_": "ON", "format": "XYZ", "each": {"md": int(md.trajectory_every_steps)}},
-                "velocities": {"_": "ON", "format": "XYZ", "each": {"md": int(md.trajectory_every_steps)}},
+                "trajectory": {"_": "ON", "format": md.trajectory_format.upper(),
+                               "each": {"md": int(md.trajectory_every_steps)}},
+                "velocities": {"_": "ON", "format": md.trajectory_format.upper(),
+                               "each": {"md": int(md.trajectory_every_steps)}},
                 "restart": {"_": "ON", "backup_copies": 0, "each": {"md": 1}},
                 "restart_history": {"_": "OFF"},
             },

@@ -81,11 +81,12 @@ class MDInput:
     box_A: float
     center_coordinates: bool
     walltime: str | None
+    trajectory_format: str = "xyz"
 
     @property
     def files(self) -> dict[str, str]:
         """CP2K's file names of this project (trajectories, energies, MOLog, restarts)."""
-        return run_files(self.project, self.mo_filename)
+        return run_files(self.project, self.mo_filename, trajectory_format=self.trajectory_format)
 
 
 def read_md_input(input_path: str | os.PathLike, xmlspec: str | os.PathLike | None = None) -> MDInput:
@@ -105,9 +106,10 @@ def read_md_input(input_path: str | os.PathLike, xmlspec: str | os.PathLike | No
     md = _sec(tree, "motion", "md") or {}
     mprint = _sec(tree, "motion", "print")
     traj, vel = _sec(mprint, "trajectory"), _sec(mprint, "velocities")
-    for name, sec in (("TRAJECTORY", traj), ("VELOCITIES", vel)):
-        if _on(sec) and str(sec.get("format", "xyz")).lower() != "xyz":
-            raise ValueError(f"{path}: MOTION/PRINT/{name} FORMAT must be XYZ for the qdphonon engines")
+    formats = {str(sec.get("format", "xyz")).lower() for sec in (traj, vel) if _on(sec)}
+    if not formats <= {"xyz", "dcd"} or len(formats) > 1:
+        raise ValueError(f"{path}: MOTION/PRINT/TRAJECTORY and VELOCITIES FORMAT must both be XYZ or both DCD "
+                         f"for the qdphonon engines, got {sorted(formats)}")  # fmt: skip
     mo = _sec(dft, "print", "mo")
     smear = _sec(dft, "scf", "smear")
     subsys = _sec(force_eval, "subsys") or {}
@@ -143,4 +145,5 @@ def read_md_input(input_path: str | os.PathLike, xmlspec: str | os.PathLike | No
         box_A=float(abc[0]),
         center_coordinates=_on(_sec(subsys, "topology", "center_coordinates")),
         walltime=None if glob.get("walltime") is None else str(glob.get("walltime")),
+        trajectory_format=formats.pop() if formats else "xyz",
     )

@@ -2,9 +2,11 @@
 
 A fresh run starts ``seg000``; after a kill, a wall-time stop or a crash the next call
 continues from ``{project}-1.restart`` (its backup when the kill cut it short) with
-``&EXT_RESTART`` and the saved wavefunction, after trimming the killed segment's partial
-records (:func:`qdphonon.rundir.truncate_to_complete_records`). The run-directory layout is
-:mod:`qdphonon.rundir`'s; how CP2K is started and stopped is :mod:`qdphonon.engines.process`'s.
+``&EXT_RESTART`` and the saved wavefunction, after :mod:`qdphonon.rundir_recovery` has
+recorded and set aside whatever the kill left and trimmed the shared files back to the restart
+step. The engine holds the run directory's lock for its whole life (:mod:`qdphonon.rundir_lock`,
+CP2K inherits it) and CP2K dies with the engine (:mod:`qdphonon.engines.process`). The
+run-directory layout is :mod:`qdphonon.rundir`'s.
 
 CP2K facts this relies on (2023.1, measured): with ``EXT_RESTART`` and restored counters,
 ``STEPS`` counts from the restart step (so a continuation asks for the remaining steps;
@@ -23,7 +25,6 @@ import os
 import re
 import shlex
 import signal
-import sys
 import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -31,15 +32,16 @@ from qdphonon.cp2k.continuation import continuation_tree, with_restart_backup, w
 from qdphonon.cp2k.readback import MDInput, read_md_input, render_tree
 from qdphonon.cp2k.xmlspec import cp2k_version, installed_xmlspec
 from qdphonon.engines.errors import EXIT_WALLTIME, EngineError, RunDirMismatchError, RunInterrupted, SCFConvergenceError, WalltimeReached
-from qdphonon.engines.process import ProcessResult, cp2k_command_line, cp2k_environment, find_cp2k, run_process
+from qdphonon.engines.process import GRACE_S, ProcessResult, cp2k_command_line, cp2k_environment, find_cp2k, run_process
 from qdphonon.parsers.main_output import read_main_output
 from qdphonon.metadata import now_iso, run_record
 from qdphonon.parsers.energies import read_energies
 from qdphonon.rundir import (
     RECORD_FILE, STATE_FILE, SegmentEnd, check_same_engine, check_same_input, ended_on_exit_file, ended_on_walltime,
-    foreign_files, output_ended, read_json, restart_source, segment_files, truncate_to_complete_records, wipe_run_files,
-    write_json_atomic,
+    foreign_files, lock_run_dir, read_json, restart_source, segment_files, wipe_run_files, write_json_atomic,
 )
+from qdphonon.rundir_records import count_md_blocks
+from qdphonon.rundir_recovery import prepare_continuation, prepare_run_dir, reconcile_killed  # noqa: F401
 
 
 ENGINES = ("cp2k", "mock")
@@ -53,7 +55,8 @@ class _SCFWatch:
 
     Scans the new bytes of the output for CP2K's warnings and lets
     :func:`qdphonon.parsers.main_output.read_main_output` confirm that a finished step is affected (an
-    SCF cut by the WALLTIME, or an inner loop that an outer SCF loop later converges, is not).
+    SCF cut by the WALLTIME or an EXIT file, even the first SCF of a continuation that CP2K still
+    dates with ``MD_INI``, or an inner loop that an outer SCF loop later converges, is not).
     """
 
     def __init__(self, output: Path, start_step: int = 0):
@@ -77,7 +80,7 @@ class _SCFWatch:
             return None
         evals = read_main_output(self.output).evaluations
         bad = [self.start_step if ev.step is None else ev.step
-               for ev in evals if ev.kind != "trailing" and ev.scf_converged is False]  # fmt: skip
+               for ev in evals if ev.kind != "trailing" and ev.scf_converged is False and not ev.scf_stopped]  # fmt: skip
         if bad:
             return f"SCF not converged at MD step {bad[0]} (policy fail)"
         self.suspect = bool(evals) and evals[-1].kind == "trailing" and evals[-1].scf_converged is False
@@ -103,27 +106,9 @@ def scf_unconverged_steps(outputs: Sequence[Path]) -> list[int]:
         if not path.is_file() or path.stat().st_size == 0:
             continue
         for ev in read_main_output(path).evaluations:
-            if ev.kind != "trailing" and ev.step is not None:
+            if ev.kind != "trailing" and ev.step is not None and not ev.scf_stopped:
                 verdict[int(ev.step)] = ev.scf_converged is not False
     return sorted(s for s, ok in verdict.items() if not ok)
-
-
-def reconcile_killed(state: dict[str, Any], run_dir: Path, files: Mapping[str, str | None]) -> None:
-    """A segment still marked ``running`` was killed together with its engine (SIGKILL, node failure)."""
-    for seg in state["segments"]:
-        if seg.get("ended") != SegmentEnd.RUNNING:
-            continue
-        out = run_dir / seg["output"]
-        seg["end_step"] = restart_source(run_dir, files)[1]
-        seg["exit_status"] = None
-        seg["wall_s"] = round(out.stat().st_mtime - seg["started_epoch"], 3) if out.is_file() else None
-        finished = seg["end_step"] is not None and seg["end_step"] >= state["steps"] and output_ended(out)
-        if not out.is_file() or out.stat().st_size == 0:
-            seg["ended"], seg["note"] = SegmentEnd.EMPTY.value, "killed before CP2K wrote its output; set aside"
-            continue
-        seg["ended"] = SegmentEnd.COMPLETED.value if finished else SegmentEnd.KILLED.value
-        how = "after CP2K finished" if finished else "while CP2K ran (killed with its job)"
-        seg["note"] = f"engine process gone {how}"
 
 
 def _abort_message(output: Path) -> str:
@@ -178,6 +163,8 @@ def run_cp2k(
     on_scf_failure: str = "drop_step",
     record_path: str | os.PathLike | None = None,
     poll_s: float = 2.0,
+    lock_wait_s: float = 0.0,
+    grace_s: float = GRACE_S,
 ) -> dict[str, Any]:
     """Run (or continue) the NVT AIMD of ``input_path`` with real CP2K in ``run_dir``; return the run record.
 
@@ -190,7 +177,12 @@ def run_cp2k(
     a segment that stops there raises :class:`WalltimeReached` (exit status
     :data:`EXIT_WALLTIME`). ``on_scf_failure='fail'`` stops CP2K at the first MD step whose
     SCF did not converge and raises :class:`SCFConvergenceError`; ``drop_step`` and
-    ``keep_flagged`` only count such steps (the parser applies them).
+    ``keep_flagged`` only count such steps (the parser applies them). An SCF stopped by the
+    WALLTIME or an EXIT file is never an SCF failure.
+
+    The run directory's lock is held throughout; a directory locked by a live engine is
+    refused after ``lock_wait_s`` seconds (:class:`~qdphonon.engines.errors.RunDirLocked`,
+    naming its PID). A forwarded SIGTERM that CP2K ignores becomes SIGKILL after ``grace_s``.
 
     MPI: ``{mpi} -n {tasks} cp2k ...`` when ``tasks > 1``, else one rank; ``threads`` OpenMP
     threads per rank. The record is written atomically to ``record_path`` (default
@@ -203,16 +195,39 @@ def run_cp2k(
     input_path, run_dir, record_path, sha, record, md = _open_md_run(input_path, run_dir, record_path, "cp2k")
     if record is not None:
         return record
+    if read_json(run_dir / STATE_FILE) is None and run_dir.is_dir():
+        _refuse_foreign(run_dir, md.files)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with lock_run_dir(run_dir, "run-aimd", wait_s=lock_wait_s) as lock:
+        return _run_locked(
+            input_path, run_dir, record_path, sha, md, lock, cp2k_command=cp2k_command, mpi=mpi, tasks=tasks,
+            threads=threads, runtime_min=runtime_min, walltime_margin_min=walltime_margin_min,
+            on_scf_failure=on_scf_failure, poll_s=poll_s, grace_s=grace_s, t_called=t_called,
+        )  # fmt: skip
+
+
+def _refuse_foreign(run_dir: Path, files: Mapping[str, str | None]) -> None:
+    foreign = foreign_files(run_dir, files)
+    if foreign:
+        raise RunDirMismatchError(
+            f"{run_dir} holds {', '.join(foreign[:6])} but no {STATE_FILE}: not a run of this engine; "
+            "refusing to overwrite it (remove the directory to start afresh)"
+        )
+
+
+def _run_locked(input_path: Path, run_dir: Path, record_path: Path, sha: str, md: MDInput, lock, *,
+                cp2k_command, mpi, tasks, threads, runtime_min, walltime_margin_min, on_scf_failure, poll_s,
+                grace_s, t_called) -> dict[str, Any]:  # fmt: skip
     files = md.files
     state_path = run_dir / STATE_FILE
+    record = read_json(record_path)  # another engine may have finished while we waited for the lock
+    if record is not None:
+        check_same_input(record.get("input_sha256"), sha, record_path, input_path)
+        check_same_engine(record.get("engine"), "cp2k", record_path)
+        return record
     state = read_json(state_path)
     if state is None:
-        foreign = foreign_files(run_dir, files) if run_dir.is_dir() else []
-        if foreign:
-            raise RunDirMismatchError(
-                f"{run_dir} holds {', '.join(foreign[:6])} but no {STATE_FILE}: not a run of this engine; "
-                "refusing to overwrite it (remove the directory to start afresh)"
-            )
+        _refuse_foreign(run_dir, files)
         state = {"engine": "cp2k", "input": str(input_path), "input_sha256": sha, "steps": md.steps,
                  "project": md.project, "molog": md.files["molog"], "segments": [], "discarded_segments": []}  # fmt: skip
     check_same_input(state.get("input_sha256"), sha, state_path, input_path)
@@ -220,12 +235,12 @@ def run_cp2k(
         raise RunDirMismatchError(f"{run_dir} holds a {state.get('engine')} run; refusing to continue it with CP2K")
     exe = find_cp2k(cp2k_command)
     spec, spec_desc = installed_xmlspec(cp2k_command)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    reconcile_killed(state, run_dir, files)
+    prepare_run_dir(run_dir, state, files, md.project, lock.killed)
     restart_name, k, wfn = restart_source(run_dir, files)
     if k is None and state["segments"]:
         written = last_energy_step(run_dir, files)
         if written is not None and written > 1:
+            write_json_atomic(state_path, state)
             raise EngineError(
                 f"{run_dir}: MD steps up to {written} were written but no readable restart file "
                 f"({files['restart']} or its .bak-1) is left; cannot continue (remove the directory to start afresh)"
@@ -233,6 +248,9 @@ def run_cp2k(
         state["discarded_segments"].extend(state["segments"])
         state["segments"] = []
         wipe_run_files(run_dir, files)
+    elif k is not None and k < md.steps:
+        restart_name, wfn = prepare_continuation(run_dir, state, files, k, restart_name, wfn,
+                                                 molog_every_step=md.mo_every == 1)  # fmt: skip
     write_json_atomic(state_path, state)
 
     if k is None or k < md.steps:
@@ -240,9 +258,6 @@ def run_cp2k(
         if k is None:
             tree: dict[str, Any] = md.tree
         else:
-            trimmed = truncate_to_complete_records(run_dir, files)
-            if any(trimmed.values()):
-                print(f"run-aimd: trimmed partial records before continuing: {trimmed}", file=sys.stderr)
             tree = continuation_tree(md.tree, restart_file=restart_name, wfn_file=wfn, remaining_steps=md.steps - k)
         tree = with_restart_backup(tree)
         if runtime_min is not None:
@@ -256,10 +271,14 @@ def run_cp2k(
         header = _segment_header(index, md, input_path, k, restart_name, spec_desc)
         (run_dir / inp_name).write_text(render_tree(tree, spec, header))
         cmd = cp2k_command_line(exe, inp_name, out_name, mpi=mpi, tasks=tasks)
+        molog = run_dir / files["molog"] if files.get("molog") else None
         seg = {"index": index, "input": inp_name, "output": out_name, "start_step": 0 if k is None else k,
                "restart_file": restart_name, "wfn_file": wfn if k is not None else None,
                "command": shlex.join(cmd), "started_at": now_iso(), "started_epoch": time.time(),
-               "threads": int(threads), "tasks": int(tasks), "ended": SegmentEnd.RUNNING.value}  # fmt: skip
+               "threads": int(threads), "tasks": int(tasks), "ended": SegmentEnd.RUNNING.value,
+               "engine_pid": os.getpid()}  # fmt: skip
+        if molog is not None and md.mo_every == 1:
+            seg["molog_start"] = molog.stat().st_size if molog.is_file() else 0
         state["segments"].append(seg)
         write_json_atomic(state_path, state)
         watch = _SCFWatch(run_dir / out_name, seg["start_step"]) if on_scf_failure == "fail" else None
@@ -267,10 +286,18 @@ def run_cp2k(
         def started(pid: int) -> None:
             seg["pid"] = pid
             write_json_atomic(state_path, state)
+            lock.update(cp2k_pid=pid)
 
-        result = run_process(cmd, run_dir, cp2k_environment(threads, mpi), watch=watch, poll_s=poll_s, on_start=started)
+        result = run_process(cmd, run_dir, cp2k_environment(threads, mpi, run_dir=run_dir), watch=watch,
+                             poll_s=poll_s, on_start=started, grace_s=grace_s, pass_fds=(lock.fd,),
+                             death_signal=signal.SIGTERM if int(tasks) > 1 else signal.SIGKILL)  # fmt: skip
+        lock.update(cp2k_pid=None)
         end = restart_source(run_dir, files)[1]
         seg.update(end_step=end, wall_s=round(result.wall_s, 3), exit_status=result.exit_status, signal=result.signal)
+        if result.escalated:
+            seg["escalated"] = f"CP2K ignored SIGTERM for {grace_s:g} s: SIGKILL"
+        if "molog_start" in seg:
+            seg["molog_blocks"] = count_md_blocks(molog, seg["molog_start"])
         _classify_segment(seg, result, run_dir / out_name, end, md.steps)
         write_json_atomic(state_path, state)
         _raise_for_segment(seg, result, run_dir / out_name, md.steps)
@@ -288,7 +315,8 @@ def run_cp2k(
         engine="cp2k", md=md, input_path=input_path, run_dir=run_dir, segments=state["segments"],
         cp2k_version=cp2k_version(cp2k_command) or "unknown", synthetic=False,
         extra={"scf_unconverged_steps": unconverged, "on_scf_failure": on_scf_failure,
-               "discarded_segments": len(state.get("discarded_segments", []))},
+               "discarded_segments": len(state.get("discarded_segments", [])),
+               "recoveries": len(state.get("recoveries", []))},
     )  # fmt: skip
     write_json_atomic(record_path, record)
     state["complete"] = True

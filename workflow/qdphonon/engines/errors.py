@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-
-
+from typing import Any
 
 EXIT_WALLTIME = 75
 """Exit status of ``qdphonon run-aimd`` when CP2K stopped on its WALLTIME before STEPS (EX_TEMPFAIL):
@@ -20,6 +19,15 @@ class CP2KNotFoundError(EngineError, FileNotFoundError):
 
 class RunDirMismatchError(EngineError, ValueError):
     """The run directory holds another run (different input) or files the engine did not write."""
+
+
+class RunDirLocked(EngineError):
+    """Another live engine holds the run directory's lock (:mod:`qdphonon.rundir_lock`); ``holder``
+    is what its lock file says (``pid``, ``host``, ``since``, ``purpose``, ``cp2k_pid``)."""
+
+    def __init__(self, message: str, holder: dict[str, Any] | None = None):
+        super().__init__(message)
+        self.holder = dict(holder or {})
 
 
 class WalltimeReached(EngineError):

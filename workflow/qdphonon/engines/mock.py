@@ -11,6 +11,7 @@ from qdphonon.cp2k.inputs import homo_index
 from qdphonon.cp2k.readback import MDInput
 from qdphonon.engines.cp2k import _open_md_run
 from qdphonon.engines.errors import RunDirMismatchError
+from qdphonon.engines.mock_dcd import cp2k_cell_record, dcd_frames_bytes, dcd_header_bytes, mock_titles
 from qdphonon.engines.mock_model import BOLTZMANN_Ha_per_K, mock_atom_oscillators, mock_band_edges, mock_params, mock_seed, oscillator_energies_eV, oscillator_motion
 from qdphonon.engines.mock_writers import ENER_HEADER, mock_output_text, molog_bytes, xyz_frames_bytes
 from qdphonon.engines.relax import recentre
@@ -125,13 +126,23 @@ def run_mock(
         printed = _printed_steps(md.steps, every)
         if printed.size == 0:
             continue
-        with open(run_dir / files[key], "wb") as fh:
-            fh.write(label)
+        path = run_dir / files[key]
+        path.unlink(missing_ok=True)
+        with open(path, "ab") as fh:
+            if md.trajectory_format == "xyz":
+                fh.write(label)
             for i in range(0, len(printed), chunk_frames):
                 sel = printed[i : i + chunk_frames]
                 disp, vel = oscillator_motion(osc, times[sel])
                 values = vel / units.AU_VELOCITY_A_per_fs if velocity else r0[None] + disp
-                fh.write(xyz_frames_bytes(md.symbols, sel, times[sel], pot_Ha[sel], values))
+                if md.trajectory_format == "dcd":
+                    kind = "velocities" if velocity else "positions"
+                    if i == 0:
+                        fh.write(dcd_header_bytes(kind, len(md.symbols), istart=int(printed[0]), nsavc=int(every),
+                                                  timestep_fs=md.timestep_fs, titles=mock_titles(kind)))  # fmt: skip
+                    fh.write(dcd_frames_bytes(values, cp2k_cell_record(kind, md.box_A)))
+                else:
+                    fh.write(xyz_frames_bytes(md.symbols, sel, times[sel], pot_Ha[sel], values))
     homo = homo_index(md.symbols, md.level)
     mo_steps = _printed_steps(md.steps, md.mo_every)
     index, orb_eV, occ = _mock_orbitals(md, homo, edges.vbm_eV[mo_steps], edges.cbm_eV[mo_steps], seed,

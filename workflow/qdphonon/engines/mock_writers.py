@@ -152,9 +152,6 @@ def mock_output_text(md: MDInput, *, n_electrons: int, n_mo: int, potential_Ha: 
     lines = ["\n".join(head) + "\n"]
     cons = potential_Ha + kinetic_Ha
     n = len(potential_Ha)
-    avg_pot = np.cumsum(potential_Ha[1:]) / np.arange(1, n) if n > 1 else np.array([])
-    avg_kin = np.cumsum(kinetic_Ha[1:]) / np.arange(1, n) if n > 1 else np.array([])
-    avg_t = np.cumsum(temperature_K[1:]) / np.arange(1, n) if n > 1 else np.array([])
     for step in range(n):
         block = [evaluation]
         if md.smearing_K is not None:
@@ -172,18 +169,11 @@ def mock_output_text(md: MDInput, *, n_electrons: int, n_mo: int, potential_Ha: 
                 _right(" MD_INI| Temperature [K]", f"{temperature_K[0]:.6f}"),
             ]) + "\n\n")  # fmt: skip
         else:
-            i = step - 1
             block.append("\n".join([
                 " MD| " + "*" * 75,
                 _right(" MD| Step number", str(step)),
                 _right(" MD| Time [fs]", f"{step * md.timestep_fs:.6f}"),
                 _right(" MD| Conserved quantity [hartree]", fortran_e(cons[step])),
-                " MD| " + "-" * 75,
-                " MD|                                          Instantaneous             Averages",
-                _two(" MD| CPU time per MD step [s]", "0.000000", "0.000000"),
-                _two(" MD| Potential energy [hartree]", fortran_e(potential_Ha[step]), fortran_e(avg_pot[i])),
-                _two(" MD| Kinetic energy [hartree]", fortran_e(kinetic_Ha[step]), fortran_e(avg_kin[i])),
-                _two(" MD| Temperature [K]", f"{temperature_K[step]:.6f}", f"{avg_t[i]:.6f}"),
                 " MD| " + "*" * 75,
             ]) + "\n\n")  # fmt: skip
         lines.append("".join(block))

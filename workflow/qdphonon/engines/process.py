@@ -1,12 +1,15 @@
-"""Starting CP2K (MPI launcher, environment) and waiting for it while forwarding signals."""
+"""Starting CP2K (MPI launcher, environment) and waiting for it while forwarding signals; CP2K dies
+with the engine (``PR_SET_PDEATHSIG``), however the engine dies."""
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
@@ -44,12 +47,26 @@ def cp2k_command_line(
     return cmd
 
 
-def cp2k_environment(threads: int = 1, mpi: str | None = None, base: Mapping[str, str] | None = None) -> dict[str, str]:
-    """Environment of a CP2K process: ``OMP_NUM_THREADS`` threads per rank, one BLAS thread, and
-    OpenMPI's root permission when running as root (containers, CI)."""
+def cp2k_environment(threads: int = 1, mpi: str | None = None, base: Mapping[str, str] | None = None,
+                     run_dir: str | os.PathLike | None = None) -> dict[str, str]:
+    """Environment of a CP2K process: ``OMP_NUM_THREADS`` threads per rank, one BLAS thread,
+    OpenMPI's root permission when running as root (containers, CI), unbuffered Fortran I/O and,
+    with ``run_dir``, the marker naming the run directory.
+
+    ``GFORTRAN_UNBUFFERED_ALL=y``: CP2K's main output reaches the disk line by line, in program
+    order with the trajectory, energy and restart files (buffered, a SIGKILL was seen to lose the
+    main output's last MD step while the restart file already had it; no measurable cost for
+    xTB). The marker (:data:`qdphonon.rundir_lock.MARKER_ENV`) lets the next engine find CP2K
+    processes a dead engine left behind, MPI ranks included.
+    """
     env = dict(os.environ if base is None else base)
     env["OMP_NUM_THREADS"] = str(int(threads))
     env.setdefault("OPENBLAS_NUM_THREADS", "1")
+    env.setdefault("GFORTRAN_UNBUFFERED_ALL", "y")
+    if run_dir is not None:
+        from qdphonon.rundir_lock import MARKER_ENV, marker_value
+
+        env[MARKER_ENV] = marker_value(run_dir)
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         env.setdefault("OMPI_ALLOW_RUN_AS_ROOT", "1")
         env.setdefault("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
@@ -58,12 +75,40 @@ def cp2k_environment(threads: int = 1, mpi: str | None = None, base: Mapping[str
 
 @dataclasses.dataclass
 class ProcessResult:
-    """How a CP2K process ended: exit status (shell style, 128+N for signal N), signal name, wall seconds."""
+    """How a CP2K process ended: exit status (shell style, 128+N for signal N), signal name, wall seconds;
+    ``stopped_by_us`` says why we stopped it, ``escalated`` that SIGTERM was not enough (SIGKILL)."""
 
     exit_status: int
     signal: str | None
     wall_s: float
     stopped_by_us: str | None = None
+    escalated: bool = False
+
+
+PR_SET_PDEATHSIG = 1
+FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+GRACE_S = 10.0
+"""Seconds CP2K gets to end after SIGTERM before SIGKILL (SLURM's KillWait is 30 s by default)."""
+
+
+def _die_with_parent(sig: int) -> Callable[[], None] | None:
+    """A ``preexec_fn`` making the child get ``sig`` when the engine dies (Linux ``PR_SET_PDEATHSIG``),
+    or None where prctl is unavailable. A child whose parent died before the call kills itself."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        prctl = libc.prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
+        if os.getppid() != parent:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return preexec
 
 
 def run_process(
@@ -74,43 +119,72 @@ def run_process(
     watch: Callable[[], str | None] | None = None,
     poll_s: float = 2.0,
     on_start: Callable[[int], None] | None = None,
+    grace_s: float = GRACE_S,
+    pass_fds: Sequence[int] = (),
+    death_signal: int = signal.SIGKILL,
 ) -> ProcessResult:
-    """Run ``cmd`` in its own process group, forwarding SIGTERM/SIGINT/SIGHUP to the group.
+    """Run ``cmd`` in its own process group and session; it dies with this process.
 
-    ``watch`` is called every ``poll_s`` seconds; a non-None return is a reason to stop the
-    process (SIGTERM to the group). ``on_start`` receives the process id.
+    Dying with us: the child gets ``death_signal`` when this process dies, however it dies
+    (``PR_SET_PDEATHSIG``; SIGKILL for CP2K itself, SIGTERM for an MPI launcher, which then
+    takes its ranks down). SIGTERM, SIGINT and SIGHUP sent to us are forwarded to the child's
+    group as SIGTERM; when it has not ended ``grace_s`` seconds later (or a second signal
+    comes) the group gets SIGKILL. ``watch`` is called every ``poll_s`` seconds; a non-None
+    return is a reason to stop the process the same way. ``on_start`` receives the process id;
+    ``pass_fds`` are inherited by the child (the run directory's lock).
     """
     t0 = time.monotonic()
-    proc = subprocess.Popen(list(cmd), cwd=cwd, env=dict(env), start_new_session=True)
-    if on_start is not None:
-        on_start(proc.pid)
     received: list[int] = []
+    proc: subprocess.Popen | None = None
+    term_at: list[float] = []
+
+    def stop(hard: bool = False) -> None:
+        if proc is None:
+            return
+        if hard:
+            _signal_group(proc.pid, signal.SIGKILL)
+        elif not term_at:
+            term_at.append(time.monotonic())
+            _signal_group(proc.pid, signal.SIGTERM)
 
     def forward(signum, _frame):
         received.append(signum)
-        _signal_group(proc.pid, signal.SIGTERM)
+        stop(hard=len(received) > 1)
 
-    forwarded = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
     previous = {}
-    for sig in forwarded:
+    for sig in FORWARDED_SIGNALS:
         try:
             previous[sig] = signal.signal(sig, forward)
         except ValueError:  # not the main thread
             pass
     stopped = None
+    escalated = False
     try:
+        proc = subprocess.Popen(list(cmd), cwd=cwd, env=dict(env), start_new_session=True,
+                                preexec_fn=_die_with_parent(death_signal), pass_fds=tuple(pass_fds))  # fmt: skip
+        if received:
+            stop(hard=len(received) > 1)
+        if on_start is not None:
+            on_start(proc.pid)
         while True:
+            timeout = poll_s
+            if term_at:
+                timeout = max(0.01, min(poll_s, term_at[0] + grace_s - time.monotonic()))
             try:
-                proc.wait(timeout=poll_s)
+                proc.wait(timeout=timeout)
                 break
             except subprocess.TimeoutExpired:
+                if term_at and time.monotonic() >= term_at[0] + grace_s and not escalated:
+                    escalated = True
+                    stop(hard=True)
                 if watch is not None and stopped is None:
                     stopped = watch()
                     if stopped is not None:
-                        _signal_group(proc.pid, signal.SIGTERM)
+                        stop()
     except BaseException:
-        _signal_group(proc.pid, signal.SIGKILL)
-        proc.wait()
+        if proc is not None:
+            _signal_group(proc.pid, signal.SIGKILL)
+            proc.wait()
         raise
     finally:
         for sig, handler in previous.items():
@@ -119,7 +193,7 @@ def run_process(
     sig_name = signal.Signals(-rc).name if rc < 0 else None
     if received and stopped is None:
         stopped = f"received {signal.Signals(received[0]).name}"
-    return ProcessResult(128 - rc if rc < 0 else rc, sig_name, time.monotonic() - t0, stopped)
+    return ProcessResult(128 - rc if rc < 0 else rc, sig_name, time.monotonic() - t0, stopped, escalated)
 
 
 def _signal_group(pid: int, sig: int) -> None:

@@ -1,22 +1,40 @@
-"""Geometry optimisation at the MD's level before every MD (the ideal cut is far from a minimum)."""
+"""Geometry optimisation at the MD's level before every MD (the ideal cut is far from a minimum).
+
+A relaxation killed part-way continues from its last geometry and wavefunction: the work
+directory's ``relax-state.json`` records the segments (``relax.inp``/``relax.out``, then
+``relax_c1.inp``/``relax_c1.out`` with project ``relax_c1``, ...), each with its own CP2K files
+so a continuation never overwrites what the one before it left. The next call takes the last
+whole frame of the newest trajectory, the newest whole wavefunction (``SCF_GUESS RESTART``) and
+the iterations still allowed. The work directory is locked for the engine's life, like an MD run
+directory (:mod:`qdphonon.rundir_lock`).
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import re
 import shlex
+import signal
+import struct
 import sys
+import time
 from pathlib import Path
 from typing import Any, Mapping
 import numpy as np
-from qdphonon.cp2k.inputs import SCFSettings, cp2k_input_tree
+from qdphonon.cp2k.inputs import SCFSettings, cp2k_input_tree, merge_overrides
 from qdphonon.cp2k.xmlspec import cp2k_version, installed_xmlspec, render_input
 from qdphonon.engines.cp2k import ENGINES, _abort_message
-from qdphonon.engines.errors import EngineError
-from qdphonon.engines.process import cp2k_command_line, cp2k_environment, find_cp2k, run_process
-from qdphonon.rundir import write_json_atomic
+from qdphonon.engines.errors import EngineError, RunInterrupted
+from qdphonon.engines.process import GRACE_S, cp2k_command_line, cp2k_environment, find_cp2k, run_process
+from qdphonon.metadata import now_iso
+from qdphonon.rundir import LOCK_FILE, lock_run_dir, output_ended, read_json, write_json_atomic
+from qdphonon.rundir_records import xyz_frames
+from qdphonon.rundir_recovery import remove_stale_temp_files
 from qdphonon.structures.io import _xyz_text, read_structure
+
+RELAX_STATE = "relax-state.json"
 
 
 def write_labelled_structure(dot, path: str | os.PathLike, relaxed: str, extra: Mapping[str, str] | None = None) -> None:
@@ -36,25 +54,37 @@ def write_labelled_structure(dot, path: str | os.PathLike, relaxed: str, extra: 
 
 
 def last_xyz_frame(path: str | os.PathLike) -> tuple[list[str], np.ndarray, str]:
-    """(symbols, positions [Angstrom], comment) of the last complete frame of a plain XYZ trajectory
-    (CP2K's GEO_OPT ``relax-pos-1.xyz``, whose comment lines carry no time)."""
-    lines = Path(path).read_text().splitlines()
-    frames, i = [], 0
-    while i < len(lines):
-        try:
-            n = int(lines[i].strip())
-        except ValueError:
-            break
-        if i + 2 + n > len(lines):
-            break
-        frames.append(i)
-        i += n + 2
+    """(symbols, positions [Angstrom], comment) of the last whole frame of a plain XYZ trajectory
+    (CP2K's GEO_OPT ``relax-pos-1.xyz``, whose comment lines carry no time); a frame a kill cut
+    short is ignored. ValueError naming the file when there is no whole frame."""
+    data = Path(path).read_bytes()
+    frames = xyz_frames(data)
     if not frames:
         raise ValueError(f"{path}: no complete XYZ frame")
-    start = frames[-1]
-    n = int(lines[start])
-    rows = [line.split() for line in lines[start + 2 : start + 2 + n]]
-    return [r[0] for r in rows], np.array([[float(x) for x in r[1:4]] for r in rows]), lines[start + 1]
+    lines = data[frames[-1].start : frames[-1].end].decode(errors="replace").splitlines()
+    n = int(lines[0])
+    rows = [line.split() for line in lines[2 : 2 + n]]
+    try:
+        return [r[0] for r in rows], np.array([[float(x) for x in r[1:4]] for r in rows]), lines[1]
+    except (IndexError, ValueError):
+        raise ValueError(f"{path}: malformed atom line in its last frame") from None
+
+
+def fortran_file_whole(path: Path) -> bool:
+    """Whether an unformatted sequential Fortran file (CP2K's ``.wfn``) ends with a whole record."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return False
+    pos = 0
+    while pos < len(data):
+        if pos + 4 > len(data):
+            return False
+        (n,) = struct.unpack_from("<i", data, pos)
+        if n < 0 or pos + 8 + n > len(data) or struct.unpack_from("<i", data, pos + 4 + n)[0] != n:
+            return False
+        pos += 8 + n
+    return pos > 0
 
 
 def recentre(positions_A: np.ndarray, box_A: float) -> np.ndarray:
@@ -62,6 +92,38 @@ def recentre(positions_A: np.ndarray, box_A: float) -> np.ndarray:
     and what CP2K's ``CENTER_COORDINATES`` does)."""
     lo, hi = positions_A.min(axis=0), positions_A.max(axis=0)
     return positions_A + (0.5 * box_A - 0.5 * (lo + hi))
+
+
+def _segment_names(index: int, base: str) -> tuple[str, str, str]:
+    """(project, input, output) of relaxation segment ``index``: ``relax``, then ``relax_c1``, ..."""
+    if index == 0:
+        return base, "relax.inp", "relax.out"
+    return f"{base}_c{index}", f"relax_c{index}.inp", f"relax_c{index}.out"
+
+
+def _resume_point(workdir: Path, state: dict[str, Any]) -> dict[str, Any]:
+    """Where the relaxation stands: last whole frame over the segments, newest whole wavefunction,
+    optimisation iterations done; updates each segment's ``iterations``."""
+    point: dict[str, Any] = {"positions": None, "wfn": None, "iterations": 0, "from": "structure", "comment": None}
+    for seg in state["segments"]:
+        pos = workdir / f"{seg['project']}-pos-1.xyz"
+        n = len(xyz_frames(pos.read_bytes())) if pos.is_file() else 0
+        seg["iterations"] = n
+        point["iterations"] += n
+        if n:
+            _, positions, comment = last_xyz_frame(pos)
+            point.update(positions=positions, comment=comment, **{"from": f"{pos.name} frame {n}"})
+        for name in (f"{seg['project']}-RESTART.wfn", f"{seg['project']}-RESTART.wfn.bak-1"):
+            if fortran_file_whole(workdir / name):
+                point["wfn"] = name
+                break
+    return point
+
+
+def _wipe(workdir: Path, base: str) -> None:
+    for p in workdir.iterdir():
+        if p.is_file() and p.name != LOCK_FILE and (p.name.startswith(base) or p.name.startswith("relax")):
+            p.unlink()
 
 
 def relax(
@@ -80,15 +142,19 @@ def relax(
     eps_scf: float = 1e-6,
     max_scf: int = 200,
     overrides: Mapping[str, Any] | None = None,
+    lock_wait_s: float = 0.0,
+    grace_s: float = GRACE_S,
 ) -> dict[str, Any]:
     """Geometry optimisation at the MD's level (docs/physics.md §3: the ideal cut is far from a minimum).
 
     ``cp2k``: a GEO_OPT input built by :func:`qdphonon.cp2k.inputs.cp2k_input_tree` (same level,
     SCF settings and overrides as the MD), run in ``workdir`` (``relax.inp``/``relax.out``);
     the final frame is written to ``out_xyz`` with the region/layer labels of the input
-    structure and ``relaxed=cp2k-<level>`` (plus ``relax_converged=T|F``). ``mock``: the ideal
-    structure is passed through, labelled ``relaxed="none (mock engine)"``. Returns a summary
-    (also written to ``workdir/relax.json`` for cp2k).
+    structure and ``relaxed=cp2k-<level>`` (plus ``relax_converged=T|F``). A relaxation of the
+    same input killed part-way is continued (module docstring); another input, or a finished
+    one, starts afresh. ``mock``: the ideal structure is passed through, labelled
+    ``relaxed="none (mock engine)"``. Returns a summary (also written to ``workdir/relax.json``
+    for cp2k).
     """
 
     if engine not in ENGINES:
@@ -99,42 +165,109 @@ def relax(
         return {"engine": "mock", "relaxed": False, "synthetic": True, "structure": str(structure_xyz)}
     exe = find_cp2k(cp2k_command)
     spec, spec_desc = installed_xmlspec(cp2k_command)
-    tree = cp2k_input_tree(
-        dot.symbols, dot.positions_A, dot.box_A, level=level, run_type="GEO_OPT",
-        scf=SCFSettings(eps_scf=eps_scf, max_scf=max_scf, smearing_K=smearing_K),
-        geo_opt_max_iter=max_iter, overrides=overrides,
-    )  # fmt: skip
-    project = tree["global"]["project_name"]
+    scf = SCFSettings(eps_scf=eps_scf, max_scf=max_scf, smearing_K=smearing_K)
+
+    def tree_of(positions, iterations: int) -> dict[str, Any]:
+        return cp2k_input_tree(dot.symbols, positions, dot.box_A, level=level, run_type="GEO_OPT", scf=scf,
+                               geo_opt_max_iter=iterations, overrides=overrides)  # fmt: skip
+
+    tree = tree_of(dot.positions_A, max_iter)
+    base = tree["global"]["project_name"]
+    header = f"! qdphonon GEO_OPT input, level {level}; validated against {spec_desc}\n"
+    first_text = header + render_input(tree, spec)
+    sha = hashlib.sha256(first_text.encode()).hexdigest()
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    for p in workdir.iterdir():
-        if p.name.startswith(f"{project}-") or p.name in ("relax.inp", "relax.out", "relax.json"):
-            p.unlink()
-    header = f"! qdphonon GEO_OPT input, level {level}; validated against {spec_desc}\n"
-    (workdir / "relax.inp").write_text(header + render_input(tree, spec))
-    cmd = cp2k_command_line(exe, "relax.inp", "relax.out", mpi=mpi, tasks=tasks)
-    result = run_process(cmd, workdir, cp2k_environment(threads, mpi))
-    out = workdir / "relax.out"
-    if result.exit_status != 0:
-        raise EngineError(
-            f"CP2K geometry optimisation failed (exit status {result.exit_status}): {_abort_message(out)[:500]}"
-        )
-    text = out.read_text(errors="replace")
-    converged = "GEOMETRY OPTIMIZATION COMPLETED" in text
-    symbols, positions, comment = last_xyz_frame(workdir / f"{project}-pos-1.xyz")
-    if symbols != list(dot.symbols):
-        raise EngineError(f"{workdir / f'{project}-pos-1.xyz'}: atoms differ from {structure_xyz}")
-    relaxed = dataclasses.replace(dot, positions_A=recentre(positions, dot.box_A))
-    write_labelled_structure(relaxed, out_xyz, f"cp2k-{level}", {"relax_converged": "T" if converged else "F"})
-    energy = re.search(r"E\s*=\s*(" + r"[-+0-9.Ee]+" + r")", comment)
-    summary = {
-        "engine": "cp2k", "level": level, "relaxed": True, "converged": converged,
-        "cp2k_version": cp2k_version(cp2k_command), "command": shlex.join(cmd),
-        "wall_s": round(result.wall_s, 3), "final_energy_Ha": float(energy.group(1)) if energy else None,
-        "max_displacement_A": float(np.abs(relaxed.positions_A - dot.positions_A).max()),
-        "structure": str(structure_xyz), "out": str(out_xyz), "synthetic": False,
-    }  # fmt: skip
-    write_json_atomic(workdir / "relax.json", summary)
+    state_path = workdir / RELAX_STATE
+    with lock_run_dir(workdir, "relax", wait_s=lock_wait_s) as lock:
+        remove_stale_temp_files(workdir)
+        state = read_json(state_path)
+        if state is None or state.get("input_sha256") != sha or state.get("complete"):
+            _wipe(workdir, base)
+            state = {"input_sha256": sha, "structure": str(structure_xyz), "level": level, "max_iter": int(max_iter),
+                     "project": base, "segments": []}  # fmt: skip
+        for seg in state["segments"]:
+            if seg.get("ended") == "running":
+                if output_ended(workdir / seg["output"]):
+                    seg["ended"], seg["note"] = "completed", "engine process gone after CP2K finished"
+                else:
+                    seg["ended"], seg["note"] = "killed", "engine process gone while CP2K ran (killed with its job)"
+        point = _resume_point(workdir, state)
+        index = len(state["segments"])
+        project, inp, out_name = _segment_names(index, base)
+        remaining = int(max_iter) - point["iterations"]
+        finished = bool(state["segments"]) and state["segments"][-1].get("ended") == "completed"
+        if not finished and remaining > 0:
+            if index == 0:
+                text = first_text
+            else:
+                positions = dot.positions_A if point["positions"] is None else point["positions"]
+                cont = {"global": {"project_name": project}}
+                if point["wfn"] is not None:
+                    cont["force_eval"] = {"dft": {"wfn_restart_file_name": point["wfn"], "scf": {"scf_guess": "RESTART"}}}
+                text = (f"! qdphonon GEO_OPT continuation {index} (from {point['from']}, wavefunction "
+                        f"{point['wfn'] or 'none'}), level {level}; validated against {spec_desc}\n"
+                        + render_input(merge_overrides(tree_of(positions, remaining), cont), spec))  # fmt: skip
+            (workdir / inp).write_text(text)
+            cmd = cp2k_command_line(exe, inp, out_name, mpi=mpi, tasks=tasks)
+            seg = {"index": index, "project": project, "input": inp, "output": out_name, "start": point["from"],
+                   "wfn_file": point["wfn"] if index else None, "iterations_before": point["iterations"],
+                   "max_iter": remaining, "command": shlex.join(cmd), "started_at": now_iso(),
+                   "started_epoch": time.time(), "ended": "running"}  # fmt: skip
+            state["segments"].append(seg)
+            write_json_atomic(state_path, state)
+
+            def started(pid: int) -> None:
+                seg["pid"] = pid
+                write_json_atomic(state_path, state)
+                lock.update(cp2k_pid=pid)
+
+            result = run_process(cmd, workdir, cp2k_environment(threads, mpi, run_dir=workdir), on_start=started,
+                                 grace_s=grace_s, pass_fds=(lock.fd,),
+                                 death_signal=signal.SIGTERM if int(tasks) > 1 else signal.SIGKILL)  # fmt: skip
+            seg.update(exit_status=result.exit_status, signal=result.signal, wall_s=round(result.wall_s, 3))
+            out = workdir / out_name
+            if result.stopped_by_us or result.signal:
+                seg["ended"], seg["note"] = "killed", result.stopped_by_us or f"CP2K killed by {result.signal}"
+                write_json_atomic(state_path, state)
+                status = 128 + int(signal.Signals[result.stopped_by_us[9:]]) if (result.stopped_by_us or "").startswith(
+                    "received SIG") else result.exit_status  # fmt: skip
+                raise RunInterrupted(f"CP2K geometry optimisation stopped ({seg['note']}); run again to continue", status)
+            if result.exit_status != 0:
+                seg["ended"], seg["note"] = "failed", _abort_message(out)[:500]
+                write_json_atomic(state_path, state)
+                raise EngineError(
+                    f"CP2K geometry optimisation failed (exit status {result.exit_status}): {_abort_message(out)[:500]}"
+                )
+            seg["ended"] = "completed"
+            point = _resume_point(workdir, state)
+        if not state["segments"]:
+            raise EngineError(f"{workdir}: no geometry optimisation was run (max_iter {max_iter})")
+        last_out = workdir / state["segments"][-1]["output"]
+        text_out = last_out.read_text(errors="replace") if last_out.is_file() else ""
+        converged = "GEOMETRY OPTIMIZATION COMPLETED" in text_out
+        if point["positions"] is None:
+            raise EngineError(f"{workdir}: the geometry optimisation wrote no whole frame")
+        positions, comment = point["positions"], point["comment"]
+        last_pos = workdir / f"{state['segments'][-1]['project']}-pos-1.xyz"
+        symbols = last_xyz_frame(last_pos)[0] if last_pos.is_file() and xyz_frames(last_pos.read_bytes()) else list(dot.symbols)
+        if symbols != list(dot.symbols):
+            raise EngineError(f"{last_pos}: atoms differ from {structure_xyz}")
+        relaxed = dataclasses.replace(dot, positions_A=recentre(positions, dot.box_A))
+        write_labelled_structure(relaxed, out_xyz, f"cp2k-{level}", {"relax_converged": "T" if converged else "F"})
+        energy = re.search(r"E\s*=\s*(" + r"[-+0-9.Ee]+" + r")", comment or "")
+        summary = {
+            "engine": "cp2k", "level": level, "relaxed": True, "converged": converged,
+            "cp2k_version": cp2k_version(cp2k_command), "command": state["segments"][-1]["command"],
+            "wall_s": round(sum(s.get("wall_s") or 0.0 for s in state["segments"]), 3),
+            "final_energy_Ha": float(energy.group(1)) if energy else None,
+            "max_displacement_A": float(np.abs(relaxed.positions_A - dot.positions_A).max()),
+            "structure": str(structure_xyz), "out": str(out_xyz), "synthetic": False,
+            "segments": len(state["segments"]), "iterations": point["iterations"],
+        }  # fmt: skip
+        write_json_atomic(workdir / "relax.json", summary)
+        state["complete"] = True
+        write_json_atomic(state_path, state)
     if not converged:
         print(f"relax: warning: geometry optimisation not converged in {max_iter} steps; "
               f"{out_xyz} holds the last geometry (relax_converged=F)", file=sys.stderr)  # fmt: skip

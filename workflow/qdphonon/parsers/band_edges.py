@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Sequence
 import numpy as np
 from qdphonon.parsers.common import _warn
-from qdphonon.parsers.main_output import Evaluation, MainOutput
+from qdphonon.parsers.main_output import Evaluation, MainOutput, electron_count_line
 from qdphonon.parsers.molog import MOBlock, read_molog
 from qdphonon.parsers.xyz import dedupe_keep_last
 
@@ -62,8 +62,17 @@ def _evaluation_times(mains: Sequence[MainOutput]) -> None:
                 ev.time_fs = ev.step * mo.timestep_fs
 
 
-def align_mo_blocks(mains: Sequence[MainOutput], blocks: Sequence[MOBlock], molog: str) -> list[tuple[Evaluation, MOBlock]]:
+def align_mo_blocks(mains: Sequence[MainOutput], blocks: Sequence[MOBlock], molog: str,
+                    counts: Sequence[int | None] | None = None,
+                    warn_sink: list[str] | None = None) -> list[tuple[Evaluation, MOBlock]]:
     """Pair every dated evaluation (``init``/``step``) with its MOLog block, in order.
+
+    ``counts`` (the MD blocks each segment left in the MOLog, as our engine records them; the
+    last may be None, "the rest"): segment i's blocks are the next ``counts[i]`` ones, paired
+    with its first dated evaluations; its later evaluations are of steps a continuation
+    re-evaluated (the engine cut their blocks) and must be dated at or after the next
+    segment's first step; blocks beyond its dated evaluations belong to its killed last step.
+    Without ``counts`` (any CP2K directory):
 
     Guess blocks are skipped. An evaluation whose SCF CP2K's WALLTIME cut short wrote
     no block (although its energy line is printed) and is not paired. A killed
@@ -74,14 +83,21 @@ def align_mo_blocks(mains: Sequence[MainOutput], blocks: Sequence[MOBlock], molo
     that does not fit.
     """
     md_blocks = [b for b in blocks if not b.guess]
-    evals = [ev for mo in mains for ev in mo.evaluations if not ev.walltime_stopped]
+    if counts is not None:
+        return _align_counted(mains, md_blocks, molog, counts)
+    evals = [ev for mo in mains for ev in mo.evaluations if not ev.scf_stopped]
     dated = sum(ev.kind != "trailing" for ev in evals)
     certain = [ev for ev in evals if ev.kind == "trailing" and ev.force_done]
     maybe = [ev for ev in evals if ev.kind == "trailing" and not ev.force_done and ev.scf_converged is not None]
     extra = len(md_blocks) - dated - len(certain)
     if extra < 0 or extra > len(maybe):
+        if extra < 0:
+            last = md_blocks[-1].line_no if md_blocks else 1
+            where = f"line {last}: the last MO block; {-extra} missing"
+        else:
+            where = f"line {md_blocks[dated + len(certain) + len(maybe)].line_no}: first MO block too many"
         raise ValueError(
-            f"{molog}: {len(md_blocks)} MO blocks do not fit the {dated} dated force evaluations"
+            f"{molog}: {where}: {len(md_blocks)} MO blocks do not fit the {dated} dated force evaluations"
             f" (+{len(certain)} certain and {len(maybe)} possible from killed segments) of "
             + ", ".join(Path(mo.path).name for mo in mains)
         )
@@ -96,6 +112,8 @@ def align_mo_blocks(mains: Sequence[MainOutput], blocks: Sequence[MOBlock], molo
     for ev in evals:
         if ev.kind == "trailing":
             if id(ev) in wrote:
+                if not md_blocks[k].complete:
+                    _warn(f"{molog}: line {md_blocks[k].line_no}: MO block of a killed step cut short: not used", warn_sink)
                 k += 1
             continue
         b = md_blocks[k]
@@ -103,6 +121,35 @@ def align_mo_blocks(mains: Sequence[MainOutput], blocks: Sequence[MOBlock], molo
         if not b.complete:
             raise ValueError(f"{molog}: line {b.line_no}: MO block cut short, but its step ({ev.step}) completed")
         pairs.append((ev, b))
+    return pairs
+
+
+def _align_counted(mains: Sequence[MainOutput], md_blocks: Sequence[MOBlock], molog: str,
+                   counts: Sequence[int | None]) -> list[tuple[Evaluation, MOBlock]]:
+    if len(counts) != len(mains):
+        raise ValueError(f"{molog}: {len(counts)} recorded MO block counts for {len(mains)} main outputs")
+    dated = [[ev for ev in mo.evaluations if ev.kind != "trailing" and not ev.scf_stopped] for mo in mains]
+    pairs: list[tuple[Evaluation, MOBlock]] = []
+    k = 0
+    for i, (mo, evs, c) in enumerate(zip(mains, dated, counts)):
+        c = len(md_blocks) - k if c is None else int(c)
+        mine = md_blocks[k : k + c]
+        if len(mine) < c:
+            raise ValueError(f"{molog}: {len(md_blocks)} MO blocks, but the segments up to {Path(mo.path).name} "
+                             f"recorded {k + c} (segments.json)")  # fmt: skip
+        k += c
+        later = [ev.step for evs_j in dated[i + 1 :] for ev in evs_j if ev.step is not None]
+        for ev in evs[c:]:
+            if not later or ev.step is None or ev.step < min(later):
+                raise ValueError(f"{molog}: no MO block for step {ev.step} of {Path(mo.path).name} (line {ev.line_no}): "
+                                 f"segments.json records {c} blocks for that segment")  # fmt: skip
+        for ev, b in zip(evs, mine):
+            if not b.complete:
+                raise ValueError(f"{molog}: line {b.line_no}: MO block cut short, but its step ({ev.step}) completed")
+            pairs.append((ev, b))
+    if k < len(md_blocks) and counts and counts[-1] is not None:
+        extra = md_blocks[k]
+        raise ValueError(f"{molog}: line {extra.line_no}: MO block after the {k} that segments.json accounts for")
     return pairs
 
 
@@ -132,7 +179,8 @@ def _ot_rows(evals: Sequence[Evaluation], homo: int, why: str) -> list[tuple]:
 
 
 def band_edges_from_outputs(
-    mains: Sequence[MainOutput], molog_path: Path | None, warn_sink: list[str] | None = None
+    mains: Sequence[MainOutput], molog_path: Path | None, warn_sink: list[str] | None = None,
+    molog_blocks: Sequence[int | None] | None = None,
 ) -> BandEdges:
     """Band edges of every dated evaluation (restart duplicates resolved: the later copy wins).
 
@@ -142,15 +190,24 @@ def band_edges_from_outputs(
     _evaluation_times(mains)
     evals = [ev for mo in mains for ev in mo.evaluations if ev.kind != "trailing"]
     for ev in evals:
-        if ev.walltime_stopped:
+        if ev.scf_stopped:
+            by = "CP2K's WALLTIME" if ev.walltime_stopped else "an EXIT file"
             _warn(
-                f"{ev.segment}: line {ev.line_no}: CP2K's WALLTIME stopped the SCF of step {ev.step} (no MO block): "
+                f"{ev.segment}: line {ev.line_no}: {by} stopped the SCF of step {ev.step} (no MO block): "
                 "not used for the band edges",
                 warn_sink,
             )
-    evals = [ev for ev in evals if not ev.walltime_stopped]
+    evals = [ev for ev in evals if not ev.scf_stopped]
     if not evals:
         raise ValueError(f"{', '.join(mo.path for mo in mains)}: no completed MD force evaluation")
+    counted = [(mo, n) for mo in mains for n in [next((e.n_electrons for e in mo.evaluations if e.n_electrons), None)] if n]
+    for mo, n in counted[1:]:
+        if n != counted[0][1]:
+            (line, _), (line0, _) = electron_count_line(mo.path), electron_count_line(counted[0][0].path)
+            raise ValueError(
+                f"{mo.path}: line {line}: {n} electrons, but {counted[0][0].path} (line {line0}) has "
+                f"{counted[0][1]}: an output of another system or input"
+            )
     n_el = next((ev.n_electrons for ev in evals if ev.n_electrons is not None), None)
     if n_el is None:
         raise ValueError(f"{mains[0].path}: no 'Number of electrons' line: cannot tell which orbital is the HOMO")
@@ -167,7 +224,7 @@ def band_edges_from_outputs(
     if molog_path is not None and molog_path.is_file():
         blocks, molog_synthetic = read_molog(molog_path)
         synthetic = synthetic or molog_synthetic
-        rows = _molog_rows(align_mo_blocks(mains, blocks, str(molog_path)), homo, str(molog_path))
+        rows = _molog_rows(align_mo_blocks(mains, blocks, str(molog_path), molog_blocks, warn_sink), homo, str(molog_path))
         source = f"{molog_path.name} (orbital {homo} = HOMO, {homo + 1} = LUMO)"
         why = f"{molog_path} does not print orbital {homo + 1} (LUMO)"
     else:

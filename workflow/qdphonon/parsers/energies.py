@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from pathlib import Path
 import numpy as np
@@ -49,10 +50,13 @@ def read_energies(path: str | os.PathLike, warn_sink: list[str] | None = None) -
                 break
             raise ValueError(f"{path}: line {i}: expected 7 columns, got {len(parts)}: {s[:80]!r}")
         try:
-            steps.append(int(parts[0]))
-            rows.append(tuple(float(p) for p in parts[1:]))
+            step, row = int(parts[0]), tuple(float(p) for p in parts[1:])
         except ValueError:
             raise ValueError(f"{path}: line {i}: bad number in {s[:80]!r}") from None
+        if not all(math.isfinite(v) for v in row):
+            raise ValueError(f"{path}: line {i}: non-finite number in {s[:80]!r} (the MD blew up?)")
+        steps.append(step)
+        rows.append(row)
     if not rows:
         raise ValueError(f"{path}: no energy records")
     step = np.asarray(steps, dtype=np.int64)

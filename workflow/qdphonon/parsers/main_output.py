@@ -19,6 +19,8 @@ class Evaluation:
     scf_converged: the last SCF verdict line of the evaluation (None if none was printed).
     walltime_stopped: CP2K's WALLTIME cut the SCF short (``SCF run terminated - exceeded
     requested execution time``): no MO block, not a valid MD step.
+    external_stopped: an ``EXIT`` file cut the SCF short (``SCF run terminated by external
+    request``): the same (CP2K 2023.1 prints 'NOT converged' and the energy, but no MO block).
     ot_homo_eV / ot_lumo_eV: from the ``MO_CUBES`` eigenvalue print (OT route), else None.
     """
 
@@ -29,6 +31,7 @@ class Evaluation:
     time_fs: float | None = None
     scf_converged: bool | None = None
     walltime_stopped: bool = False
+    external_stopped: bool = False
     force_done: bool = False
     ot_homo_eV: float | None = None
     ot_lumo_eV: float | None = None
@@ -37,6 +40,11 @@ class Evaluation:
     gap_eV: float | None = None
     n_electrons: int | None = None
     n_occupied: int | None = None
+
+    @property
+    def scf_stopped(self) -> bool:
+        """CP2K stopped this SCF (WALLTIME or EXIT file): no MO block, not an SCF failure."""
+        return self.walltime_stopped or self.external_stopped
 
 
 @dataclasses.dataclass
@@ -94,6 +102,8 @@ _RE_VERSION = re.compile(r"CP2K\|\s+version string:\s+CP2K version\s+(\S+)")
 
 _SCF_WALLTIME_STOP = "SCF run terminated - exceeded requested execution time"
 """CP2K 2023.1's line when its WALLTIME ends an SCF (followed by ``:  1.000 seconds.``)."""
+_SCF_EXTERNAL_STOP = "SCF run terminated by external request"
+"""CP2K 2023.1's line when an ``EXIT`` file ends an SCF."""
 
 
 def _f(text: str) -> float:
@@ -162,6 +172,12 @@ def read_main_output(path: str | os.PathLike) -> MainOutput:
                 cur = Evaluation(seg, i, n_electrons=n_el, n_occupied=n_occ)
                 evals.append(cur)
             cur.walltime_stopped = True
+            continue
+        if _SCF_EXTERNAL_STOP in line:
+            if cur is None:
+                cur = Evaluation(seg, i, n_electrons=n_el, n_occupied=n_occ)
+                evals.append(cur)
+            cur.external_stopped = True
             continue
         if "outer SCF loop converged" in line:
             if cur is not None:
@@ -256,6 +272,16 @@ def read_main_output(path: str | os.PathLike) -> MainOutput:
         out.smearing_K = t_el
     _assign_init_steps(evals)
     return out
+
+
+def electron_count_line(path: str | os.PathLike) -> tuple[int, int] | None:
+    """(line number, value) of the first ``Number of electrons`` line of a main output, or None."""
+    with open(path, "rb") as fh:
+        for i, raw in enumerate(fh, start=1):
+            m = _RE_NEL.match(raw.decode("utf-8", "replace"))
+            if m:
+                return i, int(m.group(1))
+    return None
 
 
 def _assign_init_steps(evals: list[Evaluation]) -> None:

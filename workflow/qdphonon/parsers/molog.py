@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from pathlib import Path
 import numpy as np
@@ -81,17 +82,22 @@ def read_molog(path: str | os.PathLike) -> tuple[list[MOBlock], bool]:
                 cur["fermi"] = float(body[3])
             except (IndexError, ValueError):
                 raise ValueError(f"{path}: line {i}: bad E(Fermi) line {s[:80]!r}") from None
+            if not math.isfinite(cur["fermi"]):
+                raise ValueError(f"{path}: line {i}: non-finite E(Fermi) in {s[:80]!r}")
             continue
         if body[0] in ("Sum:", "Band") or body[0].endswith(":"):
             continue
         if len(body) != 4:
             raise ValueError(f"{path}: line {i}: expected 'index eig[a.u.] eig[eV] occupation', got {s[:80]!r}")
         try:
-            cur["idx"].append(int(body[0]))
-            cur["eV"].append(float(body[2]))
-            cur["occ"].append(float(body[3]))
+            idx, ev, occ = int(body[0]), float(body[2]), float(body[3])
         except ValueError:
             raise ValueError(f"{path}: line {i}: bad number in {s[:80]!r}") from None
+        if not (math.isfinite(ev) and math.isfinite(occ)):
+            raise ValueError(f"{path}: line {i}: non-finite eigenvalue or occupation in {s[:80]!r}")
+        cur["idx"].append(idx)
+        cur["eV"].append(ev)
+        cur["occ"].append(occ)
     close()
     if not blocks:
         raise ValueError(f"{path}: no MO block")

@@ -18,6 +18,7 @@ from qdphonon.parsers.band_edges import BandEdges, band_edges_from_outputs
 from qdphonon.parsers.common import _warn
 from qdphonon.parsers.energies import Energies, read_energies
 from qdphonon.parsers.main_output import MainOutput, read_main_output
+from qdphonon.parsers.dcd import read_dcd_run
 from qdphonon.parsers.xyz import Trajectory, read_positions, read_velocities
 from qdphonon.rundir import RunLayout, discover
 from qdphonon.units import BOLTZMANN_meV_per_K
@@ -92,20 +93,27 @@ def parse_run_dir(run_dir: str | os.PathLike, on_scf_failure: str = "drop_step",
     mains = [read_main_output(p) for p in segs]
     for mo in mains[:-1]:
         if mo.evaluations and mo.evaluations[-1].kind == "trailing":
-            by = " by CP2K's WALLTIME" if mo.evaluations[-1].walltime_stopped else ""
-            _warn(f"{mo.path}: segment was cut short{by} during step {_next_step(mo)}; its partial step is dropped", sink)
+            ev = mo.evaluations[-1]
+            by = " by CP2K's WALLTIME" if ev.walltime_stopped else " by an EXIT file" if ev.external_stopped else ""
+            _warn(f"{mo.path}: line {ev.line_no}: segment was cut short{by} during step {_next_step(mo)}; "
+                  "its partial step is dropped", sink)
     last = mains[-1]
     if last.evaluations and last.evaluations[-1].kind == "trailing":
         ev = last.evaluations[-1]
         why = " after an unconverged SCF (CP2K >= 2024.1 aborts there)" if ev.scf_converged is False else ""
-        if ev.walltime_stopped:
-            why = " (CP2K's WALLTIME stopped its SCF; a continuation re-evaluates it)"
-        _warn(f"{last.path}: run ended during step {_next_step(last)}{why}; that step is dropped", sink)
+        if ev.scf_stopped:
+            by = "CP2K's WALLTIME" if ev.walltime_stopped else "an EXIT file"
+            why = f" ({by} stopped its SCF; a continuation re-evaluates it)"
+        _warn(f"{last.path}: line {ev.line_no}: run ended during step {_next_step(last)}{why}; that step is dropped", sink)
 
 
-    edges = band_edges_from_outputs(mains, layout.path("molog"), sink)
-    positions = _optional(read_positions, layout.path("positions"), sink)
-    velocities = _optional(read_velocities, layout.path("velocities"), sink)
+    edges = band_edges_from_outputs(mains, layout.path("molog"), sink, layout.molog_blocks)
+    if str(layout.files.get("positions", "")).endswith(".dcd"):
+        positions = read_dcd_run(run_dir, "positions", project=layout.project, warn_sink=sink)
+        velocities = read_dcd_run(run_dir, "velocities", project=layout.project, warn_sink=sink)
+    else:
+        positions = _optional(read_positions, layout.path("positions"), sink)
+        velocities = _optional(read_velocities, layout.path("velocities"), sink)
     energies = _optional(read_energies, layout.path("energies"), sink)
     smearing = next((mo.smearing_K for mo in mains if mo.smearing_K is not None), None)
     if smearing is not None:
