@@ -28,18 +28,14 @@ from qdphonon.engines.mock_dcd import (
     mock_titles,
     write_dcd,
 )
-from qdphonon.parsers.dcd import (
-    CP2K_BOHR_A,
-    complete_dcd_length,
+from qdphonon.parsers.dcd import CP2K_BOHR_A, complete_dcd_length, read_dcd, read_dcd_header, trim_dcd
+from qdphonon.parsers.dcd_steps import (
     dcd_length_through_step,
     ener_steps_in_file_order,
     frame_steps,
-    read_dcd,
-    read_dcd_header,
     read_dcd_run,
     read_dcd_trajectory,
     symbols_from_input,
-    trim_dcd,
 )
 from qdphonon.units import AU_VELOCITY_A_per_fs
 

@@ -162,7 +162,7 @@ def _cut_dcd(path: Path, ener_steps: list[int], k: int, owner: Mapping[str, Any]
     """Cut a DCD trajectory at its first frame past step ``k`` (frames mapped to steps through the
     ``.ener`` steps read before that file was cut); a file without a whole header is moved aside
     whole (CP2K writes the header only into a new file)."""
-    from qdphonon.parsers.dcd import dcd_length_through_step  # the DCD format is the parsers'
+    from qdphonon.parsers.dcd_steps import dcd_length_through_step  # the DCD format is the parsers'
 
     ended = owner is not None and output_ended(run_dir / owner["output"])
     keep = dcd_length_through_step(path, ener_steps, k, last_segment_ended=ended)

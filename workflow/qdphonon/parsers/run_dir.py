@@ -18,7 +18,7 @@ from qdphonon.parsers.band_edges import BandEdges, band_edges_from_outputs
 from qdphonon.parsers.common import _warn
 from qdphonon.parsers.energies import Energies, read_energies
 from qdphonon.parsers.main_output import MainOutput, read_main_output
-from qdphonon.parsers.dcd import read_dcd_run
+from qdphonon.parsers.dcd_steps import read_dcd_run
 from qdphonon.parsers.xyz import Trajectory, read_positions, read_velocities
 from qdphonon.rundir import RunLayout, discover
 from qdphonon.units import BOLTZMANN_meV_per_K
