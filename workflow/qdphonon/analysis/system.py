@@ -159,7 +159,7 @@ def _analyze(csvs, T_md, T, edges, cutoff, discard_fs, velocities_npz, structure
     above_fraction = (lam - lam_band) / lam if lam > 0 else 0.0
     if above_fraction > ABOVE_BAND_WARN_FRACTION:
         warnings.warn(f"{system}: {100 * above_fraction:.1f} % of lambda lies above the phonon band "
-                      f"({cutoff:g} meV); it is excluded from the quantum width and the lineshape", stacklevel=3)  # fmt: skip
+                      f"({cutoff:g} meV); it is kept classically (not coth-amplified) in the quantum width and left out of the lineshape", stacklevel=3)  # fmt: skip
     stationarity = []
     for tr in trajs:
         n_stat = STATIONARITY_BLOCKS if tr.gap_eV.size >= 16 * STATIONARITY_BLOCKS else max(n_blocks, 3)

@@ -32,6 +32,7 @@ from qdphonon.cp2k.continuation import continuation_tree, with_restart_backup, w
 from qdphonon.cp2k.readback import MDInput, read_md_input, render_tree
 from qdphonon.cp2k.xmlspec import cp2k_version, installed_xmlspec
 from qdphonon.engines.errors import EXIT_WALLTIME, EngineError, RunDirMismatchError, RunInterrupted, SCFConvergenceError, WalltimeReached
+from qdphonon.engines.progress import ProgressReporter, combine_watches
 from qdphonon.engines.process import GRACE_S, ProcessResult, cp2k_command_line, cp2k_environment, find_cp2k, run_process
 from qdphonon.parsers.main_output import read_main_output
 from qdphonon.metadata import now_iso, run_record
@@ -281,7 +282,9 @@ def _run_locked(input_path: Path, run_dir: Path, record_path: Path, sha: str, md
             seg["molog_start"] = molog.stat().st_size if molog.is_file() else 0
         state["segments"].append(seg)
         write_json_atomic(state_path, state)
-        watch = _SCFWatch(run_dir / out_name, seg["start_step"]) if on_scf_failure == "fail" else None
+        watch = combine_watches(
+            _SCFWatch(run_dir / out_name, seg["start_step"]) if on_scf_failure == "fail" else None,
+            ProgressReporter(run_dir / files["energies"], seg["start_step"], md.steps))
 
         def started(pid: int) -> None:
             seg["pid"] = pid
