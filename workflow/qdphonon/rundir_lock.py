@@ -246,8 +246,10 @@ def lock_run_dir(run_dir: str | os.PathLike, purpose: str, *, wait_s: float = 0.
             info = _read_holder(path)
             local = info.get("host") == socket.gethostname()
             if local and info.get("pid") and not process_alive(info.get("pid"), info.get("start_ticks")):
-                # the engine is gone and only its CP2K keeps the descriptor open
-                killed += kill_run_dir_processes(run_dir, also=lock_file_openers(path))
+                # the engine is gone and only its CP2K keeps the descriptor open (not an engine waiting
+                # for the lock like us: those have the file open too, but neither the marker nor that pid)
+                cp2k = [p for p in lock_file_openers(path) if p["pid"] == info.get("cp2k_pid")]
+                killed += kill_run_dir_processes(run_dir, also=cp2k)
                 deadline = time.monotonic() + ORPHAN_WAIT_S
                 while not _try_lock(fd):
                     if time.monotonic() > deadline:
