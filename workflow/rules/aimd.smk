@@ -18,6 +18,7 @@ rule run_aimd:
     resources:
         tasks=aimd_tasks,
         cpus_per_task=1,
+        mpi=mpi_job_marker,
         runtime=aimd_runtime_min,
         mem_mb=aimd_mem_mb,
     params:

@@ -87,6 +87,14 @@ def aimd_tasks(wildcards):
     return max(2, min(256, n_atoms // (10 if config["level"] == "pbe" else 100)))
 
 
+def mpi_job_marker(wildcards):
+    """The `mpi` resource only tells the SLURM plugin that the job runs its own MPI launcher (so it
+    does not wrap the job in `srun -n1`, which would leave the inner srun no resources); the launcher
+    itself is the engine's choice (cp2k.mpi_launcher). Empty (not an MPI job) for one rank.
+    """
+    return "srun" if aimd_tasks(wildcards) > 1 else ""
+
+
 def cp2k_launcher():
     """MPI launcher of the CP2K rules: cp2k.mpi_launcher (auto: srun inside a SLURM allocation,
     else mpirun; the engine decides, so a --set-resources on the command line cannot change it).

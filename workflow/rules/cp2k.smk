@@ -15,6 +15,7 @@ rule relax_structure:
     resources:
         tasks=aimd_tasks,
         cpus_per_task=1,
+        mpi=mpi_job_marker,
         runtime=relax_runtime_min,
         mem_mb=aimd_mem_mb,
     params:
