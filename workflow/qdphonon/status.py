@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from qdphonon.config import campaign_from_config
+from qdphonon.rundir_lock import process_alive
 from qdphonon.rundir import RECORD_FILE, STATE_FILE, SegmentEnd, read_json, run_files
 
 
@@ -37,16 +38,6 @@ def last_line_step(path: Path) -> int | None:
     return None
 
 
-def _alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def replica_status(run_dir: Path, planned_steps: int, now_s: float | None = None) -> dict[str, Any]:
@@ -61,7 +52,7 @@ def replica_status(run_dir: Path, planned_steps: int, now_s: float | None = None
         done = record.get("total_steps", done)
     planned = int((state or {}).get("steps") or planned_steps)
     last = segments[-1] if segments else None
-    running = bool(last and last.get("ended") == SegmentEnd.RUNNING and _alive(last.get("pid")))
+    running = bool(last and last.get("ended") == SegmentEnd.RUNNING and process_alive(last.get("pid")))
     s_per_step = None
     if last is not None and done is not None:
         start = int(last.get("start_step") or 0)
