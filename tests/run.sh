@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The test command (README quick start, .ci/run): installs what the tests need when it is
-# missing -- Debian's cp2k, openmpi-bin, slurm-wlm, munge; the package with its test extras in
+# missing -- Debian's cp2k, openmpi-bin, slurm-wlm, munge, libopenblas0-pthread; the package with its test extras in
 # the repo's virtual environment .venv (the quick start's; created when missing, since Debian's
 # system Python refuses pip installs, PEP 668) -- then runs the whole suite with that
 # environment's Python. Extra arguments go to pytest.
@@ -14,6 +14,9 @@ command -v cp2k.psmp >/dev/null || need+=(cp2k)
 command -v mpirun >/dev/null || need+=(openmpi-bin)
 command -v slurmctld >/dev/null || need+=(slurm-wlm)
 command -v munged >/dev/null || need+=(munge)
+# Debian's cp2k links the reference (netlib) BLAS/LAPACK unless an optimised one is installed;
+# OpenBLAS makes xTB several times faster (bench/RESULTS.md)
+[ -e /usr/lib/x86_64-linux-gnu/openblas-pthread/libblas.so.3 ] || need+=(libopenblas0-pthread)
 # Slurm's PMIx plugin dlopens libpmix.so (dev symlink) to start OpenMPI ranks under srun
 ls /usr/lib/*/libpmix.so >/dev/null 2>&1 || need+=(libpmix-dev)
 # Debian's python3 makes virtual environments only with python3-venv (it ships ensurepip)
@@ -30,4 +33,4 @@ fi
 export PATH="$PWD/.venv/bin:$PATH"
 
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
-exec .venv/bin/python -m pytest -ra "$@"
+exec .venv/bin/python -m pytest -ra --durations=25 "$@"

@@ -262,6 +262,63 @@ do_stop() {
     remove_etc_link
 }
 
+# slurmctld/slurmd of an earlier session on this workdir that we no longer have a PID
+# for (a killed test run, an overwritten pid file) would hold the ports: stop them.
+kill_strays() {
+    local pid name
+    for name in slurmd slurmctld; do
+        for pid in $(pgrep -x "$name" 2>/dev/null); do
+            tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$CONF" || continue
+            log "stopping stray $name ($pid) on $CONF"
+            kill -TERM "$pid" 2>/dev/null
+            for _ in $(seq 1 50); do pid_is "$pid" "$name" || break; sleep 0.2; done
+            pid_is "$pid" "$name" && kill -KILL "$pid" 2>/dev/null
+        done
+    done
+}
+
+port_busy() { ss -Hltn "sport = :$1" 2>/dev/null | grep -q .; }
+
+wait_ports_free() {
+    local port
+    for port in 6817 6818; do
+        for _ in $(seq 1 50); do port_busy "$port" || break; sleep 0.2; done
+        if port_busy "$port"; then
+            log "port $port is still in use:"; ss -Hltnp "sport = :$port" >&2 || true
+            return 1
+        fi
+    done
+}
+
+launch_daemons() {
+    # (9>&- : the daemons must not inherit our lock fd)
+    # foreground daemons (-D) detached with setsid; $! is the daemon's own PID.
+    # -i: ignore unreadable old state; -c: start from a clean job state
+    setsid slurmctld -D -c -i -f "$CONF" </dev/null >>"$W/log/slurmctld.stderr" 2>&1 9>&- &
+    record_pid slurmctld $!
+    setsid slurmd -D -f "$CONF" -N "$NODE" </dev/null >>"$W/log/slurmd.stderr" 2>&1 9>&- &
+    record_pid slurmd $!
+}
+
+# 0: node usable; 1: a daemon died; 2: timed out
+wait_ready() {
+    local t0=$1
+    st=""
+    while [ $((SECONDS - t0)) -lt "$START_TIMEOUT" ]; do
+        pid_is "$(recorded_pid slurmctld)" slurmctld || { log "slurmctld died"; return 1; }
+        pid_is "$(recorded_pid slurmd)" slurmd || { log "slurmd died"; return 1; }
+        st=$(node_state)
+        case "$st" in
+            idle|mix|alloc) log "node $NODE is $st after $((SECONDS - t0)) s (workdir $W)"; return 0 ;;
+            down*|drain*|drng*|fail*|inval*)
+                # ReturnToService=2 should clear this; nudge once in a while
+                SLURM_CONF=$CONF scontrol update nodename="$NODE" state=resume >/dev/null 2>&1 || true ;;
+        esac
+        sleep 0.5
+    done
+    return 2
+}
+
 do_start() {
     need_root
     have_slurm || exit 2
@@ -275,31 +332,21 @@ do_start() {
         log "stale/unhealthy cluster in $W: stopping our daemons and restarting"
         do_stop
     fi
-    local t0=$SECONDS
+    local t0=$SECONDS attempt rc
     write_conf
     ensure_etc_link
     ensure_munge || { do_stop; exit 1; }
-    # (9>&- : the daemons must not inherit our lock fd)
-    # foreground daemons (-D) detached with setsid; $! is the daemon's own PID.
-    # -i: ignore unreadable old state; -c: start from a clean job state
-    setsid slurmctld -D -c -i -f "$CONF" </dev/null >>"$W/log/slurmctld.stderr" 2>&1 9>&- &
-    record_pid slurmctld $!
-    setsid slurmd -D -f "$CONF" -N "$NODE" </dev/null >>"$W/log/slurmd.stderr" 2>&1 9>&- &
-    record_pid slurmd $!
-    local st=""
-    while [ $((SECONDS - t0)) -lt "$START_TIMEOUT" ]; do
-        pid_is "$(recorded_pid slurmctld)" slurmctld || { log "slurmctld died"; break; }
-        pid_is "$(recorded_pid slurmd)" slurmd || { log "slurmd died"; break; }
-        st=$(node_state)
-        case "$st" in
-            idle|mix|alloc) log "node $NODE is $st after $((SECONDS - t0)) s (workdir $W)"
-                            echo "export SLURM_CONF=$CONF"
-                            return 0 ;;
-            down*|drain*|drng*|fail*|inval*)
-                # ReturnToService=2 should clear this; nudge once in a while
-                SLURM_CONF=$CONF scontrol update nodename="$NODE" state=resume >/dev/null 2>&1 || true ;;
-        esac
-        sleep 0.5
+    for attempt in 1 2; do
+        kill_strays
+        wait_ports_free || true
+        launch_daemons
+        wait_ready "$t0"; rc=$?
+        if [ $rc -eq 0 ]; then echo "export SLURM_CONF=$CONF"; return 0; fi
+        [ $rc -eq 2 ] && break
+        log "attempt $attempt failed; daemon logs:"; dump_logs
+        kill_recorded slurmd; kill_recorded slurmctld
+        rm -rf "$W/state" "$W/spool"; mkdir -p "$W/state" "$W/spool"
+        sleep 1
     done
     log "cluster did not become ready within ${START_TIMEOUT} s (node state: '${st}')"
     dump_logs
