@@ -107,3 +107,13 @@ def test_last_line_step_ignores_a_torn_line(tmp_path):
     p = tmp_path / "md-1.ener"
     p.write_text(p.read_text() + "        13   26.00")
     assert last_line_step(p) == 12
+
+
+def test_status_and_check_name_the_key_of_a_broken_config(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({**CONFIG, "md": {**CONFIG["md"], "steps": -1}}))
+    for command in ("status", "check"):
+        res = subprocess.run([sys.executable, "-m", "qdphonon", command, "--results", str(tmp_path / "results"),
+                              "--config", str(bad)], capture_output=True, text=True)  # fmt: skip
+        assert res.returncode == 2, res.stderr
+        assert "md.steps" in res.stderr and "Traceback" not in res.stderr

@@ -10,6 +10,8 @@ import argparse
 import sys
 
 from qdphonon import settings
+from qdphonon.cli_campaign import add_check_parser, add_status_parser
+from qdphonon.cost import add_cost_parser
 from qdphonon.engines.launcher import LAUNCHERS, resolve_launcher
 
 
@@ -140,6 +142,7 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     _opt(p, "--engine", "engine")
     p.add_argument("--structure", required=True, help="labelled extended XYZ of the MD's start structure")
     p.add_argument("--record", default=None, help="run.json written on completion (default RUN_DIR/run.json)")
+    p.add_argument("--initial-wfn", default=None, help="wavefunction the first SCF starts from (the relaxation's)")
     _add_cp2k_launch(p)
     p.add_argument("--runtime-min", type=float, default=None, help="job wall time in minutes (sets CP2K's WALLTIME)")
     _opt(p, "--walltime-margin-min", "cp2k.walltime_margin_min", float)
@@ -153,6 +156,7 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     _opt(r, "--level", "level")
     r.add_argument("--workdir", required=True, help="directory of relax.inp/relax.out and CP2K's files")
     r.add_argument("--out", required=True, help="relaxed structure (extended XYZ, labels kept)")
+    r.add_argument("--wfn-out", default=None, help="copy of the last SCF's wavefunction (cp2k engine)")
     _add_cp2k_launch(r)
     _opt(r, "--max-iter", "relax.max_iter", int)
     _add_scf(r)
@@ -188,7 +192,7 @@ def _run_aimd(args: argparse.Namespace) -> int:
             record = run_cp2k(
                 args.input, args.run_dir, cp2k_command=args.cp2k_command, mpi=resolve_launcher(args.mpi), tasks=args.tasks,
                 threads=args.threads, runtime_min=args.runtime_min, walltime_margin_min=args.walltime_margin_min,
-                on_scf_failure=args.on_scf_failure, record_path=args.record,
+                on_scf_failure=args.on_scf_failure, record_path=args.record, initial_wfn=args.initial_wfn,
             )  # fmt: skip
     except (WalltimeReached, RunInterrupted) as exc:
         print(f"qdphonon run-aimd: {exc}", file=sys.stderr)
@@ -202,7 +206,7 @@ def _run_aimd(args: argparse.Namespace) -> int:
 
 
 def _run_relax(args: argparse.Namespace) -> int:
-    from qdphonon.engines.errors import EngineError
+    from qdphonon.engines.errors import EngineError, RunInterrupted
     from qdphonon.engines.relax import relax
 
     try:
@@ -210,8 +214,11 @@ def _run_relax(args: argparse.Namespace) -> int:
             args.structure, args.workdir, args.out, args.level, engine=args.engine, cp2k_command=args.cp2k_command,
             mpi=resolve_launcher(args.mpi), tasks=args.tasks, threads=args.threads, max_iter=args.max_iter,
             smearing_K=args.smearing_K, eps_scf=args.eps_scf, max_scf=args.max_scf,
-            overrides=_json_object(args.overrides_json),
+            overrides=_json_object(args.overrides_json), wfn_out=args.wfn_out,
         )  # fmt: skip
+    except RunInterrupted as exc:
+        print(f"qdphonon relax: {exc}", file=sys.stderr)
+        return exc.exit_status
     except EngineError as exc:
         print(f"qdphonon relax: error: {exc}", file=sys.stderr)
         return 1
@@ -340,66 +347,12 @@ def _run_plot(args: argparse.Namespace) -> int:
     return 0
 
 
-# --- check (provenance) -------------------------------------------------------
-def _add_check(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("check", help="provenance and completeness of a results tree, per system")
-    p.add_argument("--results", default="results")
-    p.add_argument("--config", default="config/config.yaml", help="the campaign's config (validated)")
-    p.add_argument("--json", action="store_true", help="JSON instead of a tab-separated table")
-    p.set_defaults(func=_run_check)
-
-
-def _load_config(path: str) -> dict:
-    """A campaign config, validated against the schema (defaults filled in)."""
-    from pathlib import Path
-
-    import yaml
-    from snakemake.utils import validate
-
-    config = yaml.safe_load(Path(path).read_text())
-    validate(config, str(settings.SCHEMA_PATH))
-    return config
-
-
-def _report(rows: list[dict], as_json: bool, table) -> int:
-    """Print rows as JSON or as a table; exit status 0 when every row is complete, else 3."""
-    import json
-
-    print(json.dumps(rows, indent=1, sort_keys=True) if as_json else table(rows))
-    return 0 if all(r["complete"] for r in rows) else 3
-
-
-def _run_check(args: argparse.Namespace) -> int:
-
-    from qdphonon import provenance
-
-    rows = provenance.campaign_provenance(args.results, _load_config(args.config))
-    return _report(rows, args.json, provenance.format_table)
-
-
-# --- status -------------------------------------------------------------------
-def _add_status(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("status", help="where a campaign stands: steps, segments, s/step, time left, running now")
-    p.add_argument("--results", default="results")
-    p.add_argument("--config", default="config/config.yaml", help="the campaign's config (validated)")
-    p.add_argument("--json", action="store_true", help="JSON instead of a table")
-    p.set_defaults(func=_run_status)
-
-
-def _run_status(args: argparse.Namespace) -> int:
-    """Exit status 0 when every replica is complete, 3 otherwise."""
-
-    from qdphonon import status
-
-    rows = status.campaign_status(args.results, _load_config(args.config))
-    return _report(rows, args.json, status.format_status)
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every sub-command registered; each takes ``--settings-json``."""
     parser = argparse.ArgumentParser(prog="qdphonon", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_build, _add_cp2k_input, _add_run, _add_parse, _add_analyze, _add_plot, _add_check, _add_status):
+    for add in (_add_build, _add_cp2k_input, _add_run, _add_parse, _add_analyze, _add_plot, add_check_parser, add_status_parser,
+                add_cost_parser):
         add(sub)
     for p in sub.choices.values():
         p.add_argument("--settings-json", type=_json_object, default=None, metavar="JSON",

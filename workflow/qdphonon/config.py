@@ -288,26 +288,6 @@ def settings_digest(settings: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-COST_MODEL = {
-    # level: (seconds per MD step at the reference size on 2 cores, reference atoms, exponent)
-    "xtb": (1.5, 64, 2.6),
-    "pbe": (50.0, 64, 2.5),
-}
-"""Rough per-step cost on 2 cores of CP2K 2023.1 (docs/physics.md §3 timings; +-30 % at the measured sizes,
-an extrapolation beyond them)."""
-
-
-def aimd_cost_estimate(n_atoms: int, level: str, steps: int, cores: int = 2) -> dict[str, float]:
-    """Estimated wall time of an AIMD run: ``seconds_per_step`` and ``hours`` on ``cores`` cores.
-
-    A power law through the measured 2-core timings, assuming ideal parallel scaling;
-    used for default SLURM runtimes, not for physics.
-    """
-    t_ref_s, n_ref, exponent = COST_MODEL[level]
-    per_step_s = t_ref_s * (n_atoms / n_ref) ** exponent * 2.0 / max(1, cores)
-    return {"seconds_per_step": per_step_s, "hours": per_step_s * (steps + 1) / 3600.0}
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m qdphonon.config FILE...``: check config files; exit 1 if any is invalid."""
     paths = list(sys.argv[1:] if argv is None else argv) or ["config/config.yaml"]

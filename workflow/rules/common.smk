@@ -1,14 +1,15 @@
 import json
 import os
+import shlex
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
 
 from qdphonon.config import ConfigError, campaign_from_config, replica_seed
-from qdphonon.config import aimd_cost_estimate, settings_digest, validate_config
+from qdphonon.config import settings_digest, validate_config
+from qdphonon import cost
 from qdphonon.figure_names import FIGURE_STEMS
-from qdphonon.jobs import job_retries
 
 try:
     validate_config(config)
@@ -59,6 +60,18 @@ def all_targets():
     ]
 
 
+def relaxed_wfn_output():
+    """The relaxation's last wavefunction (CP2K only; the MD's first SCF starts from it)."""
+    if config["engine"] != "cp2k":
+        return {}
+    return {"wfn": f"{RESULTS}/relaxed/{{system}}.wfn"}
+
+
+def quoted_option(flag, path):
+    """`flag 'path'` quoted for the shell, or nothing when there is no path."""
+    return "" if not path else f"{flag} {shlex.quote(str(path))}"
+
+
 def seed_of(wildcards):
     return replica_seed(config["md"]["seed"], wildcards.system, wildcards.replica)
 
@@ -78,13 +91,8 @@ def scf_settings():
 
 
 def aimd_tasks(wildcards):
-    """MPI ranks of one AIMD job: at least 2 (an MPI job), about 10 atoms a rank at PBE and 100
-    at xTB, at most 256; 1 for the mock. Profiles cap it (workstation: global `tasks`).
-    """
-    if config["engine"] == "mock":
-        return 1
-    n_atoms = system_of(wildcards).n_atoms
-    return max(2, min(256, n_atoms // (10 if config["level"] == "pbe" else 100)))
+    """MPI ranks of one CP2K job (qdphonon.cost.aimd_tasks)."""
+    return cost.aimd_tasks(config, system_of(wildcards))
 
 
 def mpi_job_marker(wildcards):
@@ -103,60 +111,21 @@ def cp2k_launcher():
 
 
 def aimd_runtime_min(wildcards, resources=None):
-    """Wall time of one AIMD job in minutes from the cost model (docs/physics.md §3 timings), capped at
-    48 h: longer trajectories continue from the restart file in the next submission."""
-    if config["engine"] == "mock":
-        return 10
-    s = system_of(wildcards)
-    tasks = aimd_tasks(wildcards)
-    cost = aimd_cost_estimate(s.n_atoms, config["level"], s.md["steps"], cores=tasks)
-    return int(
-        min(
-            48 * 60,
-            max(15, 1.5 * cost["hours"] * 60 + config["cp2k"]["walltime_margin_min"]),
-        )
-    )
+    """Wall time of one AIMD job in minutes (qdphonon.cost.aimd_runtime_min)."""
+    return cost.aimd_runtime_min(config, system_of(wildcards))
 
 
 def relax_runtime_min(wildcards):
-    """Wall time of one relaxation in minutes: max_iter optimisation steps priced as MD steps
-    (each is one SCF with a good guess), capped at 48 h."""
-    if config["engine"] == "mock":
-        return 10
-    s = system_of(wildcards)
-    cost = aimd_cost_estimate(
-        s.n_atoms,
-        config["level"],
-        config["relax"]["max_iter"],
-        cores=aimd_tasks(wildcards),
-    )
-    return int(min(48 * 60, max(15, 1.5 * cost["hours"] * 60)))
+    """Wall time of one relaxation in minutes (qdphonon.cost.relax_runtime_min)."""
+    return cost.relax_runtime_min(config, system_of(wildcards))
 
 
 def aimd_mem_mb(wildcards):
-    """Memory of one AIMD job: generous per-atom estimate (PBE needs far more than xTB)."""
-    if config["engine"] == "mock":
-        return 2000
-    per_atom = 40 if config["level"] == "pbe" else 4
-    return int(2000 + per_atom * system_of(wildcards).n_atoms)
+    """Memory of one CP2K job in MB (qdphonon.cost.aimd_mem_mb)."""
+    return cost.aimd_mem_mb(config, system_of(wildcards))
 
 
 def cp2k_job_retries(steps_key="steps"):
-    """Retries of the CP2K rules (one number for the campaign: the longest system decides)."""
-    if config["engine"] == "mock":
-        return 0
-    worst = 0
-    for s in SYSTEMS.values():
-        wc = type("W", (), {"system": s.name})()
-        steps = s.md["steps"] if steps_key == "steps" else config["relax"]["max_iter"]
-        tasks = aimd_tasks(wc)
-        hours = aimd_cost_estimate(s.n_atoms, config["level"], steps, cores=tasks)[
-            "hours"
-        ]
-        runtime = (
-            aimd_runtime_min(wc) if steps_key == "steps" else relax_runtime_min(wc)
-        )
-        worst = max(
-            worst, job_retries(hours, runtime, config["cp2k"]["walltime_margin_min"])
-        )
-    return worst
+    """Retries of the CP2K rules, "steps" (AIMD) or "relax" (qdphonon.cost.cp2k_job_retries)."""
+    job = "aimd" if steps_key == "steps" else "relax"
+    return cost.cp2k_job_retries(config, SYSTEMS.values(), job)
