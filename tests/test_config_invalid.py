@@ -372,7 +372,7 @@ def test_check_config_command_prints_file_line_and_key(tmp_path):
                           cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False,
                           env={**__import__("os").environ, "PYTHONPATH": str(REPO / "workflow")})
     assert proc.returncode == 1, proc.stderr
-    assert proc.stdout == "good.yaml: valid, 2 system(s): cspbbr3_1x1x1, cspbbr3_2x2x2\n"
+    assert proc.stdout == "good.yaml: valid, 2 system(s): cspbbr3_1x1x1, cspbbr3_1x1x2\n"
     assert "invalid config: syntax.yaml:3:9: YAML syntax error" in proc.stderr
     assert "invalid config: schema.yaml: md.stepz: unknown key" in proc.stderr
 

@@ -48,6 +48,10 @@ from qdphonon.rundir_records import count_md_blocks, restart_source, restart_ste
 
 STATE_FILE = "segments.json"
 RECORD_FILE = "run.json"
+INITIAL_WFN_FILE = "initial-guess.wfn"
+"""The wavefunction a fresh run's first SCF starts from (a copy of the relaxation's); not a
+project file, so it survives a restart from step 0."""
+
 DEFAULT_PROJECT = "md"
 DEFAULT_MO_FILENAME = "mo"
 CP2K_DEFAULT_PROJECT = "PROJECT"

@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import struct
 from pathlib import Path
 from typing import Mapping
 
@@ -310,3 +311,20 @@ def cut_molog_blocks(path: Path, offset: int, keep_md: int, set_aside: Path | No
         kept += 1
         cut = b.end
     return cut_file(path, cut, set_aside), kept
+
+
+def fortran_file_whole(path: Path) -> bool:
+    """Whether an unformatted sequential Fortran file (CP2K's ``.wfn``) ends with a whole record."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return False
+    pos = 0
+    while pos < len(data):
+        if pos + 4 > len(data):
+            return False
+        (n,) = struct.unpack_from("<i", data, pos)
+        if n < 0 or pos + 8 + n > len(data) or struct.unpack_from("<i", data, pos + 4 + n)[0] != n:
+            return False
+        pos += 8 + n
+    return pos > 0

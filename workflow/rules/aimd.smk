@@ -4,6 +4,7 @@ rule run_aimd:
     declared output so Snakemake never deletes a partial trajectory; run.json marks completion.
     """
     input:
+        **relaxed_wfn_output(),
         inp=f"{RESULTS}/cp2k/{{system}}/{{replica}}/md.inp",
         xyz=f"{RESULTS}/relaxed/{{system}}.xyz",
     output:
@@ -23,6 +24,7 @@ rule run_aimd:
         mem_mb=aimd_mem_mb,
     params:
         run_dir=lambda wc, output: os.path.dirname(output.record),
+        initial_wfn=lambda wc, input: quoted_option("--initial-wfn", input.get("wfn")),
         settings=settings_record(
             engine=config["engine"],
             cp2k_command=config["cp2k"]["command"],
@@ -33,7 +35,7 @@ rule run_aimd:
         ),
     shell:
         "python -m qdphonon run-aimd --input {input.inp:q} --structure {input.xyz:q}"
-        " --run-dir {params.run_dir:q} --record {output.record:q}"
+        " --run-dir {params.run_dir:q} --record {output.record:q} {params.initial_wfn}"
         " --tasks {resources.tasks:q} --threads {resources.cpus_per_task:q}"
         " --runtime-min {resources.runtime:q} --settings-json {params.settings:q} >> {log:q} 2>&1"
 

@@ -1,9 +1,11 @@
 rule relax_structure:
     """Geometry optimisation at the MD's level (real CP2K, with the AIMD's MPI resources), or the
-    ideal cut passed through (mock)."""
+    ideal cut passed through (mock). With CP2K its last wavefunction is kept: the MD's first SCF
+    starts from it."""
     input:
         xyz=f"{RESULTS}/structures/{{system}}.xyz",
     output:
+        **relaxed_wfn_output(),
         xyz=f"{RESULTS}/relaxed/{{system}}.xyz",
     log:
         f"{RESULTS}/logs/relax_structure/{{system}}.log",
@@ -20,6 +22,7 @@ rule relax_structure:
         mem_mb=aimd_mem_mb,
     params:
         workdir=f"{RESULTS}/relax/{{system}}",
+        wfn_out=lambda wc, output: quoted_option("--wfn-out", output.get("wfn")),
         settings=settings_record(
             engine=config["engine"],
             level=config["level"],
@@ -31,7 +34,7 @@ rule relax_structure:
         ),
     shell:
         "python -m qdphonon relax --structure {input.xyz:q} --workdir {params.workdir:q}"
-        " --out {output.xyz:q} --tasks {resources.tasks:q}"
+        " --out {output.xyz:q} {params.wfn_out} --tasks {resources.tasks:q}"
         " --threads {resources.cpus_per_task:q} --settings-json {params.settings:q} > {log:q} 2>&1"
 
 

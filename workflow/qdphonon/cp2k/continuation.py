@@ -43,6 +43,19 @@ def continuation_tree(
     return out
 
 
+def with_initial_wfn(tree: Mapping[str, Any], wfn_file: str | None) -> dict[str, Any]:
+    """The tree of a fresh MD whose first SCF starts from ``wfn_file`` (``SCF_GUESS RESTART``),
+    the wavefunction the relaxation converged at (nearly) the same geometry: the first step then
+    needs a few SCF iterations instead of dozens from the atomic guess. ``None``: unchanged."""
+    out = copy.deepcopy(dict(tree))
+    force_eval = _sec(out, "force_eval")
+    if wfn_file is not None and force_eval is not None:
+        dft = force_eval.setdefault("+dft", {})
+        dft["wfn_restart_file_name"] = wfn_file
+        dft.setdefault("+scf", {})["scf_guess"] = "restart"
+    return out
+
+
 def with_walltime(tree: Mapping[str, Any], walltime_s: float | None) -> dict[str, Any]:
     """The tree with ``GLOBAL/WALLTIME`` set (HH:MM:SS) so CP2K stops cleanly before the job does."""
     out = copy.deepcopy(dict(tree))

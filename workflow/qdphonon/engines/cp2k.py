@@ -28,7 +28,7 @@ import signal
 import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
-from qdphonon.cp2k.continuation import continuation_tree, with_restart_backup, with_walltime
+from qdphonon.cp2k.continuation import continuation_tree, with_initial_wfn, with_restart_backup, with_walltime
 from qdphonon.cp2k.readback import MDInput, read_md_input, render_tree
 from qdphonon.cp2k.xmlspec import cp2k_version, installed_xmlspec
 from qdphonon.engines.errors import EXIT_WALLTIME, EngineError, RunDirMismatchError, RunInterrupted, SCFConvergenceError, WalltimeReached
@@ -38,10 +38,10 @@ from qdphonon.parsers.main_output import read_main_output
 from qdphonon.metadata import now_iso, run_record
 from qdphonon.parsers.energies import read_energies
 from qdphonon.rundir import (
-    RECORD_FILE, STATE_FILE, SegmentEnd, check_same_engine, check_same_input, ended_on_exit_file, ended_on_walltime,
+    INITIAL_WFN_FILE, RECORD_FILE, STATE_FILE, SegmentEnd, check_same_engine, check_same_input, ended_on_exit_file, ended_on_walltime,
     foreign_files, lock_run_dir, read_json, restart_source, segment_files, wipe_run_files, write_json_atomic,
 )
-from qdphonon.rundir_records import count_md_blocks
+from qdphonon.rundir_records import count_md_blocks, fortran_file_whole
 from qdphonon.rundir_recovery import prepare_continuation, prepare_run_dir, reconcile_killed  # noqa: F401
 
 
@@ -166,6 +166,7 @@ def run_cp2k(
     poll_s: float = 2.0,
     lock_wait_s: float = 0.0,
     grace_s: float = GRACE_S,
+    initial_wfn: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """Run (or continue) the NVT AIMD of ``input_path`` with real CP2K in ``run_dir``; return the run record.
 
@@ -188,6 +189,11 @@ def run_cp2k(
     MPI: ``{mpi} -n {tasks} cp2k ...`` when ``tasks > 1``, else one rank; ``threads`` OpenMP
     threads per rank. The record is written atomically to ``record_path`` (default
     ``run_dir/run.json``) only when the last MD step equals ``STEPS``.
+
+    ``initial_wfn``: a converged wavefunction of the same dot at the same level (the
+    relaxation's ``*-RESTART.wfn``); a fresh start copies it to ``INITIAL_WFN_FILE`` and begins
+    its first SCF from it (``SCF_GUESS RESTART``) instead of the input's guess. Continuations
+    use CP2K's own wavefunction restart as always.
     """
     t_called = time.monotonic()
 
@@ -204,7 +210,22 @@ def run_cp2k(
             input_path, run_dir, record_path, sha, md, lock, cp2k_command=cp2k_command, mpi=mpi, tasks=tasks,
             threads=threads, runtime_min=runtime_min, walltime_margin_min=walltime_margin_min,
             on_scf_failure=on_scf_failure, poll_s=poll_s, grace_s=grace_s, t_called=t_called,
+            initial_wfn=initial_wfn,
         )  # fmt: skip
+
+
+def stage_initial_wfn(run_dir: Path, initial_wfn: str | os.PathLike | None) -> str | None:
+    """Copy ``initial_wfn`` into ``run_dir`` as ``INITIAL_WFN_FILE`` (atomically) and return that name;
+    None when there is none. A file that is not a whole Fortran record sequence is refused."""
+    if initial_wfn is None:
+        return None
+    src = Path(initial_wfn)
+    if not fortran_file_whole(src):
+        raise EngineError(f"{src}: not a whole CP2K wavefunction file (missing, empty or cut short)")
+    tmp = run_dir / f".{INITIAL_WFN_FILE}.tmp"
+    tmp.write_bytes(src.read_bytes())
+    os.replace(tmp, run_dir / INITIAL_WFN_FILE)
+    return INITIAL_WFN_FILE
 
 
 def _refuse_foreign(run_dir: Path, files: Mapping[str, str | None]) -> None:
@@ -218,7 +239,7 @@ def _refuse_foreign(run_dir: Path, files: Mapping[str, str | None]) -> None:
 
 def _run_locked(input_path: Path, run_dir: Path, record_path: Path, sha: str, md: MDInput, lock, *,
                 cp2k_command, mpi, tasks, threads, runtime_min, walltime_margin_min, on_scf_failure, poll_s,
-                grace_s, t_called) -> dict[str, Any]:  # fmt: skip
+                grace_s, t_called, initial_wfn=None) -> dict[str, Any]:  # fmt: skip
     files = md.files
     state_path = run_dir / STATE_FILE
     record = read_json(record_path)  # another engine may have finished while we waited for the lock
@@ -256,8 +277,10 @@ def _run_locked(input_path: Path, run_dir: Path, record_path: Path, sha: str, md
 
     if k is None or k < md.steps:
         index = len(state["segments"])
+        guess = None
         if k is None:
-            tree: dict[str, Any] = md.tree
+            guess = stage_initial_wfn(run_dir, initial_wfn)
+            tree: dict[str, Any] = with_initial_wfn(md.tree, guess)
         else:
             tree = continuation_tree(md.tree, restart_file=restart_name, wfn_file=wfn, remaining_steps=md.steps - k)
         tree = with_restart_backup(tree)
@@ -274,7 +297,7 @@ def _run_locked(input_path: Path, run_dir: Path, record_path: Path, sha: str, md
         cmd = cp2k_command_line(exe, inp_name, out_name, mpi=mpi, tasks=tasks)
         molog = run_dir / files["molog"] if files.get("molog") else None
         seg = {"index": index, "input": inp_name, "output": out_name, "start_step": 0 if k is None else k,
-               "restart_file": restart_name, "wfn_file": wfn if k is not None else None,
+               "restart_file": restart_name, "wfn_file": wfn if k is not None else guess,
                "command": shlex.join(cmd), "started_at": now_iso(), "started_epoch": time.time(),
                "threads": int(threads), "tasks": int(tasks), "ended": SegmentEnd.RUNNING.value,
                "engine_pid": os.getpid()}  # fmt: skip

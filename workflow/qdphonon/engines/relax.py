@@ -17,7 +17,6 @@ import os
 import re
 import shlex
 import signal
-import struct
 import sys
 import time
 from pathlib import Path
@@ -30,7 +29,7 @@ from qdphonon.engines.errors import EngineError, RunInterrupted
 from qdphonon.engines.process import GRACE_S, cp2k_command_line, cp2k_environment, find_cp2k, run_process
 from qdphonon.metadata import now_iso
 from qdphonon.rundir import LOCK_FILE, lock_run_dir, output_ended, read_json, write_json_atomic
-from qdphonon.rundir_records import xyz_frames
+from qdphonon.rundir_records import fortran_file_whole, xyz_frames
 from qdphonon.rundir_recovery import remove_stale_temp_files
 from qdphonon.structures.io import _xyz_text, read_structure
 
@@ -68,23 +67,6 @@ def last_xyz_frame(path: str | os.PathLike) -> tuple[list[str], np.ndarray, str]
         return [r[0] for r in rows], np.array([[float(x) for x in r[1:4]] for r in rows]), lines[1]
     except (IndexError, ValueError):
         raise ValueError(f"{path}: malformed atom line in its last frame") from None
-
-
-def fortran_file_whole(path: Path) -> bool:
-    """Whether an unformatted sequential Fortran file (CP2K's ``.wfn``) ends with a whole record."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        return False
-    pos = 0
-    while pos < len(data):
-        if pos + 4 > len(data):
-            return False
-        (n,) = struct.unpack_from("<i", data, pos)
-        if n < 0 or pos + 8 + n > len(data) or struct.unpack_from("<i", data, pos + 4 + n)[0] != n:
-            return False
-        pos += 8 + n
-    return pos > 0
 
 
 def recentre(positions_A: np.ndarray, box_A: float) -> np.ndarray:
@@ -139,11 +121,12 @@ def relax(
     threads: int = 1,
     max_iter: int = 200,
     smearing_K: float | None = None,
-    eps_scf: float = 1e-6,
+    eps_scf: float | None = None,
     max_scf: int = 200,
     overrides: Mapping[str, Any] | None = None,
     lock_wait_s: float = 0.0,
     grace_s: float = GRACE_S,
+    wfn_out: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """Geometry optimisation at the MD's level (docs/physics.md §3: the ideal cut is far from a minimum).
 
@@ -155,6 +138,9 @@ def relax(
     one, starts afresh. ``mock``: the ideal structure is passed through, labelled
     ``relaxed="none (mock engine)"``. Returns a summary (also written to ``workdir/relax.json``
     for cp2k).
+    
+    ``wfn_out``: where to copy the wavefunction of the last SCF (CP2K's ``*-RESTART.wfn``), from
+    which the MD's first SCF starts (:func:`qdphonon.engines.cp2k.run_cp2k` ``initial_wfn``).
     """
 
     if engine not in ENGINES:
@@ -265,6 +251,13 @@ def relax(
             "structure": str(structure_xyz), "out": str(out_xyz), "synthetic": False,
             "segments": len(state["segments"]), "iterations": point["iterations"],
         }  # fmt: skip
+        if wfn_out is not None:
+            if point["wfn"] is None:
+                raise EngineError(f"{workdir}: the geometry optimisation left no whole wavefunction file")
+            tmp = Path(wfn_out).with_name(f".{Path(wfn_out).name}.tmp")
+            tmp.write_bytes((workdir / point["wfn"]).read_bytes())
+            os.replace(tmp, wfn_out)
+            summary["wfn"] = str(wfn_out)
         write_json_atomic(workdir / "relax.json", summary)
         state["complete"] = True
         write_json_atomic(state_path, state)
