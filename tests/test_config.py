@@ -56,9 +56,9 @@ def test_schema_fills_every_default():
     assert cfg["analysis"] == {"report_temperature_K": 300.0, "region_edges_meV": [0.0, 4.5, 12.0, 30.0], "blocks": 4,
                                "band_cutoff_meV": None, "temperatures_K": [4, 10, 25, 50, 77, 100, 150, 200, 250, 300, 350, 400]}
     assert cfg["systems"][0] == {"size": [2, 2, 2], "shell_layers": 0, "shell_metal": "Ca", "md": {}}
-    assert cfg["scf"] == {"eps_scf": 1.0e-6, "max_scf": 200, "smearing_K": None, "on_failure": "drop_step"}
+    assert cfg["scf"] == {"eps_scf": None, "max_scf": 200, "smearing_K": None, "on_failure": "drop_step"}
     assert cfg["cp2k"] == {"command": "cp2k.psmp", "mpi_launcher": "auto", "walltime_margin_min": 10, "overrides": {}}
-    assert cfg["structure"] == {"lattice_A": 5.87, "vacuum_A": 10.0}
+    assert cfg["structure"] == {"lattice_A": 5.87, "vacuum_A": 5.0}
     assert cfg["relax"] == {"max_iter": 200} and cfg["mock"] == {}
 
 
@@ -173,3 +173,26 @@ def test_mock_schema_lists_exactly_the_engines_parameters():
     schema = yaml.safe_load(SCHEMA.read_text())
     assert set(schema["properties"]["mock"]["properties"]) == set(MOCK_DEFAULTS)
     validated({"systems": [{"size": [2, 2, 2]}], "mock": dict(MOCK_DEFAULTS)})
+
+
+def test_config_readme_defaults_are_the_schema_defaults():
+    """Every default in config/README.md's table is the schema's (one default per setting)."""
+    from qdphonon import settings
+
+    rows = re.findall(r"^\| `([A-Za-z0-9_.]+)` \| ([^|]+) \|", (REPO / "config/README.md").read_text(), re.M)
+    missing = sorted(set(settings.leaf_keys()) - {key for key, _ in rows})
+    assert not missing, f"settings missing from config/README.md: {missing}"
+    wrong = []
+    for key, shown in rows:
+        shown = shown.strip().strip("`")
+        if shown in ("(required)", "see below"):
+            continue
+        value = yaml.safe_load(shown)
+        if isinstance(value, str):
+            try:
+                value = float(value)  # YAML 1.1 reads 1e-6 as a string
+            except ValueError:
+                pass
+        if value != settings.default(key):
+            wrong.append(f"{key}: README {shown!r}, schema {settings.default(key)!r}")
+    assert not wrong, "\n".join(wrong)

@@ -20,16 +20,22 @@ def run(workdir, timeout_s=900):
                                   ["--configfile", str(workdir / "config.yaml")], timeout_s=timeout_s)
 
 
-def test_default_mock_campaign_on_slurm(tmp_path, slurm_cluster):
-    write_config(tmp_path, default_config())
+def test_mock_campaign_on_slurm(tmp_path, slurm_cluster):
+    """The default campaign's settings on two of its dots with two replicas (the whole default campaign
+    runs locally in test_workflow_mock): every non-local rule goes through sbatch."""
+    config = default_config()
+    config["systems"] = config["systems"][:2]
+    config["md"].update(replicas=2, steps=1500)
+    write_config(tmp_path, config)
     result = run(tmp_path)
     assert result.returncode == 0, str(result)[-6000:]
     assert "SLURM run ID" in result.output
-    assert len(pd.read_csv(tmp_path / "results/summary.csv")) == 6
+    assert len(pd.read_csv(tmp_path / "results/summary.csv")) == 2
     assert (tmp_path / "results/figures/size_dependence.png").exists()
     assert_nothing_to_be_done(snakemake(tmp_path, "-n"))
 
 
+@pytest.mark.cp2k
 def test_real_cp2k_continues_across_wall_time_stops_on_slurm(tmp_path, slurm_cluster, cp2k_exe):
     """A real CP2K xTB MD whose job runtime (1 min, given with --set-resources on the command line,
     which replaces the profile's set-resources block) lets CP2K's WALLTIME (runtime - 0.5 min) stop it

@@ -315,7 +315,7 @@ def test_json_sidecar(tmp_path):
     assert meta["size_octahedra"] == [6, 6, 6]
     assert meta["edge_nm"] == [3.522, 3.522, 3.522]
     assert meta["shell_layers"] == 1 and meta["shell_metal"] == "Ca"
-    assert meta["lattice_A"] == 5.87 and meta["vacuum_A"] == 10.0
+    assert meta["lattice_A"] == 5.87 and meta["vacuum_A"] == 5.0
     assert meta["box_A"] == pytest.approx(cube(6, 1).box_A)
     # 7^3 A-sites of the 6x6x6 cut, 324 Cs kept: 19 = nx+ny+nz+1 removed, as the recorded rule says
     assert meta["n_removed_cs"] == 7**3 - 324 == 6 + 6 + 6 + 1

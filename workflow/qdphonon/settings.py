@@ -54,3 +54,17 @@ def describe(key: str) -> str:
     n = node(key)
     text = " ".join(str(n.get("description", "")).split()).replace("%", "%%")
     return f"{text} (config {key}; default {n['default']!r})" if "default" in n else f"{text} (config {key})"
+
+
+def leaf_keys(prefix: str = "", tree: dict[str, Any] | None = None) -> list[str]:
+    """Every dotted setting of the schema that is not itself an object of settings
+    (``md.steps``, ``cp2k.overrides``, ...), in schema order; ``systems`` and ``mock`` count as one each."""
+    tree = schema() if tree is None else tree
+    out = []
+    for name, sub in tree.get("properties", {}).items():
+        key = f"{prefix}{name}"
+        if sub.get("type") == "object" and "properties" in sub and key not in ("mock",):
+            out.extend(leaf_keys(f"{key}.", sub))
+        else:
+            out.append(key)
+    return out

@@ -9,7 +9,8 @@ Two levels of theory (docs/physics.md §3):
     LUMO for xTB), ``SCF_GUESS MOPAC``, direct-P mixing with alpha 0.1 and MAX_DIIS 10.
 ``pbe``
     PBE, DZVP-MOLOPT-SR-GTH basis, GTH-PBE pseudopotentials (Cs q9, Pb q4, Br q7, Ca q10),
-    non-periodic wavelet Poisson solver, OT (DIIS, FULL_ALL, OUTER_SCF) with the LUMO
+    non-periodic wavelet Poisson solver, 250/40 Ry cutoffs, OT (DIIS, FULL_SINGLE_INVERSE,
+    OUTER_SCF, EPS_SCF 1e-5 with ASPC order 3) with the LUMO
     from the MO_CUBES print (``WRITE_CUBE F``, ``EPS_LUMO`` 1e-4), XC smoothing. The physics
     of the study.
 
@@ -58,6 +59,17 @@ PBE_BASIS = "DZVP-MOLOPT-SR-GTH"
 GTH_POTENTIAL = {"Cs": "GTH-PBE-q9", "Sr": "GTH-PBE-q10", "Ca": "GTH-PBE-q10", "Pb": "GTH-PBE-q4", "Br": "GTH-PBE-q7"}
 
 
+EPS_SCF = {"xtb": 1e-6, "pbe": 1e-5}
+"""EPS_SCF of each level when the setting is null (bench/RESULTS.md: at PBE with OT and ASPC, 1e-5
+gives the band-edge fluctuations of 1e-6 within 0.1 meV for a quarter fewer SCF iterations)."""
+
+PBE_CUTOFF_RY = 250.0
+PBE_REL_CUTOFF_RY = 40.0
+"""Plane-wave cutoffs of the pbe level (bench/RESULTS.md: gap fluctuations as at 400 Ry)."""
+
+PBE_PRECONDITIONER = "FULL_SINGLE_INVERSE"
+"""OT preconditioner of the pbe level: no diagonalisation, so it stays cheap for large dots."""
+
 MO_WINDOW = 2
 """Orbitals printed below the HOMO and above the LUMO in the MOLog (beyond the two edges)."""
 
@@ -95,14 +107,14 @@ class MDSettings:
 class SCFSettings:
     """SCF settings shared by relaxation and MD.
 
-    eps_scf: SCF convergence threshold (CP2K units).
+    eps_scf: SCF convergence threshold (CP2K units); None: the level's value (:data:`EPS_SCF`).
     max_scf: inner SCF iterations.
     smearing_K: Fermi-Dirac electronic temperature in K, or None for integer occupations.
         Explicit and recorded; it changes the frontier occupations.
     added_mos: unoccupied orbitals computed (diagonalisation) so the LUMO exists.
     """
 
-    eps_scf: float = settings.default("scf.eps_scf")
+    eps_scf: float | None = settings.default("scf.eps_scf")
     max_scf: int = settings.default("scf.max_scf")
     smearing_K: float | None = settings.default("scf.smearing_K")
     added_mos: int = 10
@@ -154,13 +166,14 @@ def _coord_lines(symbols: Sequence[str], positions_A: Sequence[Sequence[float]])
 
 def _dft_section(symbols: Sequence[str], level: str, scf: SCFSettings, run_type: str) -> dict[str, Any]:
     n_homo = homo_index(symbols, level)
+    eps_scf = EPS_SCF[level] if scf.eps_scf is None else scf.eps_scf
     dft: dict[str, Any] = {"charge": 0, "multiplicity": 1}
     if level == "xtb":
         dft["qs"] = {"method": "XTB", "xtb": {"do_ewald": False}}
         dft["poisson"] = {"periodic": "NONE", "psolver": "MT"}
         dft["scf"] = {
             "scf_guess": "MOPAC",
-            "eps_scf": scf.eps_scf,
+            "eps_scf": eps_scf,
             "max_scf": scf.max_scf,
             "max_diis": 10,
             "added_mos": scf.added_mos,
@@ -172,7 +185,7 @@ def _dft_section(symbols: Sequence[str], level: str, scf: SCFSettings, run_type:
     else:
         dft["basis_set_file_name"] = "BASIS_MOLOPT"
         dft["potential_file_name"] = "GTH_POTENTIALS"
-        dft["mgrid"] = {"cutoff": 400, "rel_cutoff": 50, "ngrids": 4}
+        dft["mgrid"] = {"cutoff": PBE_CUTOFF_RY, "rel_cutoff": PBE_REL_CUTOFF_RY, "ngrids": 4}
         dft["poisson"] = {"periodic": "NONE", "psolver": "WAVELET"}
         dft["qs"] = {"eps_default": 1e-10, "extrapolation": "ASPC", "extrapolation_order": 3}
         dft["xc"] = {
@@ -183,10 +196,10 @@ def _dft_section(symbols: Sequence[str], level: str, scf: SCFSettings, run_type:
             raise ValueError("smearing with the pbe level (OT) is not supported; use diagonalisation via overrides")
         dft["scf"] = {
             "scf_guess": "ATOMIC",
-            "eps_scf": scf.eps_scf,
+            "eps_scf": eps_scf,
             "max_scf": min(scf.max_scf, 50),
-            "ot": {"_": True, "minimizer": "DIIS", "preconditioner": "FULL_ALL"},
-            "outer_scf": {"_": True, "eps_scf": scf.eps_scf, "max_scf": 20},
+            "ot": {"_": True, "minimizer": "DIIS", "preconditioner": PBE_PRECONDITIONER},
+            "outer_scf": {"_": True, "eps_scf": eps_scf, "max_scf": 20},
         }
     if run_type == "MD":
         mo_range = [max(1, n_homo - MO_WINDOW), n_homo + 1 + MO_WINDOW]

@@ -42,7 +42,7 @@ class QuantumDotSpec:
     shell_layers: int = 0
     shell_metal: str = "Ca"
     lattice_A: float = 5.87
-    vacuum_A: float = 10.0
+    vacuum_A: float = 5.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "size", _validated_size(self.size))
