@@ -390,6 +390,8 @@ E2E = [
     ("equilibration-longer-than-run", setitem(["systems", 1, "md"], {"steps": 100}), ["systems", 1, "md", "steps"]),
     ("region-edges-out-of-order", setitem(["analysis", "region_edges_meV"], [0.0, 12.0, 4.5, 30.0]),
      ["analysis", "region_edges_meV"]),
+    # a campaign whose jobs could not start CP2K fails before the first job, not after the queue
+    ("cp2k-not-on-path", lambda c: c.update(engine="cp2k", cp2k={"command": "no-such-cp2k"}), ["cp2k", "command"]),
 ]
 
 

@@ -1,5 +1,6 @@
 """The workflow itself through --profile profiles/slurm on a real single-node SLURM cluster:
-the default mock campaign, a tiny real CP2K system as an srun MPI job, and a failing job."""
+two dots of the default mock campaign and a tiny real CP2K system as an srun MPI job (a failing job:
+tests/test_slurm.py; a missing CP2K now fails before any job, tests/test_config_invalid.py)."""
 
 from __future__ import annotations
 
@@ -66,15 +67,3 @@ def test_real_cp2k_continues_across_wall_time_stops_on_slurm(tmp_path, slurm_clu
     relax = json.loads((tmp_path / "results/relax/cspbbr3_1x1x1/relax.json").read_text())
     assert relax["command"].split()[0].endswith("srun") and " -n 2 " in relax["command"], relax["command"]
     assert pd.read_csv(tmp_path / "results/summary.csv")["level"].tolist() == ["xtb"]
-
-
-def test_failing_job_makes_snakemake_fail_on_slurm(tmp_path, slurm_cluster):
-    write_config(tmp_path, {
-        "systems": [{"size": [1, 1, 1]}], "level": "xtb", "engine": "cp2k",
-        "md": {"steps": 5, "equilibration_fs": 2.0, "replicas": 1},
-        "cp2k": {"command": "no-such-cp2k"},
-    })
-    result = run(tmp_path, timeout_s=600)
-    assert result.returncode not in (0, 124, 137), str(result)[-4000:]
-    log = (tmp_path / "results/logs/relax_structure/cspbbr3_1x1x1.log").read_text()
-    assert "no-such-cp2k" in log and "install" in log.lower()

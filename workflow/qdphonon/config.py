@@ -226,6 +226,22 @@ def replica_seed(base_seed: int, system: str, replica: str) -> int:
     return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
 
 
+def check_cp2k_command(config: Mapping[str, Any], which=None) -> None:
+    """With ``engine: cp2k``, :class:`ConfigError` naming ``cp2k.command`` when that program is not on
+    PATH here: a campaign whose jobs cannot start fails before the first job (on a cluster, load
+    CP2K's module before starting snakemake; jobs inherit this environment)."""
+    import shutil
+
+    if config.get("engine") != "cp2k":
+        return
+    command = config["cp2k"]["command"]
+    if (which or shutil.which)(command) is None:
+        raise ConfigError(
+            f"cp2k.command: {command!r} is not on PATH (install CP2K, e.g. apt-get install cp2k openmpi-bin, "
+            "or load its module before starting snakemake; the jobs inherit this environment)"
+        )
+
+
 def campaign_from_config(config: Mapping[str, Any]) -> dict[str, SystemConfig]:
     """The systems of a schema-validated config, keyed by name; raises :class:`ConfigError`
     (message starting with the offending key) for what the schema cannot express."""

@@ -6,7 +6,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
 
-from qdphonon.config import ConfigError, campaign_from_config, replica_seed
+from qdphonon.config import ConfigError, campaign_from_config, check_cp2k_command, replica_seed
 from qdphonon.config import settings_digest, validate_config
 from qdphonon import cost
 from qdphonon.figure_names import FIGURE_STEMS
@@ -14,6 +14,7 @@ from qdphonon.figure_names import FIGURE_STEMS
 try:
     validate_config(config)
     SYSTEMS = campaign_from_config(config)
+    check_cp2k_command(config)
 except ConfigError as exc:
     raise WorkflowError(f"invalid config: {exc}") from None
 
