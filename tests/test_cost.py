@@ -129,9 +129,7 @@ def test_packaged_csv_opens_with_pandas_without_options():
     assert tuple(table.columns) == cost.COLUMNS
     assert set(table["level"]) == {"xtb", "pbe"} and set(table["inputs"]) <= {"current", "previous"}
     assert (table["s_per_step"] > 0).all() and table["n_atoms"].dtype.kind == "i"
-    seed = table[table["inputs"] == "previous"].set_index(["level", "n_atoms"])["s_per_step"]
-    assert seed.to_dict() == {("xtb", 11): 0.06, ("xtb", 64): 1.5, ("xtb", 189): 25.0,
-                              ("pbe", 11): 25.0, ("pbe", 64): 50.0}
+    assert not table.duplicated(list(cost.KEY_COLUMNS)).any() and table["source"].notna().all()
     assert cost.DATA_PATH.relative_to(REPO / "workflow/qdphonon") == Path("data/cp2k_step_costs.csv")
 
 
@@ -142,7 +140,9 @@ def test_csv_ships_with_the_package():
 
 def test_append_measurements_replaces_same_key_and_keeps_columns(tmp_path):
     path = tmp_path / "costs.csv"
-    path.write_bytes(cost.DATA_PATH.read_bytes())
+    path.write_text(",".join(cost.COLUMNS) + "\n"
+                    "xtb,11,,2,1,0.06,,previous,2023.1,seed\nxtb,64,,2,1,1.5,,previous,2023.1,seed\n"
+                    "pbe,11,16.0,2,1,25.0,375.0,previous,2023.1,seed\n")  # fmt: skip
     before = pd.read_csv(path)
     new = dict(level="xtb", n_atoms=64, ranks=2, threads=1, s_per_step=0.9, inputs="current",
                cp2k_version="2023.1", source="bench_cp2k.py, 20 steps")
