@@ -1,7 +1,8 @@
 """``qdphonon check`` and ``qdphonon status``: read-only views of a campaign's results tree.
 
-Both read the campaign's config (validated, defaults filled in); a broken config is a clear
-error naming the file and key, exit status 2. Exit status 0 when every row is complete, else 3.
+Both read the campaign's config (validated, defaults filled in); a missing or broken config is
+one line naming the file and the key (or line), exit status 1. Exit status 0 when every row is
+complete, else 3.
 """
 
 from __future__ import annotations
@@ -29,14 +30,15 @@ def add_status_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_run_status)
 
 
-def _load_config(path: str) -> dict | None:
+def _load_config(path: str, command: str) -> dict | None:
     """The campaign config, validated (defaults filled in); None after printing why it is invalid."""
     from qdphonon.config import ConfigError, load_config_file, validate_config
 
     try:
         return validate_config(load_config_file(path))
     except ConfigError as exc:
-        print(f"qdphonon: invalid config {path}: {exc}", file=sys.stderr)
+        where = "" if str(exc).startswith(str(path)) else f"{path}: "
+        print(f"qdphonon {command}: error: invalid config {where}{exc}", file=sys.stderr)
         return None
 
 
@@ -50,16 +52,16 @@ def _report(rows: list[dict], as_json: bool, table) -> int:
 def _run_check(args: argparse.Namespace) -> int:
     from qdphonon import provenance
 
-    config = _load_config(args.config)
+    config = _load_config(args.config, "check")
     if config is None:
-        return 2
+        return 1
     return _report(provenance.campaign_provenance(args.results, config), args.json, provenance.format_table)
 
 
 def _run_status(args: argparse.Namespace) -> int:
     from qdphonon import status
 
-    config = _load_config(args.config)
+    config = _load_config(args.config, "status")
     if config is None:
-        return 2
+        return 1
     return _report(status.campaign_status(args.results, config), args.json, status.format_status)
