@@ -6,7 +6,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
 
-from qdphonon.config import ConfigError, campaign_from_config, check_cp2k_command, replica_seed
+from qdphonon.config import (
+    ConfigError,
+    campaign_from_config,
+    check_cp2k_command,
+    replica_seed,
+)
 from qdphonon.config import settings_digest, validate_config
 from qdphonon import cost
 from qdphonon.figure_names import FIGURE_STEMS
