@@ -28,7 +28,7 @@ K_B_meV_per_K = 8.617333262e-2
 def shipped(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("pbe_n1")
     with tarfile.open(ARCHIVE) as tar:
-        tar.extractall(out, filter="data")
+        tar.extractall(out, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
     return out
 
 
