@@ -76,20 +76,19 @@ def marker_value(run_dir: str | os.PathLike) -> str:
     return str(Path(run_dir).resolve())
 
 
-def run_dir_processes(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
-    """Live processes (this host, readable by us) whose environment carries the marker of ``run_dir``."""
-    needle = f"{MARKER_ENV}={marker_value(run_dir)}".encode() + b"\0"
-    found = []
+def _other_processes(matches) -> list[dict[str, Any]]:
+    """Live processes (this host, readable by us) other than this one for which ``matches(proc_dir)``
+    is true, as ``{"pid", "cmd"}``; processes that vanish or cannot be read are skipped."""
     me = os.getpid()
     proc = Path("/proc")
+    found: list[dict[str, Any]] = []
     if not proc.is_dir():
         return found
     for entry in proc.iterdir():
         if not entry.name.isdigit() or int(entry.name) == me:
             continue
         try:
-            env = (entry / "environ").read_bytes()
-            if needle not in env + b"\0":
+            if not matches(entry):
                 continue
             cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
         except (FileNotFoundError, ProcessLookupError, PermissionError, OSError):
@@ -98,24 +97,16 @@ def run_dir_processes(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
     return found
 
 
+def run_dir_processes(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
+    """Live processes (this host, readable by us) whose environment carries the marker of ``run_dir``."""
+    needle = f"{MARKER_ENV}={marker_value(run_dir)}".encode() + b"\0"
+    return _other_processes(lambda entry: needle in (entry / "environ").read_bytes() + b"\0")
+
+
 def lock_file_openers(path: Path) -> list[dict[str, Any]]:
     """Live processes (this host, readable by us) other than this one with ``path`` open."""
     target = str(path.resolve())
-    me = os.getpid()
-    found = []
-    proc = Path("/proc")
-    if not proc.is_dir():
-        return found
-    for entry in proc.iterdir():
-        if not entry.name.isdigit() or int(entry.name) == me:
-            continue
-        try:
-            if any(os.readlink(fd) == target for fd in (entry / "fd").iterdir()):
-                cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
-                found.append({"pid": int(entry.name), "cmd": cmd[:200]})
-        except (FileNotFoundError, ProcessLookupError, PermissionError, OSError):
-            continue
-    return found
+    return _other_processes(lambda entry: any(os.readlink(fd) == target for fd in (entry / "fd").iterdir()))
 
 
 def kill_run_dir_processes(run_dir: str | os.PathLike, wait_s: float = ORPHAN_WAIT_S,

@@ -127,6 +127,15 @@ def read_main_output(path: str | os.PathLike) -> MainOutput:
     mode = None  # None | "occ" | "unocc"
     occ_last: float | None = None
     occ_count = 0
+
+    def current(i: int) -> Evaluation:
+        """The force evaluation being read; a new one, starting at line ``i``, when none is open."""
+        nonlocal cur
+        if cur is None:
+            cur = Evaluation(seg, i, n_electrons=n_el, n_occupied=n_occ)
+            evals.append(cur)
+        return cur
+
     for i, line in enumerate(lines, start=1):
         if mode is not None:
             s = line.strip()
@@ -151,33 +160,19 @@ def read_main_output(path: str | os.PathLike) -> MainOutput:
             out.synthetic = _is_synthetic_line(line)
             continue
         if "SCF WAVEFUNCTION OPTIMIZATION" in line:
-            if cur is None:
-                cur = Evaluation(seg, i, n_electrons=n_el, n_occupied=n_occ)
-                evals.append(cur)
+            current(i)
             continue
         if "SCF run converged" in line and "NOT" not in line:
-            if cur is None:
-                cur = Evaluation(seg, i, n_electrons=n_el, n_occupied=n_occ)
-                evals.append(cur)
-            cur.scf_converged = True
+            current(i).scf_converged = True
             continue
         if "SCF run NOT converged" in line or "outer SCF loop FAILED to converge" in line:
-            if cur is None:
-                cur = Evaluation(seg, i, n_electrons=n_el, n_occupied=n_occ)
-                evals.append(cur)
-            cur.scf_converged = False
+            current(i).scf_converged = False
             continue
         if _SCF_WALLTIME_STOP in line:
-            if cur is None:
-                cur = Evaluation(seg, i, n_electrons=n_el, n_occupied=n_occ)
-                evals.append(cur)
-            cur.walltime_stopped = True
+            current(i).walltime_stopped = True
             continue
         if _SCF_EXTERNAL_STOP in line:
-            if cur is None:
-                cur = Evaluation(seg, i, n_electrons=n_el, n_occupied=n_occ)
-                evals.append(cur)
-            cur.external_stopped = True
+            current(i).external_stopped = True
             continue
         if "outer SCF loop converged" in line:
             if cur is not None:
