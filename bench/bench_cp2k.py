@@ -317,6 +317,10 @@ def save(data: dict) -> None:
     RESULTS.write_text(json.dumps(data, indent=1) + "\n")
 
 
+def _cell(value) -> str:
+    return "–" if value is None else str(value)
+
+
 def report(data: dict) -> str:
     acc = {(a["level"], a["size"], a["candidate"]): a for a in data["accuracy"]}
     lines = []
@@ -334,8 +338,9 @@ def report(data: dict) -> str:
             a = acc.get((level, size, r["candidate"]))
             m = fluctuation_metrics(a, ref) if a and ref and a is not ref else None
             lines.append(
-                f"| {r['candidate']} | {r['box_A']} | {s['ranks']}×{s['threads']} | {r['s_per_step']} | "
-                f"{r['iterations_per_step']} | {r.get('s_per_iteration', '–')} | {r['first_step_s']} | {ratio} | "
+                f"| {r['candidate']} | {r['box_A']} | {s['ranks']}×{s['threads']} | {_cell(r['s_per_step'])} | "
+                f"{_cell(r['iterations_per_step'])} | {_cell(r.get('s_per_iteration'))} | {_cell(r['first_step_s'])} | "
+                f"{ratio} | "
                 + (f"{m['gap']['offset_meV']} | {100 * m['gap']['fluct_error_frac']:.1f} % | "
                    f"{100 * m['homo']['fluct_error_frac']:.1f} / {100 * m['lumo']['fluct_error_frac']:.1f} % |"
                    if m else "– | – | – |"))  # fmt: skip
