@@ -73,6 +73,13 @@ PBE_PRECONDITIONER = "FULL_SINGLE_INVERSE"
 """OT preconditioner of the pbe level: no diagonalisation, so it stays cheap for large dots."""
 
 MO_WINDOW = 2
+
+RIGID_MOTION_TOL_AU = 1e-10
+"""``COMVEL_TOL`` and ``ANGVEL_TOL`` of an isolated dot's MD (CP2K's unit for both: bohr per
+atomic time unit). CP2K removes the centre-of-mass velocity and the rigid rotation at every
+step where they exceed these, so tiny values keep them at zero throughout the run (a dot with no
+rotation removed put 32.5 % of its kinetic energy into rigid rotation at PBE, docs/physics.md
+§3.6). Together with ``ANGVEL_ZERO`` at the start; both are ignored by CP2K for periodic cells."""
 """Orbitals printed below the HOMO and above the LUMO in the MOLog (beyond the two edges)."""
 
 
@@ -280,6 +287,9 @@ def cp2k_input_tree(
                 "steps": int(md.steps),
                 "timestep": float(md.timestep_fs),
                 "temperature": float(md.temperature_K),
+                "angvel_zero": True,
+                "angvel_tol": RIGID_MOTION_TOL_AU,
+                "comvel_tol": RIGID_MOTION_TOL_AU,
                 "thermostat": {"type": "CSVR", "region": "GLOBAL", "csvr": {"timecon": float(md.thermostat_timecon_fs)}},
             },
             "print": {
