@@ -201,3 +201,52 @@ def test_on_scf_failure_help_says_what_the_csv_writes(tmp_path):
     assert "scf_converged=False" in settings.describe("scf.on_failure")
     assert "scf_converged=0" not in settings.describe("scf.on_failure")
     shutil.rmtree(tmp_path / "run")
+
+
+GPU_LINE = " Skipping GPU init, should have already been initialized "
+
+
+def test_library_messages_in_the_middle_of_eigenvalue_lists_change_nothing(tmp_path):
+    """The real 2023.1 PBE/OT run with ELPA's GPU message (the string of a real 9.1 GPU output) put after the
+    2nd row of every occupied list and after the header of every unoccupied list: the same band edges."""
+    src = DATA.parent / "cp2k-2023.1" / "pbe_cs4pbbr6_ot" / "run.tar.xz"
+    runs = {}
+    for name in ("clean", "gpu"):
+        with tarfile.open(src) as tar:
+            tar.extractall(tmp_path / name, filter="data") if hasattr(tarfile, "data_filter") else tar.extractall(tmp_path / name)
+        runs[name] = tmp_path / name
+    out = runs["gpu"] / "seg000.out"
+    lines, edited, k = out.read_text().split("\n"), [], None
+    for i, line in enumerate(lines):
+        edited.append(line)
+        if "Eigenvalues of the occupied subspace" in line:
+            k = i + 3  # header, dash line, two rows of eigenvalues
+        elif "Lowest Eigenvalues of the unoccupied subspace" in line:
+            edited.append(GPU_LINE)
+        if i == k:
+            edited.append(GPU_LINE)
+    n = sum(1 for s in lines if "Eigenvalues of the occupied subspace" in s)
+    assert n >= 5 and len(edited) == len(lines) + 2 * n
+    out.write_text("\n".join(edited))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clean, gpu = parse_run_dir(runs["clean"]), parse_run_dir(runs["gpu"])
+    assert "MO_CUBES" in gpu.band_edges.source and gpu.band_edges.step.size == n
+    for f in ("step", "vbm_eV", "cbm_eV", "gap_eV"):
+        np.testing.assert_array_equal(getattr(gpu.band_edges, f), getattr(clean.band_edges, f))
+
+
+@pytest.mark.parametrize("name, want", [
+    ("v7.1_md_nvt.out", "this run printed no band edges (no MOLog, no eigenvalue lists in the main output); "
+                        "compute them along its trajectory with: qdphonon reevaluate --run-dir {run} --level pbe"),
+    ("v2024.3_geo_opt.out", "line 55: CP2K run type GEO_OPT ('GLOBAL| Run type'), not MD"),
+])  # fmt: skip
+def test_parse_cp2k_command_prints_the_refusal(name, want, tmp_path, capsys):
+    from qdphonon.cli import main
+
+    run = tmp_path / "run"
+    unpack(name, run)
+    assert main(["parse-cp2k", "--run-dir", str(run), "--out", str(tmp_path / "be.csv")]) != 0
+    err = capsys.readouterr().err
+    assert want.format(run=run) in err and "Traceback" not in err
+    assert not (tmp_path / "be.csv").exists()

@@ -233,9 +233,9 @@ def band_edges_from_outputs(
             blocks, molog_synthetic = read_molog(molog_path)
         except UnsupportedMOLogFormat as exc:
             versions = sorted({mo.cp2k_version for mo in mains if mo.cp2k_version})
-            raise UnsupportedMOLogFormat(f"{exc}; the main output says CP2K version {', '.join(versions) or '?'} "
-                                         "(MOLog rows 'MO| index eig[a.u.] eig[eV] occupation' are read, CP2K >= 8.2)"
-                                         ) from None  # fmt: skip
+            raise UnsupportedMOLogFormat(f"{exc}; the main output says CP2K version {', '.join(versions) or '?'}; "
+                                         "read are the rows 'MO| index eig[a.u.] eig[eV] occupation' of CP2K 8.2 and "
+                                         "later") from None  # fmt: skip
         synthetic = synthetic or molog_synthetic
         rows = _molog_rows(align_mo_blocks(mains, blocks, str(molog_path), molog_blocks, warn_sink), homo, str(molog_path))
         source = f"{molog_path.name} (orbital {homo} = HOMO, {homo + 1} = LUMO)"

@@ -69,8 +69,8 @@ def read_molog(path: str | os.PathLike) -> tuple[list[MOBlock], bool]:
     for i, line in enumerate(lines, start=1):
         if line.lstrip().startswith(_PRE_82_MARKERS) or "EIGENVALUES AND MO OCCUPATION" in line:
             raise UnsupportedMOLogFormat(
-                f"{path}: line {i}: {line.strip()[:60]!r}: the MOLog format of CP2K before 8.2 is not supported "
-                "(format not supported: no 'MO|' rows)"
+                f"{path}: line {i}: {line.strip()[:60]!r}: format not supported: the MOLog format of CP2K before 8.2 "
+                "(no 'MO|' rows)"
             )
         if "EIGENVALUES AND OCCUPATION NUMBERS" in line:
             if "ALPHA" in line or "BETA" in line:
