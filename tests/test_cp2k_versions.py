@@ -40,7 +40,7 @@ MD_RUNS = {
 }
 # name: (run type, its line) read by hand
 OTHER_RUNS = {"v2024.3_geo_opt.out": ("GEO_OPT", 55), "v9.1_geo_opt.out": ("GEO_OPT", 45),
-              "v9.1_energy_ot_gpu.out": ("ENERGY", 57)}  # fmt: skip
+              "v9.1_energy_ot_gpu.out": ("ENERGY", 57), "v2.6.2_geo_opt.out": ("GEO_OPT", 38)}  # fmt: skip
 
 
 def unpack(name: str, dest: Path, as_name: str | None = None) -> Path:
@@ -250,3 +250,15 @@ def test_parse_cp2k_command_prints_the_refusal(name, want, tmp_path, capsys):
     err = capsys.readouterr().err
     assert want.format(run=run) in err and "Traceback" not in err
     assert not (tmp_path / "be.csv").exists()
+
+
+def test_empty_unoccupied_list_of_cp2k_2_6_invents_no_lumo(tmp_path):
+    """CP2K 2.6.2 GEO_OPT (NOMAD H2O.out): 101 lists whose unoccupied part is a header and nothing else. The
+    last list's HOMO is read (line 30441: -0.24933184 Ha), and no number after the header is taken as a LUMO."""
+    path = unpack("v2.6.2_geo_opt.out", tmp_path)
+    lines = path.read_text().splitlines()
+    assert lines[30440].split()[-1] == "-0.24933184" and "unoccupied" in lines[30443]
+    assert sum("Lowest eigenvalues of the unoccupied subspace" in s for s in lines) == 101
+    evs = [ev for ev in read_main_output(path).evaluations if ev.ot_homo_eV is not None]
+    assert evs and all(ev.ot_lumo_eV is None for ev in evs)
+    assert evs[-1].ot_homo_eV == pytest.approx(-0.24933184 * 27.211386245988, abs=1e-6) and evs[-1].ot_n_occupied == 4

@@ -134,11 +134,29 @@ def level_from_functionals(names: list[str]) -> str | None:
     return _NAMED_COMBINATIONS.get(tuple(names)) or "+".join(n.lower() for n in names)
 
 
-def _list_ends(s: str) -> bool:
-    """True for a line that ends an eigenvalue list: blank, CP2K's next labelled print (``Fermi
-    Energy``, ``HOMO - LUMO``, ``Lowest ...``, ``ENERGY|``, ...); False for stray library messages
-    (``Skipping GPU init, should have already been initialized`` of a GPU build), which are skipped."""
-    return not s or "|" in s or s.startswith(("Fermi Energy", "HOMO - LUMO", "Lowest", "Eigenvalues", "*"))
+def _numbers_only(text: str) -> bool:
+    """True for a line of numbers only (a row of an eigenvalue list)."""
+    try:
+        return bool([float(t) for t in text.split()])
+    except ValueError:
+        return False
+
+
+def _next_row(lines: list[str], start: int) -> str:
+    """The first of ``lines[start:]`` (a few at most) that is not blank, a dash line or an ``OT|`` line."""
+    for text in lines[start : start + 8]:
+        t = text.strip()
+        if t and not t.startswith(("---", "OT|")):
+            return t
+    return ""
+
+
+def _stray_line(s: str, following: str) -> bool:
+    """True for a line inside an eigenvalue list that is not CP2K's (a GPU build's ELPA prints ``Skipping GPU
+    init, should have already been initialized`` there): unlabelled, not blank, and eigenvalues follow it.
+    Anything else ends the list (``Fermi Energy``, ``HOMO - LUMO``, ``ENERGY|``, the next print)."""
+    labelled = "|" in s or s.startswith(("Fermi Energy", "HOMO - LUMO", "Lowest", "Eigenvalues", "*"))
+    return bool(s) and not labelled and _numbers_only(following)
 
 
 def read_main_output(path: str | os.PathLike) -> MainOutput:
@@ -190,7 +208,7 @@ def read_main_output(path: str | os.PathLike) -> MainOutput:
                     cur.ot_lumo_eV = vals[0] * HARTREE_eV
                 mode = None
                 continue
-            if not vals and not _list_ends(s):
+            if not vals and _stray_line(s, _next_row(lines, i)):
                 continue
             if mode == "occ" and occ_last is not None and cur is not None:
                 cur.ot_homo_eV, cur.ot_n_occupied = occ_last * HARTREE_eV, occ_count
