@@ -539,7 +539,8 @@ def test_missing_and_empty_files_are_named(run_copy):
     with pytest.raises(FileNotFoundError, match="run directory not found"):
         parse_run_dir(d / "nothing-here")
     (d / "seg000.out").rename(d / "other.out")
-    with pytest.raises(FileNotFoundError, match=r"no MOLog file next to .*other\.out"):
+    with pytest.raises(FileNotFoundError, match=r"other\.out: this run printed no band edges \(no MOLog, no eigenvalue "
+                       r"lists in the main output\); .*: qdphonon reevaluate --run-dir .*xtb_cs4pbbr6_20steps --level xtb"):
         parse_run_dir(d)
     (d / "other.out").write_text("not a CP2K output\n")
     with pytest.raises(FileNotFoundError, match=r"no CP2K main output found"):

@@ -8,8 +8,15 @@ from typing import Sequence
 import numpy as np
 from qdphonon.parsers.common import _warn
 from qdphonon.parsers.main_output import Evaluation, MainOutput, electron_count_line
-from qdphonon.parsers.molog import MOBlock, read_molog
+from qdphonon.parsers.molog import MOBlock, UnsupportedMOLogFormat, read_molog
 from qdphonon.parsers.xyz import dedupe_keep_last
+
+
+NO_BAND_EDGES = "this run printed no band edges (no MOLog, no eigenvalue lists in the main output)"
+
+
+class NoBandEdgesError(FileNotFoundError):
+    """The run printed no band edges: no MOLog and no eigenvalue lists in its main outputs."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -222,7 +229,13 @@ def band_edges_from_outputs(
     rows = None
     synthetic = any(mo.synthetic for mo in mains)
     if molog_path is not None and molog_path.is_file():
-        blocks, molog_synthetic = read_molog(molog_path)
+        try:
+            blocks, molog_synthetic = read_molog(molog_path)
+        except UnsupportedMOLogFormat as exc:
+            versions = sorted({mo.cp2k_version for mo in mains if mo.cp2k_version})
+            raise UnsupportedMOLogFormat(f"{exc}; the main output says CP2K version {', '.join(versions) or '?'}; "
+                                         "read are the rows 'MO| index eig[a.u.] eig[eV] occupation' of CP2K 8.2 and "
+                                         "later") from None  # fmt: skip
         synthetic = synthetic or molog_synthetic
         rows = _molog_rows(align_mo_blocks(mains, blocks, str(molog_path), molog_blocks, warn_sink), homo, str(molog_path))
         source = f"{molog_path.name} (orbital {homo} = HOMO, {homo + 1} = LUMO)"
@@ -230,7 +243,9 @@ def band_edges_from_outputs(
     else:
         why = (f"{molog_path}: MO print file not found" if molog_path is not None else
                f"no MOLog file next to {mains[0].path} (name it with --molog)")
-        if not any(ev.ot_lumo_eV is not None for ev in evals):
+        if not any(ev.ot_lumo_eV is not None or ev.ot_homo_eV is not None for ev in evals):
+            if molog_path is None:
+                raise NoBandEdgesError(f"{', '.join(mo.path for mo in mains)}: {NO_BAND_EDGES}")
             raise FileNotFoundError(why)
     if rows is None:
         rows = _ot_rows(evals, homo, why)

@@ -64,12 +64,19 @@ class MainOutput:
     complete: bool
     md_temperature_K: float | None = None
     level: str | None = None
+    run_type: str | None = None
+    run_type_line: int | None = None
 
 
 _FLOAT = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[EeDd][-+]?\d+)?"
 
 
 _RE_STEP = re.compile(r"^\s*MD\|\s+Step number\s+(\d+)\s*$")
+_RE_STEP_OLD = re.compile(r"^\s*STEP NUMBER\s+=\s+(\d+)\s*$")
+"""CP2K <= 7.1 (2.6.2 too): the MD step summary is a ``STEP NUMBER = N`` / ``TIME [fs] = t`` block."""
+_RE_TIME_OLD = re.compile(rf"^\s*TIME \[fs\]\s+=\s+({_FLOAT})\s*$")
+_OLD_MD_INIT = "INITIAL POTENTIAL ENERGY[hartree]"
+"""CP2K <= 7.1: first line of the MD initialisation block (``MD_INI|`` from 8.1 on)."""
 
 
 _RE_TIME = re.compile(rf"^\s*MD\|\s+Time \[fs\]\s+({_FLOAT})\s*$")
@@ -77,6 +84,12 @@ _RE_TIME = re.compile(rf"^\s*MD\|\s+Time \[fs\]\s+({_FLOAT})\s*$")
 
 _RE_DT = re.compile(rf"^\s*MD_PAR\|\s+Time step \[fs\]\s+({_FLOAT})\s*$")
 _RE_TMD = re.compile(rf"^\s*MD_PAR\|\s+Temperature \[K\]\s+({_FLOAT})\s*$")
+_RE_DT_OLD = re.compile(rf"^\s*MD\|\s+Time Step \[fs\]\s+({_FLOAT})\s*$")
+_RE_TMD_OLD = re.compile(rf"^\s*MD\|\s+Temperature \[K\]\s+({_FLOAT})\s*$")
+"""CP2K <= 7.1 MD parameters (one number; the per-step ``MD| Temperature [K]`` of >= 8.1 has two)."""
+_RE_RUN_TYPE = re.compile(r"^\s*GLOBAL\|\s+Run type\s+(\S+)\s*$")
+_RE_FUNCTIONAL = re.compile(r"^\s*FUNCTIONAL\|\s+([A-Za-z][A-Za-z0-9_+\-]*):\s*$")
+"""A functional's name line (``FUNCTIONAL| PBE:``), not ``ROUTINE=NEW`` (CP2K <= 9.1) nor a reference line."""
 
 
 _RE_NEL = re.compile(r"^\s*Number of electrons:\s+(\d+)\s*$")
@@ -110,9 +123,49 @@ def _f(text: str) -> float:
     return float(text.replace("D", "E").replace("d", "e"))
 
 
+_NAMED_COMBINATIONS = {("BECKE88", "LYP"): "blyp", ("LYP", "BECKE88"): "blyp"}
+
+
+def level_from_functionals(names: list[str]) -> str | None:
+    """The level a list of CP2K ``FUNCTIONAL|`` names stands for, lower case: ``pbe``, ``blyp``
+    (``BECKE88`` + ``LYP``), ``pade``; other combinations joined with ``+``; None for none."""
+    if not names:
+        return None
+    return _NAMED_COMBINATIONS.get(tuple(names)) or "+".join(n.lower() for n in names)
+
+
+def _numbers_only(text: str) -> bool:
+    """True for a line of numbers only (a row of an eigenvalue list)."""
+    try:
+        return bool([float(t) for t in text.split()])
+    except ValueError:
+        return False
+
+
+def _next_row(lines: list[str], start: int) -> str:
+    """The first of ``lines[start:]`` (a few at most) that is not blank, a dash line or an ``OT|`` line."""
+    for text in lines[start : start + 8]:
+        t = text.strip()
+        if t and not t.startswith(("---", "OT|")):
+            return t
+    return ""
+
+
+def _stray_line(s: str, following: str) -> bool:
+    """True for a line inside an eigenvalue list that is not CP2K's (a GPU build's ELPA prints ``Skipping GPU
+    init, should have already been initialized`` there): unlabelled, not blank, and eigenvalues follow it.
+    Anything else ends the list (``Fermi Energy``, ``HOMO - LUMO``, ``ENERGY|``, the next print)."""
+    labelled = "|" in s or s.startswith(("Fermi Energy", "HOMO - LUMO", "Lowest", "Eigenvalues", "*"))
+    return bool(s) and not labelled and _numbers_only(following)
+
+
 def read_main_output(path: str | os.PathLike) -> MainOutput:
     """The force evaluations of one CP2K MD main output, in order, with step, time, SCF verdict
-    and (OT route) band edges; plus time step, smearing and version."""
+    and (OT route) band edges; plus time step, smearing, version, level and run type.
+
+    MD steps are read in both of CP2K's formats: ``MD_INI|`` / ``MD| Step number`` (8.1 and
+    later; the ``MD STEP: n / N`` banner that 2026.2 prints before each step is not needed) and
+    ``INITIAL POTENTIAL ENERGY`` / ``STEP NUMBER =`` (7.1 and earlier, 2.6.2 included)."""
     path = Path(path)
     lines, complete = _text_lines(path, "CP2K main output")
     if not complete:
@@ -127,6 +180,8 @@ def read_main_output(path: str | os.PathLike) -> MainOutput:
     mode = None  # None | "occ" | "unocc"
     occ_last: float | None = None
     occ_count = 0
+    xtb = False
+    functionals: list[str] = []
 
     def current(i: int) -> Evaluation:
         """The force evaluation being read; a new one, starting at line ``i``, when none is open."""
@@ -152,6 +207,8 @@ def read_main_output(path: str | os.PathLike) -> MainOutput:
                 if cur is not None and cur.ot_lumo_eV is None:
                     cur.ot_lumo_eV = vals[0] * HARTREE_eV
                 mode = None
+                continue
+            if not vals and _stray_line(s, _next_row(lines, i)):
                 continue
             if mode == "occ" and occ_last is not None and cur is not None:
                 cur.ot_homo_eV, cur.ot_n_occupied = occ_last * HARTREE_eV, occ_count
@@ -189,15 +246,16 @@ def read_main_output(path: str | os.PathLike) -> MainOutput:
             mode = "unocc"
             continue
         s = line.lstrip()
-        if s.startswith("MD_INI| MD initialization"):
+        if s.startswith("MD_INI| MD initialization") or s.startswith(_OLD_MD_INIT):
             if cur is None:  # an output without SCF prints (the mock engine's minimal one)
                 evals.append(Evaluation(seg, i, n_electrons=n_el, n_occupied=n_occ))
                 cur = evals[-1]
             cur.kind = "init"
             cur = None
             continue
-        if s.startswith("MD| Step number"):
-            m = _RE_STEP.match(line)
+        if s.startswith("MD| Step number") or s.startswith("STEP NUMBER"):
+            old = s.startswith("STEP NUMBER")
+            m = (_RE_STEP_OLD if old else _RE_STEP).match(line)
             if m is None:
                 raise ValueError(f"{path}: line {i}: bad step line {line.strip()[:80]!r}")
             if cur is None:
@@ -205,7 +263,7 @@ def read_main_output(path: str | os.PathLike) -> MainOutput:
                 cur = evals[-1]
             cur.kind, cur.step = "step", int(m.group(1))
             if i < len(lines):
-                mt = _RE_TIME.match(lines[i])
+                mt = (_RE_TIME_OLD if old else _RE_TIME).match(lines[i])
                 if mt:
                     cur.time_fs = _f(mt.group(1))
             cur = None
@@ -244,8 +302,25 @@ def read_main_output(path: str | os.PathLike) -> MainOutput:
             if m:
                 out.md_temperature_K = _f(m.group(1))
             continue
-        if out.level is None and (s.startswith("xTB| ") or s.startswith("FUNCTIONAL| ")):
-            out.level = "xtb" if s.startswith("xTB|") else s.split()[1].rstrip(":").lower()
+        if s.startswith("MD| Time Step [fs]") or s.startswith("MD| Temperature [K]"):
+            m_dt, m_t = _RE_DT_OLD.match(line), _RE_TMD_OLD.match(line)
+            if m_dt and out.timestep_fs is None:
+                out.timestep_fs = _f(m_dt.group(1))
+            if m_t and out.md_temperature_K is None:
+                out.md_temperature_K = _f(m_t.group(1))
+            continue
+        if s.startswith("xTB| "):
+            xtb = True
+            continue
+        if s.startswith("FUNCTIONAL| "):
+            m = _RE_FUNCTIONAL.match(line)
+            if m and not evals and m.group(1).upper() not in functionals:
+                functionals.append(m.group(1).upper())
+            continue
+        if s.startswith("GLOBAL| Run type") and out.run_type is None:
+            m = _RE_RUN_TYPE.match(line)
+            if m:
+                out.run_type, out.run_type_line = m.group(1).upper(), i
             continue
         if s.startswith("Smear method:"):
             m = _RE_SMEAR.match(line)
@@ -263,6 +338,7 @@ def read_main_output(path: str | os.PathLike) -> MainOutput:
             continue
         if "PROGRAM ENDED AT" in line:
             out.complete = True
+    out.level = "xtb" if xtb else level_from_functionals(functionals)
     if smear_method is not None and smear_method.upper() != "NONE":
         out.smearing_K = t_el
     _assign_init_steps(evals)

@@ -34,11 +34,20 @@ class MOBlock:
         return float(self.energy_eV[hit[0]]), float(self.occupation[hit[0]])
 
 
+class UnsupportedMOLogFormat(ValueError):
+    """A MOLog in a format this reader does not read (CP2K before 8.2: ``MO EIGENVALUES AND MO
+    OCCUPATION NUMBERS`` headers and ``# MO index`` tables, without the ``MO|`` prefix)."""
+
+
+_PRE_82_MARKERS = ("MO EIGENVALUES AND MO OCCUPATION NUMBERS", "# MO index")
+
+
 def read_molog(path: str | os.PathLike) -> tuple[list[MOBlock], bool]:
     """All blocks of a ``*.MOLog`` in file order, and the synthetic flag.
 
     Rows are ``MO| index eig[a.u.] eig[eV] occupation``; the eV column is used as CP2K
-    printed it. A partial last line is ignored. Spin-polarised output is refused.
+    printed it (the format of CP2K 8.2 and later). A partial last line is ignored. Spin-polarised
+    output is refused; a MOLog of CP2K before 8.2 raises :class:`UnsupportedMOLogFormat`.
     """
     path = Path(path)
     lines, complete = _text_lines(path, "MO print file")
@@ -58,6 +67,11 @@ def read_molog(path: str | os.PathLike) -> tuple[list[MOBlock], bool]:
             )
 
     for i, line in enumerate(lines, start=1):
+        if line.lstrip().startswith(_PRE_82_MARKERS) or "EIGENVALUES AND MO OCCUPATION" in line:
+            raise UnsupportedMOLogFormat(
+                f"{path}: line {i}: {line.strip()[:60]!r}: format not supported: the MOLog format of CP2K before 8.2 "
+                "(no 'MO|' rows)"
+            )
         if "EIGENVALUES AND OCCUPATION NUMBERS" in line:
             if "ALPHA" in line or "BETA" in line:
                 raise ValueError(f"{path}: line {i}: spin-polarised MO output is not supported")

@@ -14,13 +14,13 @@ import re
 from pathlib import Path
 from typing import Sequence
 
-from qdphonon.parsers.band_edges import BandEdges, band_edges_from_outputs
+from qdphonon.parsers.band_edges import BandEdges, NoBandEdgesError, band_edges_from_outputs
 from qdphonon.parsers.common import _warn
 from qdphonon.parsers.energies import Energies, read_energies
 from qdphonon.parsers.main_output import MainOutput, read_main_output
 from qdphonon.parsers.dcd_steps import read_dcd_run
 from qdphonon.parsers.xyz import Trajectory, read_positions, read_velocities
-from qdphonon.rundir import RunLayout, discover
+from qdphonon.rundir import RunLayout, discover, read_output_header
 from qdphonon.units import BOLTZMANN_meV_per_K
 
 SCF_POLICIES = ("drop_step", "keep_flagged", "fail")
@@ -85,12 +85,18 @@ def parse_run_dir(run_dir: str | os.PathLike, on_scf_failure: str = "drop_step",
     if on_scf_failure not in SCF_POLICIES:
         raise ValueError(f"on_scf_failure must be one of {', '.join(SCF_POLICIES)}, got {on_scf_failure!r}")
     sink: list[str] = []
-    layout = discover(run_dir, outputs, molog)
+    try:
+        layout = discover(run_dir, outputs, molog)
+    except FileNotFoundError:
+        if outputs is None and Path(run_dir).is_dir():
+            _refuse_other_run_types([p for p in sorted(Path(run_dir).iterdir()) if p.is_file()])
+        raise
     run_dir = layout.run_dir
     for p in layout.set_aside:
         _warn(f"{p}: empty main output (CP2K killed before it wrote anything): set aside", sink)
     segs = layout.outputs
     mains = [read_main_output(p) for p in segs]
+    _refuse_other_run_types(segs, mains)
     for mo in mains[:-1]:
         if mo.evaluations and mo.evaluations[-1].kind == "trailing":
             ev = mo.evaluations[-1]
@@ -107,7 +113,11 @@ def parse_run_dir(run_dir: str | os.PathLike, on_scf_failure: str = "drop_step",
         _warn(f"{last.path}: line {ev.line_no}: run ended during step {_next_step(last)}{why}; that step is dropped", sink)
 
 
-    edges = band_edges_from_outputs(mains, layout.path("molog"), sink, layout.molog_blocks)
+    try:
+        edges = band_edges_from_outputs(mains, layout.path("molog"), sink, layout.molog_blocks)
+    except NoBandEdgesError as exc:
+        level = next((mo.level for mo in mains if mo.level), None) or level_from_inputs(run_dir)
+        raise NoBandEdgesError(f"{exc}; compute them along its trajectory with: {reevaluate_command(run_dir, level)}") from None
     if str(layout.files.get("positions", "")).endswith(".dcd"):
         positions = read_dcd_run(run_dir, "positions", project=layout.project, warn_sink=sink)
         velocities = read_dcd_run(run_dir, "velocities", project=layout.project, warn_sink=sink)
@@ -157,6 +167,27 @@ def parse_run_dir(run_dir: str | os.PathLike, on_scf_failure: str = "drop_step",
         dropped_steps=dropped,
         warnings=sink,
     )
+
+
+def reevaluate_command(run_dir: str | os.PathLike, level: str | None) -> str:
+    """The command that computes band edges along the trajectory of a run that printed none."""
+    lv = level if level in ("xtb", "pbe") else "LEVEL"
+    return f"qdphonon reevaluate --run-dir {run_dir} --level {lv}" + ("" if lv != "LEVEL" else " (xtb or pbe)")
+
+
+def _refuse_other_run_types(paths: Sequence[Path], mains: Sequence[MainOutput] | None = None) -> None:
+    """ValueError naming the file, line and run type of the first CP2K main output that is not an MD run."""
+    for i, p in enumerate(paths):
+        if mains is None:
+            h = read_output_header(p)
+            if h is None or h.run_type is None or h.run_type.upper() == "MD":
+                continue
+        mo = mains[i] if mains is not None else read_main_output(p)
+        if mo.run_type is not None and mo.run_type != "MD":
+            raise ValueError(
+                f"{p}: line {mo.run_type_line}: CP2K run type {mo.run_type} ('GLOBAL| Run type'), not MD: "
+                "parse-cp2k reads the steps of an MD run (RUN_TYPE MD)"
+            )
 
 
 def level_from_inputs(run_dir: Path) -> str | None:
