@@ -466,6 +466,8 @@ def test_summary_rows(tmp_path):
                 "fwhm_meV_err", "fwhm_quantum_meV", "S_low", "hw_low_meV", "S_LO", "hw_LO_meV", "synthetic", "level"):
         assert col in df.columns, col
     assert df.loc[0, "lambda_meV"] == pytest.approx(100 / (4 * KT_MD_meV), rel=0.01)
+    assert df.loc[0, "lambda_lo_meV"] < df.loc[0, "lambda_meV"] < df.loc[0, "lambda_hi_meV"]  # one trajectory: chi^2
+    assert df.loc[0, "temperature_source"] == "md_temperature" and df.loc[0, "normalisation_temperature_K"] == T_MD_K
     assert df.loc[1, "shell_layers"] == 1 and df.loc[0, "level"] == "pbe"
     assert df.loc[0, "edge_x_nm"] == df.loc[0, "edge_nm"] == 2.35 and df["edge_nm"].dtype == float
     assert df.loc[0, "hw_LO_meV"] == pytest.approx(17.0, rel=0.02)

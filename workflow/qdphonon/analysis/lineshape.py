@@ -48,7 +48,8 @@ GAUSSIAN_TOLERANCE = 0.05
 """The line counts as Gaussian when its FWHM is within this fraction of ``2 sqrt(2 ln 2) sigma_q``."""
 
 LINESHAPE_ASSUMPTION = (
-    "lineshape: second-order cumulant (linear coupling, harmonic bath) over the phonon band; a homogeneous "
+    "lineshape: second-order cumulant (linear coupling, harmonic bath) over the phonon band, from the Hann-windowed "
+    "spectrum (leakage cannot reach the zero-phonon line), each bin read as a histogram bar; a homogeneous "
     "Lorentzian of homogeneous_fwhm_meV (>= 2 MD bins) is added; E_0 = <E_g> - lambda_band: ground-state MD gives "
     "<E_g> as the vertical absorption energy, so trust the width and shape, not the absolute position"
 )
