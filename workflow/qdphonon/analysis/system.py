@@ -164,7 +164,7 @@ def _analyze(csvs, T_md, T, edges, cutoff, discard_fs, velocities_npz, structure
     coarsest = max(a.spectrum.resolution_meV for a in per)
     regions = mean_region_modes(per)
     crossings, spill = lines_across_edges(energy, S_window_mean, edges, lobe)
-    flagged = flag_regions(regions, spill)
+    flag_regions(regions, spill)
     _edge_warning(system, crossings, [r["name"] for r in regions if not r["resolved"] and r["lambda_across_edges_meV"]])
     band = in_band(energy, cutoff)
     lam_band = reorganization_energy(energy[band], S_mean[band])
@@ -176,6 +176,9 @@ def _analyze(csvs, T_md, T, edges, cutoff, discard_fs, velocities_npz, structure
                             ("fwhm_quantum_meV", FWHM_PER_SIGMA * math.sqrt(var_q))):
             hw = errors[f"{key}_err"]
             errors[f"{key}_interval"] = [centre - hw, centre + hw] if hw is not None else [None, None]
+        for reg, reg_err in zip(regions, errors["regions"]):
+            hw = reg_err["lambda_meV_err"]
+            reg_err["lambda_meV_interval"] = [reg["lambda_meV"] - hw, reg["lambda_meV"] + hw] if hw is not None else [None, None]
     else:
         block_err, blocks_info = block_errors(trajs[0].gap_eV, dts[0], temp.per_replica_K[0], T, per[0], n_blocks,
                                               trajs[0].source)  # fmt: skip
@@ -186,7 +189,8 @@ def _analyze(csvs, T_md, T, edges, cutoff, discard_fs, velocities_npz, structure
     for reg, reg_err in zip(regions, errors.pop("regions")):
         reg.update(reg_err if reg["resolved"] else {k: None for k in reg_err})
 
-    unresolved = [r["name"] for r in regions if not r["resolved"] and r["name"] not in flagged]
+    unresolved = [r["name"] for r in regions if r["hi_meV"] - r["lo_meV"] < lobe * coarsest * (1 - 1e-12)
+                  or not any(r["lo_meV"] <= x < r["hi_meV"] for x in energy)]
     if unresolved:
         warnings.warn(f"{system}: trajectory too short (bin {coarsest:.2f} meV, Hann main lobe {4 * coarsest:.2f} meV) "
                       f"to resolve region(s) {', '.join(unresolved)}; lambda and Gamma come from the variance, "
