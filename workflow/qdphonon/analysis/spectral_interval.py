@@ -83,13 +83,13 @@ def chi2_interval(estimate: float, dof: float, confidence: float) -> tuple[float
     return dof * estimate / upper_q, dof * estimate / lower_q
 
 
-def _mapped(interval: tuple[float, float], f) -> list[float | None]:
-    return [f(x) if math.isfinite(x) else None for x in interval]
+def _mapped(interval: tuple[float, float], f) -> list[float] | None:
+    """``[f(lo), f(hi)]``, or None when either end is not finite (no interval)."""
+    return [f(x) for x in interval] if all(math.isfinite(x) for x in interval) else None
 
 
-def _half(interval: Sequence[float | None]) -> float | None:
-    lo, hi = interval
-    return 0.5 * (hi - lo) if lo is not None and hi is not None else None
+def _half(interval: Sequence[float] | None) -> float | None:
+    return 0.5 * (interval[1] - interval[0]) if interval is not None else None
 
 
 def spectral_errors(full: TrajectoryAnalysis, report_temperature_K: float, confidence: float) -> tuple[dict, dict]:
@@ -121,8 +121,8 @@ def spectral_errors(full: TrajectoryAnalysis, report_temperature_K: float, confi
         sel = (e >= reg["lo_meV"]) & (e < reg["hi_meV"])
         nu_r = effective_dof(power[sel]) if reg["resolved"] and sel.any() else math.nan
         region_dof.append(nu_r if math.isfinite(nu_r) else None)
-        s_iv = _mapped(chi2_interval(reg["S"], nu_r, confidence), float) if reg["resolved"] else [None, None]
-        l_iv = _mapped(chi2_interval(reg["lambda_meV"], nu_r, confidence), float) if reg["resolved"] else [None, None]
+        s_iv = _mapped(chi2_interval(reg["S"], nu_r, confidence), float) if reg["resolved"] else None
+        l_iv = _mapped(chi2_interval(reg["lambda_meV"], nu_r, confidence), float) if reg["resolved"] else None
         errors["regions"].append({"S_err": _half(s_iv), "lambda_meV_err": _half(l_iv), "lambda_meV_interval": l_iv})
     info = {"method": SPECTRAL_METHOD, "dof_lambda": nu if math.isfinite(nu) else None,
             "dof_quantum": nu_q if math.isfinite(nu_q) else None, "dof_regions": region_dof,

@@ -175,10 +175,10 @@ def _analyze(csvs, T_md, T, edges, cutoff, discard_fs, velocities_npz, structure
         for key, centre in (("lambda_meV", lam), ("fwhm_meV", thermal_linewidth_fwhm_meV(lam, T)),
                             ("fwhm_quantum_meV", FWHM_PER_SIGMA * math.sqrt(var_q))):
             hw = errors[f"{key}_err"]
-            errors[f"{key}_interval"] = [centre - hw, centre + hw] if hw is not None else [None, None]
+            errors[f"{key}_interval"] = [centre - hw, centre + hw] if hw is not None else None
         for reg, reg_err in zip(regions, errors["regions"]):
             hw = reg_err["lambda_meV_err"]
-            reg_err["lambda_meV_interval"] = [reg["lambda_meV"] - hw, reg["lambda_meV"] + hw] if hw is not None else [None, None]
+            reg_err["lambda_meV_interval"] = [reg["lambda_meV"] - hw, reg["lambda_meV"] + hw] if hw is not None else None
     else:
         block_err, blocks_info = block_errors(trajs[0].gap_eV, dts[0], temp.per_replica_K[0], T, per[0], n_blocks,
                                               trajs[0].source)  # fmt: skip
