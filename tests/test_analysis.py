@@ -280,9 +280,10 @@ def test_block_error_of_a_single_trajectory(tmp_path):
     g = np.concatenate([a * np.cos(17.0 / HBAR_meV_fs * np.arange(0, block_fs, dt)) for a in amps])
     res = analyze_system([gap_csv(tmp_path / "one.csv", t, g)], T_MD_K, 300.0, n_blocks=4)
     lams = np.array([a**2 / (4 * KT_MD_meV) for a in amps])
-    assert res["error_method"] == "blocks" and res["n_blocks"] == 4
+    # the reported interval of one trajectory is its spectrum's; the block estimate is kept under "blocks"
+    assert res["error_method"] == "spectrum" and res["n_blocks"] == 4
     assert res["lambda_meV"] == pytest.approx(lams.mean(), rel=0.01)
-    assert res["lambda_meV_err"] == pytest.approx(T68[4] * np.std(lams, ddof=1) / 2, rel=0.03)
+    assert res["blocks"]["errors"]["lambda_meV_err"] == pytest.approx(T68[4] * np.std(lams, ddof=1) / 2, rel=0.03)
 
 
 def test_blocks_too_short_for_lowest_region_warn(tmp_path):
@@ -465,6 +466,8 @@ def test_summary_rows(tmp_path):
                 "fwhm_meV_err", "fwhm_quantum_meV", "S_low", "hw_low_meV", "S_LO", "hw_LO_meV", "synthetic", "level"):
         assert col in df.columns, col
     assert df.loc[0, "lambda_meV"] == pytest.approx(100 / (4 * KT_MD_meV), rel=0.01)
+    assert df.loc[0, "lambda_lo_meV"] < df.loc[0, "lambda_meV"] < df.loc[0, "lambda_hi_meV"]  # one trajectory: chi^2
+    assert df.loc[0, "temperature_source"] == "md_temperature" and df.loc[0, "normalisation_temperature_K"] == T_MD_K
     assert df.loc[1, "shell_layers"] == 1 and df.loc[0, "level"] == "pbe"
     assert df.loc[0, "edge_x_nm"] == df.loc[0, "edge_nm"] == 2.35 and df["edge_nm"].dtype == float
     assert df.loc[0, "hw_LO_meV"] == pytest.approx(17.0, rel=0.02)

@@ -60,7 +60,7 @@ def test_analyze_with_velocities_structure_and_blocks(tmp_path):
                "--velocities", str(npz), "--structure", str(st), "--blocks", "2"])
     assert rc == 0
     lw = json.loads((out / "linewidth.json").read_text())
-    assert lw["system"] == "cube1" and lw["error_method"] == "blocks" and lw["n_blocks"] == 2
+    assert lw["system"] == "cube1" and lw["error_method"] == "spectrum" and lw["n_blocks"] == 2
     vdos = pd.read_csv(out / "vdos.csv", comment="#")
     assert list(vdos.columns) == ["energy_meV", "total", "region_core", "region_surface", "element_Br", "element_Cs", "element_Pb"]
     assert vdos.energy_meV[vdos.total.idxmax()] == pytest.approx(5.0, abs=0.6)

@@ -129,7 +129,8 @@ def test_analyze_system_writes_lineshape_csv_and_gamma_of_T(tmp_path):
     assert side["level"] == "mock" and side["synthetic"] is True and side["report_temperature_K"] == 300.0
     assert lw["lineshape"]["gaussian_valid"] is True
     assert lw["fwhm_lineshape_meV"] == pytest.approx(lw["fwhm_quantum_meV"], rel=0.02)
-    assert lw["lineshape"]["stokes_shift_meV"] == pytest.approx(2 * lw["lambda_band_meV"], rel=1e-9)
+    # the line comes from the Hann spectrum, whose split at the band edge differs from Eq. 1's by a bin's leakage
+    assert lw["lineshape"]["stokes_shift_meV"] == pytest.approx(2 * lw["lambda_band_meV"], rel=1e-3)
     # the line's peak sits at <E_g> - 2 lambda (E_0 = <E_g> - lambda, emission maximum lambda below E_0)
     peak_eV = ls.photon_energy_eV[ls.emission_per_meV.idxmax()]
     assert peak_eV == pytest.approx(lw["gap_mean_eV"] - 2 * lw["lambda_band_meV"] / 1000, abs=0.004)

@@ -133,5 +133,7 @@ def test_kinetic_temperature_and_vdos_in_analyze_system(tmp_path):
     with pytest.warns(UserWarning, match="mean kinetic temperature .* differs from md_temperature_K"):
         hot = analyze_system([tmp_path / "r0.csv"], 10.0, 300.0, velocities_npz=[npzs[1]])
     assert hot["kinetic_temperature_K"] == pytest.approx(t_vib[1], rel=0.01)
-    assert hot["lambda_meV_with_kinetic_temperature"] == pytest.approx(hot["lambda_meV"] * 10.0 / t_vib[1], rel=0.01)
-    assert hot["lambda_meV"] == pytest.approx(25.0 / (4 * BOLTZMANN_meV_per_K * 10.0), rel=0.01)  # lambda keeps T_md
+    # lambda is normalised by the internal temperature the run had, not by T_md
+    assert hot["temperature_source"] == "velocities" and hot["normalisation_temperature_K"] == hot["kinetic_temperature_K"]
+    assert hot["lambda_meV"] == pytest.approx(25.0 / (4 * BOLTZMANN_meV_per_K * t_vib[1]), rel=0.01)
+    assert hot["lambda_meV_with_md_temperature"] == pytest.approx(25.0 / (4 * BOLTZMANN_meV_per_K * 10.0), rel=0.01)

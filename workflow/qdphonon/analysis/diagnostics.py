@@ -89,23 +89,23 @@ def shortest_period_analysed_fs(region_edges_meV: Sequence[float]) -> float:
 def kinetic_temperature_report(per_replica_K: Sequence[np.ndarray], md_temperature_K: float,
                                sources: Sequence[str], tolerance: float = KINETIC_TEMPERATURE_TOLERANCE) -> dict:
     """Mean kinetic temperature of the production window (per replica and overall, K); warns when the
-    overall mean differs from ``md_temperature_K`` by more than ``tolerance``. lambda keeps using
-    T_md; ``lambda_scale_if_kinetic`` is the factor ``T_md / T_kin`` it would take with T_kin."""
+    overall mean differs from ``md_temperature_K`` by more than ``tolerance`` (a thermostat that
+    also heats rigid rotation, a short or unequilibrated run). Which temperature normalises lambda
+    is decided in :mod:`qdphonon.analysis.temperature`."""
     means = [float(np.mean(t)) for t in per_replica_K]
     overall = float(np.mean(means)) if means else math.nan
     deviation = overall / md_temperature_K - 1.0 if means else math.nan
     if means and abs(deviation) > tolerance:
         warnings.warn(
             f"{', '.join(sources)}: mean kinetic temperature {overall:.2f} K differs from md_temperature_K = "
-            f"{md_temperature_K:g} K by {100 * deviation:+.1f} % (more than {100 * tolerance:g} %); lambda uses T_md "
-            f"and would be {100 * (md_temperature_K / overall - 1):+.1f} % different with the kinetic temperature",
+            f"{md_temperature_K:g} K by {100 * deviation:+.1f} % (more than {100 * tolerance:g} %); see "
+            "temperature_source for the temperature that normalises lambda",
             stacklevel=2,
         )  # fmt: skip
     return {
         "kinetic_temperature_K": overall if means else None,
         "kinetic_temperature_K_per_replica": means,
         "kinetic_temperature_deviation": deviation if means else None,
-        "lambda_scale_if_kinetic": md_temperature_K / overall if means and overall > 0 else None,
     }
 
 

@@ -4,11 +4,20 @@
 absorption ``sigma_a(E) ~ Re int_0^inf dt exp(i (E - E_0) t / hbar - g(t) - gamma t / 2 hbar)``
 with ``E_0`` the zero-phonon line. (the form ``i (sin w_k t - w_k t)`` in docs/physics.md §4.3: that measures ``E``
 from the vertical energy ``E_0 + lambda`` instead; here offsets are from the zero-phonon line.)
-The absorption maximum lies ``lambda`` above ``E_0``; emission is the mirror image about ``E_0``,
-so its maximum lies the Stokes shift ``2 lambda`` below the absorption maximum. ``gamma`` is a homogeneous (Lorentzian) width
+The absorption line's first moment lies ``lambda`` above ``E_0``; emission is the mirror image
+about ``E_0``, so the Stokes shift ``2 lambda`` is the shift between the *first moments* (mean
+energies) of absorption and emission. The *peaks* of a skewed line (few modes, low T) are closer
+than that; ``stokes_shift_peak_to_peak_meV`` reports their separation. ``gamma`` is a homogeneous (Lorentzian) width
 that the harmonic model does not contain: it gives the zero-phonon line (weight
-``exp(-sum S_k coth)``) a finite width and damps the recurrences of a discrete spectrum; it is
+``exp(-sum S_k coth)``, the Debye-Waller factor) a finite width and damps the recurrences of a discrete spectrum; it is
 at least twice the MD bin spacing, so the line is never sharper than the MD resolves.
+
+Each bin's ``S_k`` is spread uniformly over its bin ``hbar w_k +- Delta/2`` (the spectrum is read
+as a histogram, not a comb of delta functions): the oscillating part of ``g`` gets the factor
+``sinc(Delta t / 2 hbar)``. A comb makes ``g`` periodic in ``2 pi hbar / Delta``, and those
+recurrences put a ripple of period ``Delta`` on the line that moves the maximum of a broad line by
+up to half a bin; the histogram has none, keeps ``lambda`` and ``sum S coth`` (hence the
+zero-phonon weight) exactly, and adds ``Delta^2 / 12`` per phonon to the line's variance.
 
 For ``sum S coth >> 1`` the line is a Gaussian of variance ``sigma_q^2 = sum S (hbar w)^2 coth``,
 whose FWHM tends to paper Eq. 2 classically. Where the line is not Gaussian (zero-phonon line,
@@ -32,11 +41,15 @@ from qdphonon.units import FWHM_PER_SIGMA, HBAR_meV_fs
 HOMOGENEOUS_FWHM_meV = 1.0
 """Smallest homogeneous (Lorentzian) FWHM given to the line, meV (the model has no lifetime)."""
 
+SMALLEST_WEIGHT = 1e-300
+"""Weights below this are written as 0 (no denormals in tables); ``zpl_weight_log10`` keeps the exponent."""
+
 GAUSSIAN_TOLERANCE = 0.05
 """The line counts as Gaussian when its FWHM is within this fraction of ``2 sqrt(2 ln 2) sigma_q``."""
 
 LINESHAPE_ASSUMPTION = (
-    "lineshape: second-order cumulant (linear coupling, harmonic bath) over the phonon band; a homogeneous "
+    "lineshape: second-order cumulant (linear coupling, harmonic bath) over the phonon band, from the Hann-windowed "
+    "spectrum (leakage cannot reach the zero-phonon line), each bin read as a histogram bar; a homogeneous "
     "Lorentzian of homogeneous_fwhm_meV (>= 2 MD bins) is added; E_0 = <E_g> - lambda_band: ground-state MD gives "
     "<E_g> as the vertical absorption energy, so trust the width and shape, not the absolute position"
 )
@@ -59,6 +72,18 @@ class Lineshape:
     sigma_meV: float
     dephasing_time_fs: float | None
     homogeneous_fwhm_meV: float
+    bin_meV: float = 0.0
+
+    @property
+    def zpl_weight_log10(self) -> float:
+        """``log10`` of the zero-phonon weight, ``-sum S coth / ln 10`` (finite where the weight is written as 0)."""
+        return -self.huang_rhys_thermal / math.log(10.0)
+
+    @property
+    def stokes_shift_peak_to_peak_meV(self) -> float:
+        """Separation of the absorption and emission maxima, meV (``-2 x`` the emission peak offset:
+        the lines are mirror images about E_0); smaller than ``2 lambda`` for a skewed line."""
+        return -2.0 * self.emission_peak_offset_meV
 
     @property
     def gaussian_fwhm_meV(self) -> float:
@@ -80,17 +105,20 @@ class Lineshape:
             "report_temperature_K": self.temperature_K, "fwhm_lineshape_meV": self.fwhm_meV,
             "fwhm_gaussian_quantum_meV": self.gaussian_fwhm_meV, "gaussian_valid": self.gaussian_valid,
             "emission_peak_offset_meV": self.emission_peak_offset_meV, "zpl_weight": self.zpl_weight,
-            "huang_rhys_thermal": self.huang_rhys_thermal, "stokes_shift_meV": self.stokes_shift_meV,
+            "huang_rhys_thermal": self.huang_rhys_thermal, "zpl_weight_log10": self.zpl_weight_log10,
+            "stokes_shift_meV": self.stokes_shift_meV, "stokes_shift_peak_to_peak_meV": self.stokes_shift_peak_to_peak_meV,
+            "bin_smearing_meV": self.bin_meV,
             "dephasing_time_fs": self.dephasing_time_fs, "homogeneous_fwhm_meV": self.homogeneous_fwhm_meV,
             "note": note,
         }  # fmt: skip
 
 
-def _g_of_t(t_fs: np.ndarray, e: np.ndarray, s: np.ndarray, coth: np.ndarray) -> np.ndarray:
+def _g_of_t(t_fs: np.ndarray, e: np.ndarray, s: np.ndarray, coth: np.ndarray, bin_meV: float = 0.0) -> np.ndarray:
     """Line-broadening function g(t) (complex), summed bin by bin to keep memory at O(len(t)).
 
-    On a uniform energy grid ``exp(i w_k t)`` is advanced from bin to bin by one complex
-    multiplication (no trigonometric call per bin and time)."""
+    ``bin_meV > 0``: each bin's S spread uniformly over its width (factor ``sinc(Delta t / 2 hbar)``
+    on the oscillating part). On a uniform energy grid ``exp(i w_k t)`` is advanced from bin to
+    bin by one complex multiplication (no trigonometric call per bin and time)."""
     t = np.asarray(t_fs, dtype=float)
     acc_cos = np.zeros(t.shape, dtype=complex)
     acc_sin = np.zeros(t.shape, dtype=complex)
@@ -108,7 +136,18 @@ def _g_of_t(t_fs: np.ndarray, e: np.ndarray, s: np.ndarray, coth: np.ndarray) ->
             z = np.exp(1j * (ek / HBAR_meV_fs) * t)
             acc_cos += (sk * ck) * z
             acc_sin += sk * z
-    return (float(np.sum(s * coth)) - acc_cos.real) + 1j * acc_sin.imag
+    smear = np.sinc(bin_meV * t / (2.0 * math.pi * HBAR_meV_fs)) if bin_meV > 0 else 1.0
+    return (float(np.sum(s * coth)) - smear * acc_cos.real) + 1j * smear * acc_sin.imag
+
+
+def peak_offset(x: np.ndarray, y: np.ndarray) -> float:
+    """Position of the global maximum, refined by the parabola through it and its neighbours."""
+    i = int(np.argmax(y))
+    if 0 < i < y.size - 1:
+        den = y[i - 1] - 2.0 * y[i] + y[i + 1]
+        if den < 0:
+            return float(x[i] + 0.5 * (y[i - 1] - y[i + 1]) / den * (x[i + 1] - x[i]))
+    return float(x[i])
 
 
 def fwhm_of_line(x: np.ndarray, y: np.ndarray) -> float:
@@ -148,6 +187,7 @@ def dephasing_time_fs(e: np.ndarray, s: np.ndarray, coth: np.ndarray, t_max_fs: 
 def cumulant_lineshape(
     energy_meV: np.ndarray, S: np.ndarray, temperature_K: float, cutoff_meV: float | None = None,
     homogeneous_fwhm_meV: float | None = None, resolution_meV: float | None = None, max_points: int = 2**17,
+    bin_meV: float | None = None,
 ) -> Lineshape:
     """Emission line at ``temperature_K`` from Huang-Rhys factors ``S`` on ``energy_meV`` (band ``<= cutoff_meV``).
 
@@ -155,6 +195,8 @@ def cumulant_lineshape(
     the resolution defaulting to the spacing of ``energy_meV``). The line is the FFT of
     ``exp(-g(t) - gamma t/2 hbar)`` on a grid fine enough for the Lorentzian (spacing gamma/10)
     and wide enough for ``lambda + 10 sigma_q``; returned lines have unit area (per meV).
+    ``bin_meV``: width over which each bin's S is spread (module docstring); default: the grid
+    spacing when ``energy_meV`` is an FFT grid (uniform, starting at one spacing), else 0 (a comb).
     """
     e_all, s_all = np.asarray(energy_meV, dtype=float), np.asarray(S, dtype=float)
     band = in_band(e_all, cutoff_meV) & (e_all > 0)
@@ -163,6 +205,10 @@ def cumulant_lineshape(
         resolution_meV = float(np.min(np.diff(e_all))) if e_all.size > 1 else HOMOGENEOUS_FWHM_meV
     gamma = float(homogeneous_fwhm_meV if homogeneous_fwhm_meV is not None
                   else max(HOMOGENEOUS_FWHM_meV, 2.0 * resolution_meV))  # fmt: skip
+    if bin_meV is None:
+        d = np.diff(e_all)
+        fft_grid = e_all.size > 1 and np.allclose(d, d[0], rtol=1e-9) and abs(e_all[0] - d[0]) <= 1e-9 * d[0]
+        bin_meV = float(d[0]) if fft_grid else 0.0
     coth = coth_factor(e, temperature_K)
     lam = float(np.sum(s * e))
     sigma = math.sqrt(float(np.sum(s * e * e * coth)))
@@ -175,7 +221,7 @@ def cumulant_lineshape(
     de = 2.0 * half_span / n
     dt = 2.0 * math.pi * HBAR_meV_fs / (n * de)
     t = dt * np.arange(n)
-    f = np.exp(-_g_of_t(t, e, s, coth) - 0.5 * gamma * t / HBAR_meV_fs)
+    f = np.exp(-_g_of_t(t, e, s, coth, bin_meV) - 0.5 * gamma * t / HBAR_meV_fs)
     f[0] *= 0.5  # trapezoid weight of the t = 0 end of the one-sided integral
     spec = np.fft.fftshift(n * np.fft.ifft(f)).real * dt  # sum_n f_n exp(+i eps t_n / hbar)
     offset = (np.arange(n) - n // 2) * de
@@ -185,11 +231,16 @@ def cumulant_lineshape(
     emission /= emission.sum() * de
     return Lineshape(
         offset_meV=offset, emission=emission, absorption=absorption, temperature_K=float(temperature_K),
-        fwhm_meV=fwhm_of_line(offset, emission), emission_peak_offset_meV=float(offset[np.argmax(emission)]),
-        zpl_weight=math.exp(-S_T), huang_rhys_thermal=S_T, stokes_shift_meV=2.0 * lam, lambda_band_meV=lam,
+        fwhm_meV=fwhm_of_line(offset, emission), emission_peak_offset_meV=peak_offset(offset, emission),
+        zpl_weight=vanishing_as_zero(math.exp(-S_T)), huang_rhys_thermal=S_T, stokes_shift_meV=2.0 * lam, lambda_band_meV=lam,
         sigma_meV=sigma, dephasing_time_fs=dephasing_time_fs(e, s, coth, 0.5 * 2 * math.pi * HBAR_meV_fs / resolution_meV),
-        homogeneous_fwhm_meV=gamma,
+        homogeneous_fwhm_meV=gamma, bin_meV=float(bin_meV),
     )  # fmt: skip
+
+
+def vanishing_as_zero(weight: float) -> float:
+    """``weight``, or 0.0 when below :data:`SMALLEST_WEIGHT` (never a denormal)."""
+    return float(weight) if abs(weight) >= SMALLEST_WEIGHT else 0.0
 
 
 def gaussian_line(offset_meV: np.ndarray, centre_meV: float, fwhm_meV: float) -> np.ndarray:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +29,7 @@ SPECTRUM_COLUMNS = {
 
 
 def json_clean(obj):
-    """Strict-JSON form: numpy scalars to Python, NaN/inf to None, tuples to lists."""
+    """Strict-JSON form: numpy scalars to Python, NaN/inf to None, denormals to 0, tuples to lists."""
     if isinstance(obj, dict):
         return {k: json_clean(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
@@ -41,6 +42,8 @@ def json_clean(obj):
         obj = float(obj)
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
+    if isinstance(obj, float) and 0.0 < abs(obj) < sys.float_info.min:
+        return 0.0  # a denormal: a vanishing weight, written as 0
     return obj
 
 

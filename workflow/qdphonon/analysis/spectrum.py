@@ -4,14 +4,14 @@ Two spectra of the same trajectory are kept, for two different jobs:
 
 * ``S`` -- paper Eq. 1 exactly: the rectangular (unwindowed) periodogram,
   ``S_k = F_k^2 / (4 hbar w_k k_B T_md)`` with ``F_k = (2/N)|sum_n dE_n exp(-i w_k t_n)|``.
-  ``spectral_density.csv`` reports it per bin; the band-limited quantum width, the weight above
-  the band and the lineshape use it (their weights, ~hbar w coth, are smooth in w, so leakage
-  hardly moves them, and the split at the band edge stays an exact partition of the variance).
+  ``spectral_density.csv`` reports it per bin; the band-limited quantum width and the weight above
+  the band use it (their per-bin weights, ``P x coth x``, are smooth in w, so leakage hardly moves
+  them, and the split at the band edge stays an exact partition of the variance).
 * ``S_window`` -- a Hann-windowed periodogram rescaled to the same total variance, for region
-  sums only: the rectangular window leaks a strong off-grid mode into every bin with 1/k^2 tails
-  and ``S ~ P/w`` inflates what lands in the lowest bins. Its price: a mode occupies the Hann
-  main lobe (4 bins), so a region counts as ``resolved`` only when it is at least that wide
-  (:data:`MAIN_LOBE_BINS`).
+  sums and the lineshape: the rectangular window leaks a strong off-grid mode into every bin with
+  1/k^2 tails, and ``S ~ P/w`` (region sums) and ``S coth ~ P/w^2`` (the zero-phonon weight)
+  inflate what lands in the lowest bins. Its price: a mode occupies the Hann main lobe (4 bins),
+  so a region counts as ``resolved`` only when it is at least that wide (:data:`MAIN_LOBE_BINS`).
 
 Both obey Parseval exactly: ``sum_k S_k hbar w_k = Var(dE) / (2 k_B T_md)`` (docs/physics.md §1).
 Energies in meV, times in fs, temperatures in K.
@@ -58,9 +58,10 @@ QUANTUM_ASSUMPTION = (
 )
 
 WINDOW_ASSUMPTION = (
-    "spectral_density.csv column S is paper Eq. 1 (rectangular periodogram), also used for the quantum width, "
-    "the weight above the band and the lineshape; region sums use the Hann-windowed spectrum S_window rescaled "
-    "to the same variance (leakage guard); a region is resolved only when it spans the Hann main lobe (4 bins)"
+    "spectral_density.csv column S is paper Eq. 1 (rectangular periodogram), also used for the quantum width and "
+    "the weight above the band; region sums and the lineshape use the Hann-windowed spectrum S_window rescaled "
+    "to the same variance (leakage guard); a region is resolved only when it spans the Hann main lobe (4 bins) "
+    "and no line straddling its edges moves more than 10 % of its lambda"
 )
 
 
@@ -89,7 +90,8 @@ class HuangRhysSpectrum:
     """Huang-Rhys factors on the bins ``energy_meV = hbar w_k`` (k >= 1) of one trajectory.
 
     ``S``: paper Eq. 1 (rectangular); ``S_window``: the ``window`` estimate used for region
-    sums, band-limited sums and the lineshape (equal to ``S`` for ``window='none'``).
+    sums and the lineshape (equal to ``S`` for ``window='none'``). ``md_temperature_K`` is the
+    temperature the spectrum is normalised by (the run's internal temperature when measured).
     """
 
     energy_meV: np.ndarray

@@ -27,6 +27,13 @@ def _edges_nm(edge) -> dict:
     return {"edge_x_nm": x, "edge_y_nm": y, "edge_z_nm": z, "edge_nm": (x + y + z) / 3.0}
 
 
+def _interval(key: str, linewidth: dict) -> dict:
+    """``<key>_lo`` and ``<key>_hi`` from linewidth.json's ``<key>_interval`` (blank when absent)."""
+    iv = linewidth.get(f"{key}_interval") or [None, None]
+    stem, unit = key.rsplit("_", 1)
+    return {f"{stem}_lo_{unit}": iv[0], f"{stem}_hi_{unit}": iv[1]}
+
+
 def summary_row(linewidth: dict, structure: dict | None = None, config_digest: str | None = None) -> dict:
     """One summary.csv row from a linewidth.json dict and the system's structure sidecar."""
     st = dict(structure or {})
@@ -53,6 +60,9 @@ def summary_row(linewidth: dict, structure: dict | None = None, config_digest: s
         "gap_std_meV": linewidth.get("gap_std_meV"),
         "lambda_meV": linewidth.get("lambda_meV"),
         "lambda_meV_err": linewidth.get("lambda_meV_err"),
+        **_interval("lambda_meV", linewidth), **_interval("fwhm_meV", linewidth),
+        "temperature_source": linewidth.get("temperature_source"),
+        "normalisation_temperature_K": linewidth.get("normalisation_temperature_K"),
         "report_temperature_K": linewidth.get("report_temperature_K"),
         "fwhm_meV": linewidth.get("fwhm_meV"),
         "fwhm_meV_err": linewidth.get("fwhm_meV_err"),
