@@ -3,6 +3,7 @@ engine leaves them: segments.json, CP2K's .ener, run.json only when complete."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -59,7 +60,8 @@ def campaign(root: Path, which: str) -> Path:
 
 
 def run_status(root: Path, cfg: Path, capsys, *extra):
-    rc = main(["status", "--results", str(root / "results"), "--config", str(cfg), *extra])
+    with contextlib.chdir(root):  # no config/config.yaml here: only cfg is read
+        rc = main(["status", "--results", str(root / "results"), "--configfile", str(cfg), *extra])
     return rc, capsys.readouterr().out
 
 
@@ -112,8 +114,9 @@ def test_last_line_step_ignores_a_torn_line(tmp_path):
 def test_status_and_check_name_the_key_of_a_broken_config(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump({**CONFIG, "md": {**CONFIG["md"], "steps": -1}}))
+    (tmp_path / "results").mkdir()
     for command in ("status", "check"):
         res = subprocess.run([sys.executable, "-m", "qdphonon", command, "--results", str(tmp_path / "results"),
-                              "--config", str(bad)], capture_output=True, text=True)  # fmt: skip
+                              "--configfile", str(bad)], capture_output=True, text=True, cwd=tmp_path)  # fmt: skip
         assert res.returncode == 1, res.stderr
         assert "md.steps" in res.stderr and "Traceback" not in res.stderr

@@ -364,19 +364,35 @@ def cost_table_markdown(config: Mapping[str, Any]) -> str:
 def add_cost_parser(sub) -> None:
     """Register ``qdphonon cost`` on an argparse sub-parsers object."""
     p = sub.add_parser("cost", help="CP2K cost of a campaign (core-hours, job sizes) from the measured cost model")
-    p.add_argument("--configfile", action="extend", nargs="+", default=[], metavar="FILE",
-                   help="config files merged over config/config.yaml (when present) as Snakemake does; later wins")
+    add_configfile_option(p)
     p.add_argument("--markdown", action="store_true", help="a Markdown table (the README's) instead of plain text")
     p.set_defaults(func=run_cost)
 
 
-def load_merged_config(configfiles: Iterable[str | Path], base: str | Path = "config/config.yaml") -> dict[str, Any]:
+BASE_CONFIG = "config/config.yaml"
+"""The Snakefile's ``configfile:``, relative to the directory Snakemake (and these commands) run in."""
+
+
+def add_configfile_option(p) -> None:
+    """``--configfile FILE...`` as Snakemake takes it (the same name in status, check and cost);
+    ``--config`` is a hidden deprecated alias."""
+    import argparse
+
+    p.add_argument("--configfile", action="extend", nargs="+", default=[], metavar="FILE",
+                   help=f"config files merged over {BASE_CONFIG} (when present here) as Snakemake does; later wins")
+    p.add_argument("--config", dest="configfile", action="extend", nargs="+", help=argparse.SUPPRESS)
+
+
+def load_merged_config(configfiles: Iterable[str | Path], base: str | Path = BASE_CONFIG) -> dict[str, Any]:
     """The validated config Snakemake would build: ``base`` (the Snakefile's ``configfile:``) when it
     exists, then each file merged recursively over it (mappings merge, other values replace);
-    :class:`qdphonon.config.ConfigError` naming the files and the offending key."""
+    :class:`qdphonon.config.ConfigError` naming the files and the offending key, or saying that no
+    config was named when there is neither a file given nor ``base`` (never a file the user did not name)."""
     from qdphonon.config import ConfigError, campaign_from_config, load_config_file, validate_config
 
     paths = [Path(f) for f in configfiles]
+    if not paths and not Path(base).is_file():
+        raise ConfigError(f"no config: name one with --configfile FILE (there is no {base} in {os.getcwd()})")
     if not any(p.resolve() == Path(base).resolve() for p in paths) and (Path(base).exists() or not paths):
         paths.insert(0, Path(base))  # leading base dropped when given again: same merged result
 
