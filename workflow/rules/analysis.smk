@@ -29,15 +29,15 @@ rule analyze_system:
         settings=lambda wc: settings_record(
             md_temperature_K=config["md"]["temperature_K"],
             report_temperature_K=config["analysis"]["report_temperature_K"],
-            regions=config["analysis"]["region_edges_meV"],
-            discard_fs=system_of(wc).md["equilibration_fs"],
+            region_edges_meV=config["analysis"]["region_edges_meV"],
+            md_equilibration_fs=system_of(wc).md["equilibration_fs"],
             blocks=config["analysis"]["blocks"],
             band_cutoff_meV=config["analysis"]["band_cutoff_meV"],
             temperatures_K=config["analysis"]["temperatures_K"],
         ),
     shell:
         "python -m qdphonon analyze --band-edges {input.csvs:q} --velocities {input.npzs:q}"
-        " --structure {input.structure:q} --outdir {params.outdir:q}"
+        " --structure-json {input.structure:q} --outdir {params.outdir:q}"
         " --settings-json {params.settings:q} > {log:q} 2>&1"
 
 
