@@ -112,7 +112,7 @@ def test_relax_reports_cp2k_s_abort(tmp_path, ideal, cp2k_exe):
 # --- check ---------------------------------------------------------------------------------------
 
 SYSTEMS = ("cspbbr3_1x1x1", "cspbbr3_2x2x2")
-HEADER = "system\tconfig\tstructure\treplica\tinput\tengine\tcp2k\tcomplete"
+HEADER = "system\tconfig\tstructure\treplica\tinput\tengine\tcp2k\tcomplete\twarnings"
 
 
 def write_config(path: Path) -> Path:
@@ -162,7 +162,7 @@ def test_check_prints_one_row_per_replica_with_the_file_hashes(tmp_path):
     assert res.returncode == 3, res.stderr  # not every system complete
     rows = table(res.stdout)
     assert [(r[0], r[3]) for r in rows] == [(s, rep) for s in SYSTEMS for rep in ("r0", "r1")]
-    for system, _, structure, replica, inp, engine, cp2k, complete in rows:
+    for system, _, structure, replica, inp, engine, cp2k, complete, warned in rows:
         assert structure == sha[system]["structure"][:12] and inp == sha[system][replica][:12]
         assert (engine, cp2k) == ("cp2k", "2023.1")
         assert complete == ("yes" if system == SYSTEMS[0] else "no")
@@ -180,7 +180,7 @@ def test_check_prints_one_row_per_replica_with_the_file_hashes(tmp_path):
         (results / "analysis" / SYSTEMS[1] / name).write_text("x\n")
     done = qdphonon("check", "--results", str(results), "--configfile", str(config), cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert [r[-1] for r in table(done.stdout)] == ["yes"] * 4
+    assert [r[-2] for r in table(done.stdout)] == ["yes"] * 4
 
 
 def test_check_of_an_empty_tree_lists_every_replica_as_missing(tmp_path):

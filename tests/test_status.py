@@ -120,3 +120,25 @@ def test_status_and_check_name_the_key_of_a_broken_config(tmp_path):
                               "--configfile", str(bad)], capture_output=True, text=True, cwd=tmp_path)  # fmt: skip
         assert res.returncode == 1, res.stderr
         assert "md.steps" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_status_and_check_show_the_warnings_that_qualify_a_system(tmp_path, capsys):
+    """A linewidth.json written by hand: a drifting replica and one replica only -> both commands say so."""
+    cfg = campaign(tmp_path, "finished")
+    analysis = tmp_path / "results/analysis/cspbbr3_1x1x1"
+    analysis.mkdir(parents=True)
+    (analysis / "linewidth.json").write_text(json.dumps({
+        "lambda_meV": 1.0, "fwhm_meV": 20.0, "report_temperature_K": 300.0, "n_replicas": 1,
+        "stationarity": [{"source": "r0.csv", "stationary": False, "trend_relative_change": -1.38}],
+        "regions": [{"name": "low", "resolved": True}, {"name": "LO", "resolved": False}]}))
+    rc, out = run_status(tmp_path, cfg, capsys)
+    assert "warning cspbbr3_1x1x1: stationarity, unresolved, single_replica" in out
+    assert "cspbbr3_2x2x2:" not in out.split("running")[-1]
+    rc, out = run_status(tmp_path, cfg, capsys, "--json")
+    assert {r["system"]: r["warnings"] for r in json.loads(out)} == {
+        "cspbbr3_1x1x1": ["stationarity", "unresolved", "single_replica"], "cspbbr3_2x2x2": None}
+    with contextlib.chdir(tmp_path):
+        rc = main(["check", "--results", str(tmp_path / "results"), "--configfile", str(cfg)])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].endswith("\twarnings")
+    assert [ln.split("\t")[-1] for ln in lines[1:]] == ["stationarity,unresolved,single_replica", "-"]
