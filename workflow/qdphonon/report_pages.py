@@ -46,12 +46,16 @@ def _missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value)) or value == ""
 
 
-def _fmt(value: Any, err: Any = None) -> str:
+_NO_ERROR = object()
+
+
+def _fmt(value: Any, err: Any = _NO_ERROR) -> str:
+    """``value`` to 3 significant digits; with ``err`` given, ``value ± err`` (``± n/a``: no estimate)."""
     if _missing(value):
         return "–"
-    if isinstance(value, float):
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
         text = f"{value:.3g}" if abs(value) < 100 else f"{value:.0f}"
-        if err is not None:
+        if err is not _NO_ERROR:
             text += " ± " + ("n/a" if _missing(err) else f"{err:.2g}")
         return text
     return str(value)
@@ -87,8 +91,7 @@ def summary_html(summary_csv: str | os.PathLike) -> str:
     for r in rows:
         cells = []
         for c, _, _ in present:
-            err = r.get(f"{c}_err", None) if f"{c}_err" in r else None
-            text = _fmt(r.get(c), err) if f"{c}_err" in r else _fmt(r.get(c))
+            text = _fmt(r.get(c), r.get(f"{c}_err")) if f"{c}_err" in r else _fmt(r.get(c))
             cls = ' class="warn"' if c == "warnings" and r.get(c) else ""
             cells.append(f"<td{cls}>{html.escape(text)}</td>")
         body.append(f"<tr>{''.join(cells)}</tr>")
@@ -98,6 +101,7 @@ def summary_html(summary_csv: str | os.PathLike) -> str:
     banner = ('<p class="synthetic">SYNTHETIC (mock engine): these numbers exercise the workflow; they are not '
               "physics.</p>") if _synthetic(rows) else ""  # fmt: skip
     data = json.dumps({"confidence_level": [r.get("confidence_level") for r in rows], "rows": rows})
+    data = data.replace("</", "<\\/")
     return f"""<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>qdphonon summary</title>
 <style>body{{font-family:sans-serif}} table{{border-collapse:collapse}} td,th{{border:1px solid #999;
@@ -112,7 +116,7 @@ cumulant lineshape. All columns and the full warning texts: summary.csv and its 
 {chr(10).join(body)}
 </tbody></table>
 <h3>Warnings</h3><ul>{legend}</ul>
-<script type="application/json" id="qdphonon-summary">{data.replace("</", "<\\/")}</script>
+<script type="application/json" id="qdphonon-summary">{data}</script>
 </body></html>
 """
 
