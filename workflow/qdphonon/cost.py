@@ -365,7 +365,7 @@ def add_cost_parser(sub) -> None:
     """Register ``qdphonon cost`` on an argparse sub-parsers object."""
     p = sub.add_parser("cost", help="CP2K cost of a campaign (core-hours, job sizes) from the measured cost model")
     add_configfile_option(p)
-    p.add_argument("--markdown", action="store_true", help="a Markdown table (the README's) instead of plain text")
+    p.add_argument("--markdown", action="store_true", help="a Markdown table (docs/running.md's) instead of plain text")
     p.set_defaults(func=run_cost)
 
 
