@@ -12,6 +12,7 @@ import sys
 from qdphonon import settings
 from qdphonon.cli_campaign import add_check_parser, add_status_parser
 from qdphonon.cost import add_cost_parser
+from qdphonon.report_pages import add_report_pages_parser
 from qdphonon.engines.launcher import resolve_launcher
 
 
@@ -374,23 +375,6 @@ def settings_example(p: argparse.ArgumentParser) -> str:
     return "{}"
 
 
-# --- report-pages (report) -----------------------------------------------------
-def _add_report_pages(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("report-pages", help="the report's summary table (HTML) and start page (reST) from summary.csv")
-    p.add_argument("--summary", required=True)
-    _opt(p, "--engine", "engine")
-    p.add_argument("--html-out", required=True, help="the summary as an HTML table (a report item)")
-    p.add_argument("--rst-out", required=True, help="the report's start page with the headline numbers")
-    p.set_defaults(func=_run_report_pages)
-
-
-def _run_report_pages(args: argparse.Namespace) -> int:
-    from qdphonon.report_pages import write_report_pages
-
-    write_report_pages(args.summary, args.html_out, args.rst_out, args.engine)
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every sub-command registered; each takes ``--settings-json``."""
     from qdphonon import __version__
@@ -398,7 +382,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="qdphonon", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"qdphonon {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_build, _add_cp2k_input, _add_run, _add_parse, _add_analyze, _add_plot, _add_report_pages,
+    for add in (_add_build, _add_cp2k_input, _add_run, _add_parse, _add_analyze, _add_plot, add_report_pages_parser,
                 add_check_parser, add_status_parser, add_cost_parser):
         add(sub)
     for p in sub.choices.values():

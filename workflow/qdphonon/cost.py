@@ -313,6 +313,12 @@ def _job_text(job: Mapping[str, int]) -> str:
     return f"{job['tasks']}x{job['cpus_per_task']}, {job['runtime_min']} min, {job['mem_mb'] / 1000:.1f} GB"
 
 
+def _extrapolated_note(cost: Mapping[str, Any]) -> str:
+    """``; N of M systems extrapolated: a lower bound`` when the total rests on extrapolated rows."""
+    n = sum(r["status"] == "extrapolated" for r in cost["systems"])
+    return f"; {n} of {len(cost['systems'])} systems extrapolated: read the total as a lower bound" if n else ""
+
+
 def _table(cost: Mapping[str, Any]) -> tuple[list[str], list[list[str]], list[str]]:
     """Header, one row of cells per system, and the notes (headline, total, model) of a cost."""
     head = ["system", "atoms", f"s/step, {REF_RANKS} ranks", "model", "MD steps (equil. + prod.) x replicas",
@@ -328,7 +334,7 @@ def _table(cost: Mapping[str, Any]) -> tuple[list[str], list[list[str]], list[st
     mock = " (engine mock: what engine cp2k would cost; the mock itself takes seconds)" if cost["mock_engine"] else ""
     notes = [f"CP2K cost at level {cost['level']}{mock}",
              f"total: {len(rows)} systems, {t['replicas']} replicas, {_num(t['core_h'])} core-h "
-             f"(AIMD {_num(t['aimd_core_h'])}, relaxations {_num(t['relax_core_h'])})",
+             f"(AIMD {_num(t['aimd_core_h'])}, relaxations {_num(t['relax_core_h'])})" + _extrapolated_note(cost),
              f"model: {fit.level} s/step = {fit.prefactor_s:.4g} s x n_atoms^{fit.exponent:.3f} on {REF_RANKS} "
              f"ranks x {REF_THREADS} thread, fitted on {fit.basis} inputs"
              f"{' (exponent clipped to the physical range %g-%g)' % EXPONENT_BOUNDS if fit.exponent_clipped else ''}"

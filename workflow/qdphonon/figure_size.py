@@ -17,7 +17,7 @@ from matplotlib.lines import Line2D
 from qdphonon.figure_common import _flags, annotate_provenance, new_figure
 
 REFERENCE_LABEL = "study (DFT)"
-MOCK_CALIBRATION_LABEL = "the mock engine is calibrated to these study values: agreement is by construction"
+MOCK_CALIBRATION_LABEL = "the mock engine is calibrated to these study values:\nagreement is by construction"
 LATTICE_nm = 0.587
 """Lattice constant of the QD models (docs/physics.md §2), for edge lengths from octahedra counts."""
 
@@ -30,6 +30,9 @@ REFERENCE_FWHM_300K_meV: tuple[tuple[float, float, str], ...] = (
 
 CORE_SHELL_DODGE_nm = 0.08
 """Core/shell points are drawn this far right of their true edge, so they never hide behind core-only ones."""
+
+REGION_DODGE_nm = 0.04
+"""In the S_R panel, neighbouring regions are drawn this far apart (centred on the edge), so equal values stay visible."""
 
 HOLLOW_LABEL = "hollow: a warning qualifies the number (summary.csv warnings)"
 KINDS = {False: ("o", "x", "core-only"), True: ("s", "+", "core/shell")}
@@ -86,15 +89,16 @@ def _hollow(ax, x, y, hollow, marker, color, ms, zorder) -> None:
 
 
 def _legend(ax, extra: list[Line2D]) -> None:
+    """The axis' legend below it, one entry a line, with ``extra`` proxy entries."""
     handles, labels = ax.get_legend_handles_labels()
     ax.legend(handles + extra, labels + [h.get_label() for h in extra], fontsize=6.5, frameon=False,
-              loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2)  # fmt: skip
+              loc="upper left", bbox_to_anchor=(0.0, -0.14), ncol=1)  # fmt: skip
 
 
 def size_dependence_figure(summary: pd.DataFrame) -> Figure:
     """S_R per region and Γ vs edge length with error bars, classical (Eq. 2) and quantum-corrected, and
     the study's reference values (seed Fig. 2d); with mock data, says the mock is calibrated to them."""
-    fig = new_figure(10.0, 5.6)
+    fig = new_figure(11.0, 6.4)
     ax_s, ax_g = fig.subplots(1, 2)
     edge = edge_lengths_nm(summary)
     order = np.argsort(np.nan_to_num(edge, nan=np.inf), kind="stable")
@@ -108,8 +112,11 @@ def size_dependence_figure(summary: pd.DataFrame) -> Figure:
     warned = warned_rows(summary)
     cs_note = f" (drawn {dodge:g} nm right)" if dodge and is_cs.any() else ""
 
-    for i, name in enumerate(_region_names_from_summary(summary)):
+    regions = _region_names_from_summary(summary)
+    region_dodge = 0.0 if categorical else REGION_DODGE_nm
+    for i, name in enumerate(regions):
         S, err = _col(summary, f"S_{name}"), _col(summary, f"S_{name}_err")
+        xr = x + (i - (len(regions) - 1) / 2) * region_dodge
         res_col = f"resolved_{name}"
         resolved = summary[res_col].astype(str).str.lower().ne("false").to_numpy() if res_col in summary \
             else np.ones(len(S), bool)  # fmt: skip
@@ -118,13 +125,15 @@ def size_dependence_figure(summary: pd.DataFrame) -> Figure:
             sel, sel_u = (is_cs == cs) & resolved, (is_cs == cs) & ~resolved
             label = f"{name}, {kind}" + (cs_note if cs else "")
             if sel.any():
-                ax_s.errorbar(x[sel], S[sel], yerr=_err(err[sel]), fmt=marker + "-", color=f"C{i}", capsize=3, ms=6,
+                ax_s.errorbar(xr[sel], S[sel], yerr=_err(err[sel]), fmt=marker + "-", color=f"C{i}", capsize=3, ms=6,
                               label=label, zorder=3 + cs)  # fmt: skip
-                _hollow(ax_s, x[sel], S[sel], warned[sel], marker, f"C{i}", 6, 3 + cs)
+                _hollow(ax_s, xr[sel], S[sel], warned[sel], marker, f"C{i}", 6, 3 + cs)
             if sel_u.any():
-                ax_s.plot(x[sel_u], S[sel_u], marker, mfc="white", color=f"C{i}", ms=6, ls="none", zorder=3 + cs,
+                ax_s.plot(xr[sel_u], S[sel_u], marker, mfc="white", color=f"C{i}", ms=6, ls="none", zorder=3 + cs,
                           label=f"{label}, unresolved")  # fmt: skip
     _edge_axis(ax_s, summary, categorical)
+    if region_dodge and len(regions) > 1:
+        ax_s.set_xlabel(f"edge length (nm); regions drawn {region_dodge:g} nm apart")
     ax_s.set_ylabel("Huang–Rhys factor $S_R$ (dimensionless)")
     ax_s.set_title("effective modes per region")
     ax_s.set_ylim(bottom=0)
@@ -148,12 +157,12 @@ def size_dependence_figure(summary: pd.DataFrame) -> Figure:
         for shell, marker in ((False, "*"), (True, "P")):
             refs = [r for r in REFERENCE_FWHM_300K_meV if ("shell" in r[2]) == shell]
             values = ", ".join(f"{f:g} meV ({e:g} nm)" for e, f, _ in refs)
-            ax_g.plot([r[0] for r in refs], [r[1] for r in refs], marker=marker, ms=11, color="goldenrod", ls="none",
+            ax_g.plot([r[0] for r in refs], [r[1] for r in refs], marker=marker, ms=15, color="goldenrod", ls="none",
                       label=f"{REFERENCE_LABEL}, {'core/shell' if shell else 'core-only'}, 300 K: {values}",
                       zorder=2)  # fmt: skip
         if synthetic:
             ax_g.text(0.02, 0.015, MOCK_CALIBRATION_LABEL, transform=ax_g.transAxes, fontsize=6.5, color="crimson",
-                      va="bottom")  # fmt: skip
+                      va="bottom", wrap=True)  # fmt: skip
     _edge_axis(ax_g, summary, categorical)
     finite = [v for v in list(x) + ([r[0] for r in REFERENCE_FWHM_300K_meV] if not categorical else [])
               if np.isfinite(v)]  # fmt: skip

@@ -152,13 +152,14 @@ def core_shell_comparison_figure(analyses: Sequence[dict]) -> Figure:
             if a["spectrum"] is None:
                 continue
             e, dens, _ = spectrum_density(a["spectrum"])
-            label = size_title(a["linewidth"], a["system"]) + "\n" + gamma_text(a["linewidth"])
+            label = size_title(a["linewidth"], a["system"]) + "\n" + gamma_text(a["linewidth"]) \
+                + _warning_line(a["linewidth"])
             ax.plot(e, dens, lw=1.0, label=label)
         ax.set_xlim(0, _x_max_meV(analyses))
         ax.set_xlabel("ħω (meV)")
         ax.set_ylabel(DENSITY_LABEL, fontsize=8)
-        ax.set_title(f"core/shell vs core-only of the same outer size ({size_title(cs['linewidth'], cs['system'])})"
-                     + _warning_line(cs["linewidth"]), fontsize=8)  # fmt: skip
+        ax.set_title(f"core/shell vs core-only of the same outer size ({size_title(cs['linewidth'], cs['system'])})",
+                     fontsize=8)  # fmt: skip
         ax.legend(fontsize=7, frameon=False, loc="upper right")
     _fit_y(axes, _x_max_meV(analyses))
     annotate_provenance(fig, *_flags([a["linewidth"] for p in pairs for a in p]))

@@ -17,8 +17,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-from qdphonon.analysis.qualifiers import WARNING_KINDS
-
 COLUMNS = [
     ("system", "system", None),
     ("edge_nm", "edge", "nm"),
@@ -95,6 +93,8 @@ def summary_html(summary_csv: str | os.PathLike) -> str:
             cls = ' class="warn"' if c == "warnings" and r.get(c) else ""
             cells.append(f"<td{cls}>{html.escape(text)}</td>")
         body.append(f"<tr>{''.join(cells)}</tr>")
+    from qdphonon.analysis.qualifiers import WARNING_KINDS
+
     used = sorted({k for r in rows for k in str(r.get("warnings") or "").split(";") if k},
                   key=list(WARNING_KINDS).index)  # fmt: skip
     legend = "".join(f"<li><b>{k}</b>: {html.escape(WARNING_KINDS[k])}</li>" for k in used) or "<li>none</li>"
@@ -159,6 +159,8 @@ def start_page_rst(summary_csv: str | os.PathLike, engine: str) -> str:
                  (r.get("warnings") or "none").replace(";", ", ")]  # fmt: skip
         lines.append(f"   * - {cells[0]}")
         lines += [f"     - {c}" for c in cells[1:]]
+    from qdphonon.analysis.qualifiers import WARNING_KINDS
+
     used = [k for k in WARNING_KINDS if any(k in str(r.get("warnings") or "").split(";") for r in rows)]
     if used:
         lines += ["", "Warnings:", ""] + [f"- **{k}**: {WARNING_KINDS[k]}" for k in used]
@@ -172,3 +174,16 @@ def write_report_pages(summary_csv: str | os.PathLike, html_out: str | os.PathLi
     for path, text in ((html_out, summary_html(summary_csv)), (rst_out, start_page_rst(summary_csv, engine))):
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         Path(path).write_text(text, encoding="utf-8")
+
+
+def add_report_pages_parser(sub) -> None:
+    """Register ``qdphonon report-pages`` on an argparse sub-parsers object."""
+    from qdphonon import settings
+
+    p = sub.add_parser("report-pages", help="the report's summary table (HTML) and start page (reST) from summary.csv")
+    p.add_argument("--summary", required=True)
+    p.add_argument("--engine", default=settings.default("engine"), choices=settings.choices("engine"),
+                   help=settings.describe("engine"))
+    p.add_argument("--html-out", required=True, help="the summary as an HTML table (a report item)")
+    p.add_argument("--rst-out", required=True, help="the report's start page with the headline numbers")
+    p.set_defaults(func=lambda args: write_report_pages(args.summary, args.html_out, args.rst_out, args.engine) or 0)
