@@ -70,6 +70,18 @@ def summary_records(summary_csv: str | os.PathLike) -> list[dict[str, Any]]:
     return rows
 
 
+def _warning_texts(summary_csv: str | os.PathLike) -> dict[str, list[str]]:
+    """System -> the full warning messages of its linewidth.json, from the summary's JSON sidecar."""
+    from qdphonon.metadata import sidecar_path
+
+    try:
+        meta = json.loads(sidecar_path(summary_csv).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    found = meta.get("warnings") if isinstance(meta, dict) else None
+    return {str(k): [str(m) for m in v] for k, v in found.items() if isinstance(v, list)} if isinstance(found, dict) else {}
+
+
 def _confidence(rows: list[dict]) -> str:
     levels = sorted({r.get("confidence_level") for r in rows if not _missing(r.get("confidence_level"))})
     return ", ".join(f"{100 * c:.2f} %" for c in levels) or "n/a"
@@ -90,6 +102,7 @@ def summary_html(summary_csv: str | os.PathLike) -> str:
         cells = []
         for c, _, _ in present:
             text = _fmt(r.get(c), r.get(f"{c}_err")) if f"{c}_err" in r else _fmt(r.get(c))
+            text = "none" if c == "warnings" and not r.get(c) else text
             cls = ' class="warn"' if c == "warnings" and r.get(c) else ""
             cells.append(f"<td{cls}>{html.escape(text)}</td>")
         body.append(f"<tr>{''.join(cells)}</tr>")
@@ -98,6 +111,8 @@ def summary_html(summary_csv: str | os.PathLike) -> str:
     used = sorted({k for r in rows for k in str(r.get("warnings") or "").split(";") if k},
                   key=list(WARNING_KINDS).index)  # fmt: skip
     legend = "".join(f"<li><b>{k}</b>: {html.escape(WARNING_KINDS[k])}</li>" for k in used) or "<li>none</li>"
+    texts = "".join(f"<li><b>{html.escape(system)}</b>: {html.escape(m)}</li>"
+                    for system, messages in _warning_texts(summary_csv).items() for m in messages)  # fmt: skip
     banner = ('<p class="synthetic">SYNTHETIC (mock engine): these numbers exercise the workflow; they are not '
               "physics.</p>") if _synthetic(rows) else ""  # fmt: skip
     data = json.dumps({"confidence_level": [r.get("confidence_level") for r in rows], "rows": rows})
@@ -116,6 +131,7 @@ cumulant lineshape. All columns and the full warning texts: summary.csv and its 
 {chr(10).join(body)}
 </tbody></table>
 <h3>Warnings</h3><ul>{legend}</ul>
+<h3>Warning texts (linewidth.json)</h3><ul>{texts or "<li>none</li>"}</ul>
 <script type="application/json" id="qdphonon-summary">{data}</script>
 </body></html>
 """
