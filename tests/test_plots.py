@@ -314,3 +314,16 @@ def test_spectra_are_not_clipped_say_which_gamma_and_label_a_dimensionless_densi
     ax = [ax for ax in cs_fig.axes if ax.lines][0]
     assert ax.get_title().startswith("core/shell vs core-only")
     assert all("Γ classical (Eq. 2, 300 K)" in t.get_text() for t in ax.get_legend().get_texts())
+
+
+def test_warnings_reach_the_titles_of_the_per_system_figures(campaign):
+    from qdphonon.analysis.qualifiers import warning_kinds
+
+    _, _, dirs = campaign
+    analyses = [plots.load_analysis_dir(d) for d in dirs]
+    kinds = {plots.size_title(a["linewidth"], a["system"]): warning_kinds(a["linewidth"]) for a in analyses}
+    assert any(kinds.values())  # the fixture's velocities are far from T_md: kinetic_temperature
+    for fig in (plots.linewidth_vs_temperature_figure(analyses), plots.lineshape_figure(analyses)):
+        title = fig.axes[0].get_title()
+        for name, k in kinds.items():
+            assert (f"{name} ({', '.join(k)})" in title) == bool(k), (name, title)

@@ -81,6 +81,15 @@ def _warning_line(lw: dict) -> str:
     return f"\nwarnings: {', '.join(kinds)}" if kinds else ""
 
 
+def _warned_systems(analyses: Sequence[dict]) -> str:
+    """``"\nwarnings: 3.5 nm cube (stationarity)"`` over the systems a figure shows; empty when none."""
+    from qdphonon.analysis.qualifiers import warning_kinds
+
+    items = [f"{size_title(a['linewidth'], a['system'])} ({', '.join(k)})"
+             for a in analyses if (k := warning_kinds(a["linewidth"]))]  # fmt: skip
+    return f"\nwarnings: {'; '.join(items)}" if items else ""
+
+
 def _fit_y(axes, xmax: float) -> None:
     """Every plotted curve inside [0, xmax] fits on the (shared) y axis: nothing clipped."""
     top = 0.0
@@ -216,7 +225,7 @@ def linewidth_vs_temperature_figure(analyses: Sequence[dict]) -> Figure:
         ax.text(0.5, 0.5, "no Γ(T) curve in the analyses", ha="center", va="center", transform=ax.transAxes)
     ax.set_xlabel("temperature T (K)")
     ax.set_ylabel("emission FWHM Γ(T) (meV)")
-    ax.set_title("Γ(T), harmonic scaling from T_md", fontsize=9)
+    ax.set_title("Γ(T), harmonic scaling from T_md" + _warned_systems(with_curve), fontsize=9)
     ax.set_xlim(left=0)
     ax.set_ylim(bottom=0)
     ax.legend(fontsize=6, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
@@ -250,7 +259,8 @@ def lineshape_figure(analyses: Sequence[dict]) -> Figure:
     T_txt = ", ".join(f"{t:g} K" for t in sorted(t for t in temps if t is not None))
     ax.set_xlabel("E − E₀ (meV), E₀ = zero-phonon line (absolute position not trusted)")
     ax.set_ylabel("emission (per meV, unit area)")
-    ax.set_title(f"emission lineshape (second-order cumulant){' at ' + T_txt if T_txt else ''}", fontsize=9)
+    ax.set_title(f"emission lineshape (second-order cumulant){' at ' + T_txt if T_txt else ''}"
+                 + _warned_systems(with_line), fontsize=9)  # fmt: skip
     if span:
         pad = 0.05 * (max(span) - min(span))
         ax.set_xlim(min(span) - pad, max(span) + pad)
