@@ -142,3 +142,18 @@ def test_status_and_check_show_the_warnings_that_qualify_a_system(tmp_path, caps
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].endswith("\twarnings")
     assert [ln.split("\t")[-1] for ln in lines[1:]] == ["stationarity,unresolved,single_replica", "-"]
+
+
+def test_check_shares_summary_digest_and_warns_when_the_summary_was_made_with_another_config(tmp_path, capsys):
+    from qdphonon.config import settings_digest, validate_config
+
+    cfg = campaign(tmp_path, "finished")
+    digest = settings_digest(validate_config(yaml.safe_load(cfg.read_text())))
+    summary = tmp_path / "results/summary.csv"
+    for recorded, warned in ((digest, False), ("0123456789abcdef", True)):
+        summary.write_text(f"system,lambda_meV,config_digest\ncspbbr3_1x1x1,1.0,{recorded}\n")
+        res = subprocess.run([sys.executable, "-m", "qdphonon", "check", "--results", str(tmp_path / "results"),
+                              "--configfile", str(cfg), "--json"], capture_output=True, text=True, cwd=tmp_path)
+        assert res.returncode == 3, res.stderr  # no analysis files: not complete
+        assert {r["config_digest"] for r in json.loads(res.stdout)} == {digest}
+        assert ("made with config digest 0123456789abcdef" in res.stderr) == warned, res.stderr

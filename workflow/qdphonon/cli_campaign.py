@@ -70,6 +70,9 @@ def _run_check(args: argparse.Namespace) -> int:
     config = _load_config(args, "check")
     if config is None:
         return 1
+    stale = provenance.summary_digest_mismatch(args.results, config)
+    if stale:
+        print(f"qdphonon check: warning: {stale}", file=sys.stderr)
     return _report(provenance.campaign_provenance(args.results, config), args.json, provenance.format_table)
 
 

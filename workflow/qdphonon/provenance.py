@@ -83,9 +83,30 @@ def system_provenance(results: Path, config: Mapping[str, Any], system: SystemCo
 
 
 def campaign_provenance(results: str | Path, config: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Provenance of every system of a (schema-validated) config under a results tree."""
+    """Provenance of every system of a (schema-validated) config under a results tree; each row also
+    carries the campaign's ``config_digest`` (the one summary.csv records)."""
     results = Path(results)
-    return [system_provenance(results, config, s) for s in campaign_from_config(config).values()]
+    digest = settings_digest(config)
+    return [{**system_provenance(results, config, s), "config_digest": digest}
+            for s in campaign_from_config(config).values()]  # fmt: skip
+
+
+def summary_digest_mismatch(results: str | Path, config: Mapping[str, Any]) -> str | None:
+    """A sentence when ``results/summary.csv`` was made with another config than ``config`` (its
+    ``config_digest`` column differs from :func:`settings_digest`); None when they agree or there is none."""
+    import csv
+
+    path = Path(results) / "summary.csv"
+    try:
+        with path.open(newline="", encoding="utf-8") as fh:
+            found = {row.get("config_digest") or "" for row in csv.DictReader(fh)}
+    except OSError:
+        return None
+    found.discard("")
+    mine = settings_digest(config)
+    if found and found != {mine}:
+        return f"{path} was made with config digest {', '.join(sorted(found))}; this config's is {mine}"
+    return None
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
