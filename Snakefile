@@ -23,7 +23,11 @@ for _path in ["config/config.yaml", *map(str, workflow.configfiles)]:
 configfile: "config/config.yaml"
 
 
-report: "workflow/report/workflow.rst"
+# The report's start page: the campaign's headline numbers once rule report_pages has written them.
+START_PAGE = os.path.abspath("results/report/start.rst")
+
+
+report: START_PAGE if os.path.exists(START_PAGE) else "workflow/report/workflow.rst"
 
 
 include: "workflow/rules/common.smk"

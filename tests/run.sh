@@ -21,6 +21,12 @@ command -v munged >/dev/null || need+=(munge)
 ls /usr/lib/*/libpmix.so >/dev/null 2>&1 || need+=(libpmix-dev)
 # Debian's python3 makes virtual environments only with python3-venv (it ships ensurepip)
 [ -x .venv/bin/python ] || python3 -c 'import ensurepip' 2>/dev/null || need+=(python3-venv)
+how="as root"
+[ "$(id -u)" -eq 0 ] || how="through sudo (it may ask for your password)"
+if [ ${#need[@]} -gt 0 ]; then
+    echo "tests/run.sh: will install Debian packages ${how}: ${need[*]}"
+fi
+echo "tests/run.sh: will install qdphonon with its test extras into .venv (pip; created when missing), then run pytest"
 if [ ${#need[@]} -gt 0 ]; then
     echo "tests/run.sh: installing Debian packages: ${need[*]}"
     as_root apt-get update -qq

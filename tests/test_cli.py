@@ -112,7 +112,7 @@ def test_relax_reports_cp2k_s_abort(tmp_path, ideal, cp2k_exe):
 # --- check ---------------------------------------------------------------------------------------
 
 SYSTEMS = ("cspbbr3_1x1x1", "cspbbr3_2x2x2")
-HEADER = "system\tconfig\tstructure\treplica\tinput\tengine\tcp2k\tcomplete"
+HEADER = "system\tconfig\tstructure\treplica\tinput\tengine\tcp2k\tcomplete\twarnings"
 
 
 def write_config(path: Path) -> Path:
@@ -158,18 +158,18 @@ def test_check_prints_one_row_per_replica_with_the_file_hashes(tmp_path):
     results = tmp_path / "results"
     sha = {SYSTEMS[0]: write_results(results, SYSTEMS[0], complete=True),
            SYSTEMS[1]: write_results(results, SYSTEMS[1], complete=False)}  # fmt: skip
-    res = qdphonon("check", "--results", str(results), "--config", str(config))
+    res = qdphonon("check", "--results", str(results), "--configfile", str(config), cwd=tmp_path)
     assert res.returncode == 3, res.stderr  # not every system complete
     rows = table(res.stdout)
     assert [(r[0], r[3]) for r in rows] == [(s, rep) for s in SYSTEMS for rep in ("r0", "r1")]
-    for system, _, structure, replica, inp, engine, cp2k, complete in rows:
+    for system, _, structure, replica, inp, engine, cp2k, complete, warned in rows:
         assert structure == sha[system]["structure"][:12] and inp == sha[system][replica][:12]
         assert (engine, cp2k) == ("cp2k", "2023.1")
         assert complete == ("yes" if system == SYSTEMS[0] else "no")
     configs = {r[0]: r[1] for r in rows}
     assert all(re.fullmatch(r"[0-9a-f]{12,64}", c) for c in configs.values())
     assert configs[SYSTEMS[0]] != configs[SYSTEMS[1]]  # each system's settings hash
-    as_json = qdphonon("check", "--results", str(results), "--config", str(config), "--json")
+    as_json = qdphonon("check", "--results", str(results), "--configfile", str(config), "--json", cwd=tmp_path)
     assert as_json.returncode == 3
     parsed = {r["system"]: r for r in json.loads(as_json.stdout)}
     assert {s: r["config_sha"] for s, r in parsed.items()} == configs
@@ -178,13 +178,15 @@ def test_check_prints_one_row_per_replica_with_the_file_hashes(tmp_path):
     for name in ("spectral_density.csv", "linewidth.json", "vdos.csv"):  # finish the second system
         (results / "analysis" / SYSTEMS[1]).mkdir(parents=True, exist_ok=True)
         (results / "analysis" / SYSTEMS[1] / name).write_text("x\n")
-    done = qdphonon("check", "--results", str(results), "--config", str(config))
+    done = qdphonon("check", "--results", str(results), "--configfile", str(config), cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert [r[-1] for r in table(done.stdout)] == ["yes"] * 4
+    assert [r[-2] for r in table(done.stdout)] == ["yes"] * 4
 
 
 def test_check_of_an_empty_tree_lists_every_replica_as_missing(tmp_path):
-    res = qdphonon("check", "--results", str(tmp_path / "nothing"), "--config", str(write_config(tmp_path / "c.yaml")))
+    (tmp_path / "nothing").mkdir()
+    res = qdphonon("check", "--results", str(tmp_path / "nothing"), "--configfile", str(write_config(tmp_path / "c.yaml")),
+                   cwd=tmp_path)
     assert res.returncode == 3
     rows = table(res.stdout)
     assert len(rows) == 4 and all(r[2] == r[4] == r[5] == r[6] == "-" and r[7] == "no" for r in rows)
@@ -200,7 +202,7 @@ def test_check_refuses_a_missing_or_invalid_config(tmp_path, config_text, words)
     if config_text is not None:
         config = tmp_path / "config.yaml"
         config.write_text(config_text)
-    res = qdphonon("check", "--results", str(tmp_path), "--config", str(config))
+    res = qdphonon("check", "--results", str(tmp_path), "--configfile", str(config), cwd=tmp_path)
     assert res.returncode == 1 and res.stdout == ""
     assert all(w in res.stderr for w in words), res.stderr[-2000:]
 
@@ -208,5 +210,5 @@ def test_check_refuses_a_missing_or_invalid_config(tmp_path, config_text, words)
 def test_check_names_the_bad_key_briefly(tmp_path):
     config = tmp_path / "config.yaml"
     config.write_text("systems:\n  - size: [1, 1, 1]\nbogus: 1\n")
-    res = qdphonon("check", "--results", str(tmp_path), "--config", str(config))
+    res = qdphonon("check", "--results", str(tmp_path), "--configfile", str(config), cwd=tmp_path)
     assert res.returncode == 1 and len(res.stderr.splitlines()) <= 5 and "bogus" in res.stderr

@@ -32,7 +32,7 @@ def test_analyze_writes_outputs(tmp_path):
     csvs = [band_edge_csv(tmp_path / f"r{i}.csv", amplitude_meV=a) for i, a in enumerate((7.0, 9.0))]
     out = tmp_path / "analysis" / "cube4"
     rc = main(["analyze", "--band-edges", *csvs, "--md-temperature-K", "10", "--report-temperature-K", "300",
-               "--outdir", str(out), "--regions", "0,4.5,12,30", "--discard-fs", "0"])
+               "--outdir", str(out), "--region-edges-meV", "0,4.5,12,30", "--md-equilibration-fs", "0"])
     assert rc == 0
     lw = json.loads((out / "linewidth.json").read_text())
     for key in ("lambda_meV", "fwhm_meV", "report_temperature_K", "md_temperature_K", "gap_mean_eV", "gap_std_meV",
@@ -57,7 +57,7 @@ def test_analyze_with_velocities_structure_and_blocks(tmp_path):
     csv = band_edge_csv(tmp_path / "r0.csv", duration_fs=4000.0)
     out = tmp_path / "out"
     rc = main(["analyze", "--band-edges", csv, "--md-temperature-K", "10", "--report-temperature-K", "300", "--outdir", str(out),
-               "--velocities", str(npz), "--structure", str(st), "--blocks", "2"])
+               "--velocities", str(npz), "--structure-json", str(st), "--blocks", "2"])
     assert rc == 0
     lw = json.loads((out / "linewidth.json").read_text())
     assert lw["system"] == "cube1" and lw["error_method"] == "spectrum" and lw["n_blocks"] == 2
@@ -81,7 +81,7 @@ def test_bad_input_exits_nonzero_with_message(tmp_path, capsys, content, problem
     bad = tmp_path / "broken_input.csv"
     bad.write_text(content)
     rc = main(["analyze", "--band-edges", str(bad), "--md-temperature-K", "10", "--report-temperature-K", "300",
-               "--outdir", str(tmp_path / "o"), "--discard-fs", "0"])
+               "--outdir", str(tmp_path / "o"), "--md-equilibration-fs", "0"])
     err = capsys.readouterr().err
     assert rc != 0
     assert "broken_input.csv" in err and problem in err
@@ -93,7 +93,7 @@ def test_short_trajectory_still_reaches_outputs(tmp_path):
     csv = band_edge_csv(tmp_path / "short.csv", duration_fs=400.0, dt_fs=1.0)
     with pytest.warns(ResolutionWarning, match="unresolved"):
         rc = main(["analyze", "--band-edges", csv, "--md-temperature-K", "10", "--report-temperature-K", "300",
-                   "--outdir", str(tmp_path / "o"), "--discard-fs", "0"])
+                   "--outdir", str(tmp_path / "o"), "--md-equilibration-fs", "0"])
     assert rc == 0
     lw = json.loads((tmp_path / "o" / "linewidth.json").read_text())
     assert lw["regions"][0]["resolved"] is False and lw["lambda_meV"] > 0
@@ -103,7 +103,7 @@ def test_short_trajectory_warning_reaches_stderr(tmp_path):
     csv = band_edge_csv(tmp_path / "short.csv", duration_fs=400.0, dt_fs=1.0)
     proc = subprocess.run(
         [sys.executable, "-m", "qdphonon.cli", "analyze", "--band-edges", csv, "--md-temperature-K", "10",
-         "--report-temperature-K", "300", "--outdir", str(tmp_path / "o"), "--discard-fs", "0"],
+         "--report-temperature-K", "300", "--outdir", str(tmp_path / "o"), "--md-equilibration-fs", "0"],
         capture_output=True, text=True, timeout=60,
     )
     assert proc.returncode == 0
@@ -118,7 +118,7 @@ def test_summarize_and_plot(tmp_path, capsys):
         csv = band_edge_csv(tmp_path / f"{name}.csv", amplitude_meV=amp, sidecar={"synthetic": True, "level": "mock", "md_temperature_K": 10.0})
         out = tmp_path / "analysis" / name
         assert main(["analyze", "--band-edges", csv, "--md-temperature-K", "10", "--report-temperature-K", "300",
-                     "--outdir", str(out), "--structure", str(st)]) == 0
+                     "--outdir", str(out), "--structure-json", str(st)]) == 0
         dirs.append(str(out))
         sts.append(str(st))
     summary = tmp_path / "summary.csv"
@@ -138,7 +138,7 @@ def test_console_script_reports_errors_on_stderr(tmp_path):
     bad.write_text("a,b\n1,2\n3,4\n")
     proc = subprocess.run(
         [sys.executable, "-m", "qdphonon.cli", "analyze", "--band-edges", str(bad), "--md-temperature-K", "10",
-         "--report-temperature-K", "300", "--outdir", str(tmp_path / "o"), "--discard-fs", "0"],
+         "--report-temperature-K", "300", "--outdir", str(tmp_path / "o"), "--md-equilibration-fs", "0"],
         capture_output=True, text=True, timeout=60,
     )
     assert proc.returncode != 0

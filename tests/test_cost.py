@@ -1,5 +1,5 @@
 """The CP2K cost model (``qdphonon.cost``): the fit and its fallbacks, the job sizes the Snakefile
-requests, the measurements file, and ``qdphonon cost`` (plain text, Markdown = the README's table,
+requests, the measurements file, and ``qdphonon cost`` (plain text, Markdown = docs/running.md's table,
 a bad config). Fast: no CP2K.
 
 Expected values come from synthetic power laws written here, from ``qdphonon.jobs`` and from the
@@ -247,11 +247,11 @@ def test_cost_command_prints_every_system_and_a_total():
 def test_cost_markdown_is_the_readme_table():
     res = qdphonon("cost", "--markdown", "--configfile", "config/config.yaml")
     assert res.returncode == 0, res.stderr
-    readme = (REPO / "README.md").read_text()
+    readme = (REPO / "docs/running.md").read_text()
     block = re.search(r"<!-- cost-table:start -->\n(.*?)\n<!-- cost-table:end -->", readme, re.S)
-    assert block, "README.md has no cost-table markers"
+    assert block, "docs/running.md has no cost-table markers"
     assert block.group(1).strip() == res.stdout.strip(), (
-        "README cost table is stale: paste `python -m qdphonon cost --markdown --configfile config/config.yaml`")
+        "docs/running.md cost table is stale: paste `python -m qdphonon cost --markdown --configfile config/config.yaml`")
     assert "extrapolated" in res.stdout and "s/step =" in res.stdout
 
 

@@ -15,7 +15,7 @@ import pytest
 from qdphonon.analysis.spectrum import ResolutionWarning
 from qdphonon.analysis.summary import write_summary
 from qdphonon.analysis.system import analyze_system
-from qdphonon import plots
+from qdphonon import figure_size, plots
 from qdphonon.units import HBAR_meV_fs
 
 EXPECTED_STEMS = ("spectral_densities", "size_dependence", "core_shell_comparison", "phonon_dos",
@@ -116,7 +116,10 @@ def test_size_dependence_shows_reference_values_and_says_the_mock_is_calibrated_
     joined = " ".join(texts)
     for value in ("164", "126", "90"):
         assert f"{value} meV" in joined
-    assert plots.REFERENCE_LABEL == "study (DFT)" and "study (DFT)" in texts  # the legend entry
+    assert plots.REFERENCE_LABEL == "study (DFT)"
+    legend = fig.axes[1].get_legend().get_texts()
+    assert any(t.get_text().startswith("study (DFT), core-only, 300 K: 164 meV") for t in legend)
+    assert any(t.get_text().startswith("study (DFT), core/shell, 300 K: 90 meV") for t in legend)
     assert plots.MOCK_CALIBRATION_LABEL in texts  # mock data: the agreement is built in
     ax_g = fig.axes[1]
     refs = {(round(x, 2), round(y, 1)) for line in ax_g.lines for x, y in zip(line.get_xdata(), line.get_ydata())}
@@ -242,4 +245,85 @@ def test_edge_length_falls_back_to_octahedra(campaign):
     df = pd.read_csv(summary).drop(columns="edge_nm")
     np.testing.assert_allclose(plots.edge_lengths_nm(df), [4 * 0.587, 6 * 0.587, 6 * 0.587])
     fig = plots.size_dependence_figure(df)
-    assert fig.axes[0].get_xlabel() == "edge length (nm)"
+    assert fig.axes[0].get_xlabel().startswith("edge length (nm)")
+
+
+def _legend_complete(ax) -> None:
+    """Every labelled artist of ``ax`` has its entry in the legend (no series left unexplained)."""
+    labelled = {h.get_label() for h in ax.lines + ax.containers if not h.get_label().startswith("_")}
+    legend = ax.get_legend()
+    assert legend is not None, ax.get_title()
+    assert labelled <= {t.get_text() for t in legend.get_texts()}
+
+
+def test_size_dependence_hides_nothing_and_marks_warned_systems_hollow(campaign):
+    """Core/shell points sit beside the core-only ones of the same edge, quantum crosses over classical
+    markers, hollow overlays exactly on the systems whose summary row carries warnings, legends complete."""
+    _, summary, _ = campaign
+    df = pd.read_csv(summary).sort_values("edge_nm", kind="stable")
+    df["warnings"] = ["", "stationarity", "single_replica"]  # by hand: one clean, two qualified
+    fig = plots.size_dependence_figure(df)
+    ax_s, ax_g = fig.axes[:2]
+    bars = {c.get_label(): c.lines[0] for c in ax_g.containers}
+    cs = df[df.shell_layers > 0]
+    dodge = figure_size.CORE_SHELL_DODGE_nm
+    (cs_label,) = [k for k in bars if k.startswith("classical (Eq. 2), core/shell")]
+    np.testing.assert_allclose(bars[cs_label].get_xdata(), cs.edge_nm + dodge)
+    np.testing.assert_allclose(bars[cs_label].get_ydata(), cs.fwhm_meV)
+    assert f"drawn {dodge:g} nm right" in cs_label
+    q_cs = {ln.get_label(): ln for ln in ax_g.lines}["quantum-corrected, core/shell"]
+    np.testing.assert_allclose(q_cs.get_ydata(), cs.fwhm_quantum_meV)
+    assert q_cs.get_marker() != bars[cs_label].get_marker() and q_cs.get_zorder() > bars[cs_label].get_zorder()
+    hollow = sorted((round(x, 3), round(y, 3)) for ln in ax_g.lines if ln.get_label() == "_hollow"
+                    for x, y in zip(ln.get_xdata(), ln.get_ydata()))  # fmt: skip
+    warned = df[df.warnings != ""]
+    expect = sorted((round(e + dodge * (s > 0), 3), round(f, 3))
+                    for e, s, f in zip(warned.edge_nm, warned.shell_layers, warned.fwhm_meV))  # fmt: skip
+    assert hollow == expect
+    assert all(ln.get_markerfacecolor() == "white" for ln in ax_g.lines if ln.get_label() == "_hollow")
+    assert figure_size.HOLLOW_LABEL in [t.get_text() for t in ax_g.get_legend().get_texts()]
+    for ax in (ax_s, ax_g):
+        _legend_complete(ax)
+        lo, hi = ax.get_xlim()
+        xs = np.concatenate([np.asarray(ln.get_xdata(), float) for ln in ax.lines])
+        assert lo < np.nanmin(xs) and np.nanmax(xs) < hi
+    lo, hi = ax_g.get_ylim()
+    assert hi > np.nanmax(df.fwhm_meV + df.fwhm_meV_err.fillna(0)) and hi > 164.0
+    assert not ax_g.texts or all(t.get_text() == plots.MOCK_CALIBRATION_LABEL for t in ax_g.texts)  # no annotations
+    assert "300 K" in ax_g.get_ylabel() and "300 K" in ax_g.get_title()
+
+
+def test_spectra_are_not_clipped_say_which_gamma_and_label_a_dimensionless_density(campaign):
+    _, _, dirs = campaign
+    analyses = [plots.load_analysis_dir(d) for d in dirs]
+    for fig in (plots.spectral_density_figure(analyses), plots.core_shell_comparison_figure(analyses)):
+        axes = [ax for ax in fig.axes if ax.lines]
+        for ax in axes:
+            lo, hi = ax.get_ylim()
+            x0, x1 = ax.get_xlim()
+            for ln in ax.lines:
+                x, y = np.asarray(ln.get_xdata(), float), np.asarray(ln.get_ydata(), float)
+                assert np.nanmax(y[(x >= x0) & (x <= x1)]) <= hi, "a curve is clipped at the top"
+            assert "dimensionless" in ax.get_ylabel() and "per meV" not in ax.get_ylabel()
+            _legend_complete(ax)
+    fig = plots.spectral_density_figure(analyses)
+    for ax, a in zip([ax for ax in fig.axes if ax.lines], analyses):
+        lw = a["linewidth"]
+        assert f"Γ classical (Eq. 2, 300 K) = {lw['fwhm_meV']:.0f} meV" in ax.get_title()
+    cs_fig = plots.core_shell_comparison_figure(analyses)
+    ax = [ax for ax in cs_fig.axes if ax.lines][0]
+    assert ax.get_title().startswith("core/shell vs core-only")
+    assert all("Γ classical (Eq. 2, 300 K)" in t.get_text() for t in ax.get_legend().get_texts())
+
+
+def test_warnings_reach_the_titles_of_the_per_system_figures(campaign):
+    from qdphonon.analysis.qualifiers import warning_kinds
+
+    _, _, dirs = campaign
+    analyses = [plots.load_analysis_dir(d) for d in dirs]
+    kinds = {plots.size_title(a["linewidth"], a["system"]): warning_kinds(a["linewidth"]) for a in analyses}
+    assert any(kinds.values())  # the fixture's velocities are far from T_md: kinetic_temperature
+    for fig in (plots.linewidth_vs_temperature_figure(analyses), plots.lineshape_figure(analyses)):
+        title = fig.axes[0].get_title()
+        for name, k in kinds.items():
+            assert (f"{name} ({', '.join(k)})" in title) == bool(k), (name, title)

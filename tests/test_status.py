@@ -3,6 +3,7 @@ engine leaves them: segments.json, CP2K's .ener, run.json only when complete."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -59,7 +60,8 @@ def campaign(root: Path, which: str) -> Path:
 
 
 def run_status(root: Path, cfg: Path, capsys, *extra):
-    rc = main(["status", "--results", str(root / "results"), "--config", str(cfg), *extra])
+    with contextlib.chdir(root):  # no config/config.yaml here: only cfg is read
+        rc = main(["status", "--results", str(root / "results"), "--configfile", str(cfg), *extra])
     return rc, capsys.readouterr().out
 
 
@@ -112,8 +114,46 @@ def test_last_line_step_ignores_a_torn_line(tmp_path):
 def test_status_and_check_name_the_key_of_a_broken_config(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump({**CONFIG, "md": {**CONFIG["md"], "steps": -1}}))
+    (tmp_path / "results").mkdir()
     for command in ("status", "check"):
         res = subprocess.run([sys.executable, "-m", "qdphonon", command, "--results", str(tmp_path / "results"),
-                              "--config", str(bad)], capture_output=True, text=True)  # fmt: skip
+                              "--configfile", str(bad)], capture_output=True, text=True, cwd=tmp_path)  # fmt: skip
         assert res.returncode == 1, res.stderr
         assert "md.steps" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_status_and_check_show_the_warnings_that_qualify_a_system(tmp_path, capsys):
+    """A linewidth.json written by hand: a drifting replica and one replica only -> both commands say so."""
+    cfg = campaign(tmp_path, "finished")
+    analysis = tmp_path / "results/analysis/cspbbr3_1x1x1"
+    analysis.mkdir(parents=True)
+    (analysis / "linewidth.json").write_text(json.dumps({
+        "lambda_meV": 1.0, "fwhm_meV": 20.0, "report_temperature_K": 300.0, "n_replicas": 1,
+        "stationarity": [{"source": "r0.csv", "stationary": False, "trend_relative_change": -1.38}],
+        "regions": [{"name": "low", "resolved": True}, {"name": "LO", "resolved": False}]}))
+    rc, out = run_status(tmp_path, cfg, capsys)
+    assert "warning cspbbr3_1x1x1: stationarity, unresolved, single_replica" in out
+    assert "cspbbr3_2x2x2:" not in out.split("running")[-1]
+    rc, out = run_status(tmp_path, cfg, capsys, "--json")
+    assert {r["system"]: r["warnings"] for r in json.loads(out)} == {
+        "cspbbr3_1x1x1": ["stationarity", "unresolved", "single_replica"], "cspbbr3_2x2x2": None}
+    with contextlib.chdir(tmp_path):
+        rc = main(["check", "--results", str(tmp_path / "results"), "--configfile", str(cfg)])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].endswith("\twarnings")
+    assert [ln.split("\t")[-1] for ln in lines[1:]] == ["stationarity,unresolved,single_replica", "-"]
+
+
+def test_check_shares_summary_digest_and_warns_when_the_summary_was_made_with_another_config(tmp_path, capsys):
+    from qdphonon.config import settings_digest, validate_config
+
+    cfg = campaign(tmp_path, "finished")
+    digest = settings_digest(validate_config(yaml.safe_load(cfg.read_text())))
+    summary = tmp_path / "results/summary.csv"
+    for recorded, warned in ((digest, False), ("0123456789abcdef", True)):
+        summary.write_text(f"system,lambda_meV,config_digest\ncspbbr3_1x1x1,1.0,{recorded}\n")
+        res = subprocess.run([sys.executable, "-m", "qdphonon", "check", "--results", str(tmp_path / "results"),
+                              "--configfile", str(cfg), "--json"], capture_output=True, text=True, cwd=tmp_path)
+        assert res.returncode == 3, res.stderr  # no analysis files: not complete
+        assert {r["config_digest"] for r in json.loads(res.stdout)} == {digest}
+        assert ("made with config digest 0123456789abcdef" in res.stderr) == warned, res.stderr

@@ -56,10 +56,10 @@ def test_reanalysis_reproduces_the_recorded_linewidth(shipped, tmp_path):
     recorded = json.loads((shipped / f"analysis/{SYSTEM}/linewidth.json").read_text())
     edges = sorted((shipped / f"band_edges/{SYSTEM}").glob("r*.csv"))
     cmd = [sys.executable, "-m", "qdphonon", "analyze", "--band-edges", *map(str, edges), "--outdir", str(tmp_path),
-           "--structure", str(shipped / f"structures/{SYSTEM}.json"), "--system", SYSTEM,
-           "--discard-fs", str(recorded["discard_fs"]),
+           "--structure-json", str(shipped / f"structures/{SYSTEM}.json"), "--system", SYSTEM,
+           "--md-equilibration-fs", str(recorded["discard_fs"]),
            "--report-temperature-K", str(recorded["report_temperature_K"]),
-           "--regions", ",".join(str(e) for e in [r["lo_meV"] for r in recorded["regions"]]
+           "--region-edges-meV", ",".join(str(e) for e in [r["lo_meV"] for r in recorded["regions"]]
                                  + [recorded["regions"][-1]["hi_meV"]])]  # fmt: skip
     res = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env={"PYTHONPATH": str(REPO / "workflow"),
                          "PATH": "/usr/bin:/bin"})  # fmt: skip

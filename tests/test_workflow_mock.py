@@ -209,8 +209,8 @@ def test_check_reports_provenance_of_a_finished_campaign(campaign, tmp_path):
 
     work, _ = campaign
     cmd = [sys.executable, "-m", "qdphonon", "check", "--results", str(work / "results"),
-           "--config", str(work / "config.yaml"), "--json"]
-    res = subprocess.run(cmd, capture_output=True, text=True)
+           "--configfile", str(work / "config.yaml"), "--json"]
+    res = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     rows = {r["system"]: r for r in json.loads(res.stdout)}
     assert len(rows) == 6 and all(r["complete"] for r in rows.values())
@@ -223,11 +223,12 @@ def test_check_reports_provenance_of_a_finished_campaign(campaign, tmp_path):
     cfg["systems"][2]["md"] = {"steps": 3000}
     other = tmp_path / "other.yaml"
     other.write_text(yaml.safe_dump(cfg))
-    res2 = subprocess.run(cmd[:-3] + ["--config", str(other), "--json"], capture_output=True, text=True)
+    res2 = subprocess.run(cmd[:-3] + ["--configfile", str(other), "--json"], capture_output=True, text=True, cwd=tmp_path)
     assert res2.returncode == 0
     rows2 = {r["system"]: r for r in json.loads(res2.stdout)}
     changed = [s for s in rows if rows[s]["config_sha"] != rows2[s]["config_sha"]]
     assert changed == ["cspbbr3_5x5x5"]
     # an incomplete tree is reported as such, with a non-zero exit
-    res3 = subprocess.run(cmd[:5] + [str(tmp_path / "empty")] + cmd[6:], capture_output=True, text=True)
+    (tmp_path / "empty").mkdir()
+    res3 = subprocess.run(cmd[:5] + [str(tmp_path / "empty")] + cmd[6:], capture_output=True, text=True, cwd=tmp_path)
     assert res3.returncode == 3 and not any(r["complete"] for r in json.loads(res3.stdout))

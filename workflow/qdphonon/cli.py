@@ -12,7 +12,8 @@ import sys
 from qdphonon import settings
 from qdphonon.cli_campaign import add_check_parser, add_status_parser
 from qdphonon.cost import add_cost_parser
-from qdphonon.engines.launcher import LAUNCHERS, resolve_launcher
+from qdphonon.report_pages import add_report_pages_parser
+from qdphonon.engines.launcher import resolve_launcher
 
 
 def _opt(p: argparse.ArgumentParser, flag: str, key: str, type=None, **kw) -> None:
@@ -22,6 +23,13 @@ def _opt(p: argparse.ArgumentParser, flag: str, key: str, type=None, **kw) -> No
     if "enum" in node:
         kw.setdefault("choices", settings.choices(key))
     p.add_argument(flag, type=type, help=settings.describe(key), **kw)
+
+
+def _alias(p: argparse.ArgumentParser, old: str, new: str) -> None:
+    """``old``: a hidden, deprecated spelling of the option ``new`` (same destination, type and choices)."""
+    action = next(a for a in p._actions if new in a.option_strings)  # noqa: SLF001
+    p.add_argument(old, dest=action.dest, type=action.type, choices=action.choices, default=argparse.SUPPRESS,
+                   help=argparse.SUPPRESS)
 
 
 def _floats(text: str) -> list[float]:
@@ -75,8 +83,10 @@ def _add_cp2k_input(sub: argparse._SubParsersAction) -> None:
     _opt(p, "--trajectory-every-steps", "md.trajectory_every_steps", int)
     _opt(p, "--trajectory-format", "md.trajectory_format")
     _add_scf(p)
-    _opt(p, "--geo-opt-max-iter", "relax.max_iter", int)
-    p.add_argument("--walltime-s", type=int, default=None, help="CP2K's own WALLTIME in seconds (default: none)")
+    _opt(p, "--relax-max-iter", "relax.max_iter", int)
+    _alias(p, "--geo-opt-max-iter", "--relax-max-iter")
+    p.add_argument("--walltime-min", type=float, default=None, help="CP2K's own WALLTIME in minutes (default: none)")
+    p.add_argument("--walltime-s", type=int, default=None, help=argparse.SUPPRESS)
     _opt(p, "--overrides-json", "cp2k.overrides", _json_object)
     _opt(p, "--cp2k-command", "cp2k.command")
     p.add_argument("--out", required=True)
@@ -107,8 +117,9 @@ def _run_cp2k_input(args: argparse.Namespace) -> int:
             seed=args.seed,
         ),
         scf=SCFSettings(eps_scf=args.eps_scf, max_scf=args.max_scf, smearing_K=args.smearing_K),
-        walltime_s=args.walltime_s,
-        geo_opt_max_iter=args.geo_opt_max_iter,
+        walltime_s=args.walltime_s if args.walltime_s is not None else
+        (None if args.walltime_min is None else round(60.0 * args.walltime_min)),
+        geo_opt_max_iter=args.relax_max_iter,
         overrides=overrides,
     )
     spec, description = installed_xmlspec(args.cp2k_command)
@@ -129,8 +140,8 @@ def _add_scf(p: argparse.ArgumentParser) -> None:
 
 def _add_cp2k_launch(p: argparse.ArgumentParser) -> None:
     _opt(p, "--cp2k-command", "cp2k.command")
-    p.add_argument("--mpi", default="auto", choices=list(LAUNCHERS),
-                   help="MPI launcher used when --tasks > 1: auto = srun inside a SLURM allocation, else mpirun")
+    _opt(p, "--mpi-launcher", "cp2k.mpi_launcher")
+    _alias(p, "--mpi", "--mpi-launcher")
     p.add_argument("--tasks", type=int, default=1, help="MPI ranks (1: a single rank without the launcher)")
     p.add_argument("--threads", type=int, default=1, help="OpenMP threads per rank")
 
@@ -146,8 +157,10 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     _add_cp2k_launch(p)
     p.add_argument("--runtime-min", type=float, default=None, help="job wall time in minutes (sets CP2K's WALLTIME)")
     _opt(p, "--walltime-margin-min", "cp2k.walltime_margin_min", float)
-    _opt(p, "--on-scf-failure", "scf.on_failure")
-    _opt(p, "--mock-params-json", "mock", _json_object)
+    _opt(p, "--scf-on-failure", "scf.on_failure")
+    _alias(p, "--on-scf-failure", "--scf-on-failure")
+    _opt(p, "--mock-json", "mock", _json_object)
+    _alias(p, "--mock-params-json", "--mock-json")
     p.set_defaults(func=_run_aimd)
 
     r = sub.add_parser("relax", help="geometry optimisation at the MD's level (mock: pass the structure through)")
@@ -158,7 +171,8 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--out", required=True, help="relaxed structure (extended XYZ, labels kept)")
     r.add_argument("--wfn-out", default=None, help="copy of the last SCF's wavefunction (cp2k engine)")
     _add_cp2k_launch(r)
-    _opt(r, "--max-iter", "relax.max_iter", int)
+    _opt(r, "--relax-max-iter", "relax.max_iter", int)
+    _alias(r, "--max-iter", "--relax-max-iter")
     _add_scf(r)
     _opt(r, "--overrides-json", "cp2k.overrides", _json_object)
     r.set_defaults(func=_run_relax)
@@ -187,12 +201,12 @@ def _run_aimd(args: argparse.Namespace) -> int:
     try:
         if args.engine == "mock":
             record = run_mock(args.input, args.run_dir, args.structure,
-                                      _json_object(args.mock_params_json), record_path=args.record)
+                                      _json_object(args.mock_json), record_path=args.record)
         else:
             record = run_cp2k(
-                args.input, args.run_dir, cp2k_command=args.cp2k_command, mpi=resolve_launcher(args.mpi), tasks=args.tasks,
+                args.input, args.run_dir, cp2k_command=args.cp2k_command, mpi=resolve_launcher(args.mpi_launcher), tasks=args.tasks,
                 threads=args.threads, runtime_min=args.runtime_min, walltime_margin_min=args.walltime_margin_min,
-                on_scf_failure=args.on_scf_failure, record_path=args.record, initial_wfn=args.initial_wfn,
+                on_scf_failure=args.scf_on_failure, record_path=args.record, initial_wfn=args.initial_wfn,
             )  # fmt: skip
     except (WalltimeReached, RunInterrupted) as exc:
         print(f"qdphonon run-aimd: {exc}", file=sys.stderr)
@@ -212,7 +226,7 @@ def _run_relax(args: argparse.Namespace) -> int:
     try:
         summary = relax(
             args.structure, args.workdir, args.out, args.level, engine=args.engine, cp2k_command=args.cp2k_command,
-            mpi=resolve_launcher(args.mpi), tasks=args.tasks, threads=args.threads, max_iter=args.max_iter,
+            mpi=resolve_launcher(args.mpi_launcher), tasks=args.tasks, threads=args.threads, max_iter=args.relax_max_iter,
             smearing_K=args.smearing_K, eps_scf=args.eps_scf, max_scf=args.max_scf,
             overrides=_json_object(args.overrides_json), wfn_out=args.wfn_out,
         )  # fmt: skip
@@ -237,8 +251,8 @@ def _add_parse(sub: argparse._SubParsersAction) -> None:
                    "and its .json sidecar")
     p.add_argument("--trajectory-out", default=None, help="NPZ with velocities (A/fs), positions (A), time_fs, step, symbols")
     p.add_argument("--structure", default=None, help="extended XYZ with a region column: per-atom regions in the NPZ")
-    p.add_argument("--on-scf-failure", default=settings.default("scf.on_failure"),
-                   choices=settings.choices("scf.on_failure"), help=settings.describe("scf.on_failure"))
+    _opt(p, "--scf-on-failure", "scf.on_failure")
+    _alias(p, "--on-scf-failure", "--scf-on-failure")
     p.set_defaults(func=_run_parse)
 
 
@@ -251,7 +265,7 @@ def _run_parse(args: argparse.Namespace) -> int:
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ParseWarning)
-        result = parse_run_dir(args.run_dir, on_scf_failure=args.on_scf_failure, outputs=args.output,
+        result = parse_run_dir(args.run_dir, on_scf_failure=args.scf_on_failure, outputs=args.output,
                                molog=args.molog)
         write_band_edges_csv(result, args.out)
         if args.trajectory_out:
@@ -277,14 +291,16 @@ def _add_analyze(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--band-edges", nargs="+", required=True, metavar="CSV", help="one CSV per replica")
     p.add_argument("--md-temperature-K", type=float, default=None,
-                   help="T_md of the MD in K (default: md_temperature_K of the tables' .json sidecars; "
-                        "a sidecar that says otherwise is refused)")
+                   help="T_md of the MD in K (config md.temperature_K; default: md_temperature_K of the tables' "
+                        ".json sidecars; a sidecar that says otherwise is refused)")
     _opt(p, "--report-temperature-K", "analysis.report_temperature_K", float)
     p.add_argument("--outdir", required=True)
-    _opt(p, "--regions", "analysis.region_edges_meV", _floats)
-    _opt(p, "--discard-fs", "md.equilibration_fs", float)
+    _opt(p, "--region-edges-meV", "analysis.region_edges_meV", _floats)
+    _alias(p, "--regions", "--region-edges-meV")
+    _opt(p, "--md-equilibration-fs", "md.equilibration_fs", float)
+    _alias(p, "--discard-fs", "--md-equilibration-fs")
     p.add_argument("--velocities", nargs="+", default=None, metavar="NPZ", help="velocity .npz per replica (VDOS)")
-    p.add_argument("--structure", default=None, help="structure JSON sidecar of the system")
+    p.add_argument("--structure-json", default=None, help="the system's structure JSON sidecar (qdphonon build)")
     _opt(p, "--blocks", "analysis.blocks", int)
     _opt(p, "--band-cutoff-meV", "analysis.band_cutoff_meV", float)
     _opt(p, "--temperatures-K", "analysis.temperatures_K", _floats)
@@ -312,11 +328,11 @@ def _run_analyze(args: argparse.Namespace) -> int:
         report_temperature_K=args.report_temperature_K,
         band_cutoff_meV=args.band_cutoff_meV,
         temperatures_K=args.temperatures_K,
-        region_edges_meV=args.regions,
-        discard_fs=args.discard_fs,
+        region_edges_meV=args.region_edges_meV,
+        discard_fs=args.md_equilibration_fs,
         outdir=args.outdir,
         velocities_npz=args.velocities,
-        structure_json=args.structure,
+        structure_json=args.structure_json,
         n_blocks=args.blocks,
         system=args.system,
     )
@@ -347,17 +363,33 @@ def _run_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def settings_example(p: argparse.ArgumentParser) -> str:
+    """A ``--settings-json`` value this sub-command accepts: its first option with a plain default
+    (the option's name with ``_`` for ``-``, as every setting key is)."""
+    import json
+
+    for a in p._actions:  # noqa: SLF001
+        if a.option_strings and a.help is not argparse.SUPPRESS and isinstance(a.default, (int, float, str)) \
+                and not isinstance(a.default, bool) and a.dest != "help":
+            return json.dumps({a.dest: a.default})
+    return "{}"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every sub-command registered; each takes ``--settings-json``."""
+    from qdphonon import __version__
+
     parser = argparse.ArgumentParser(prog="qdphonon", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"qdphonon {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_build, _add_cp2k_input, _add_run, _add_parse, _add_analyze, _add_plot, add_check_parser, add_status_parser,
-                add_cost_parser):
+    for add in (_add_build, _add_cp2k_input, _add_run, _add_parse, _add_analyze, _add_plot, add_report_pages_parser,
+                add_check_parser, add_status_parser, add_cost_parser):
         add(sub)
     for p in sub.choices.values():
+        example = settings_example(p).replace("%", "%%")
         p.add_argument("--settings-json", type=_json_object, default=None, metavar="JSON",
-                       help="a JSON object of this command's settings by option name (e.g. "
-                            '{"md_temperature_K": 10}); flags given on the command line win')  # fmt: skip
+                       help=f"a JSON object of this command's settings by option name, e.g. '{example}'; "
+                            "flags given on the command line win")  # fmt: skip
     return parser
 
 
@@ -369,7 +401,7 @@ def apply_settings(parser: argparse.ArgumentParser, argv: list[str] | None) -> a
     known, _ = pre.parse_known_args(argv)
     sub = parser._subparsers._group_actions[0].choices.get(known.command)  # noqa: SLF001
     if known.settings_json and sub is not None:
-        actions = {a.dest: a for a in sub._actions}  # noqa: SLF001
+        actions = {a.dest: a for a in sub._actions if a.help is not argparse.SUPPRESS}  # noqa: SLF001
         unknown = sorted(set(known.settings_json) - set(actions))
         if unknown:
             parser.error(f"{known.command}: --settings-json: unknown setting(s) {', '.join(unknown)}")

@@ -1,8 +1,10 @@
 """``qdphonon check`` and ``qdphonon status``: read-only views of a campaign's results tree.
 
-Both read the campaign's config (validated, defaults filled in); a missing or broken config is
-one line naming the file and the key (or line), exit status 1. Exit status 0 when every row is
-complete, else 3.
+Both read the campaign's config as ``qdphonon cost`` and Snakemake do (``config/config.yaml`` of
+the current directory when present, ``--configfile`` files merged over it; validated, defaults
+filled in). A missing results directory, no config named, or a missing or broken config is one
+line naming the directory, file or key (or line), exit status 1. Exit status 0 when every row
+is complete, else 3.
 """
 
 from __future__ import annotations
@@ -12,8 +14,10 @@ import sys
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--results", default="results")
-    p.add_argument("--config", default="config/config.yaml", help="the campaign's config (validated)")
+    from qdphonon.cost import add_configfile_option
+
+    p.add_argument("--results", default="results", help="the campaign's results directory (default: results)")
+    add_configfile_option(p)
 
 
 def add_check_parser(sub: argparse._SubParsersAction) -> None:
@@ -30,16 +34,27 @@ def add_status_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_run_status)
 
 
-def _load_config(path: str, command: str) -> dict | None:
-    """The campaign config, validated (defaults filled in); None after printing why it is invalid."""
-    from qdphonon.config import ConfigError, load_config_file, validate_config
+def _load_config(args: argparse.Namespace, command: str) -> dict | None:
+    """The campaign config, validated (defaults filled in), when ``args.results`` is a directory;
+    None after printing one line saying why not."""
+    from pathlib import Path
 
-    try:
-        return validate_config(load_config_file(path))
-    except ConfigError as exc:
-        where = "" if str(exc).startswith(str(path)) else f"{path}: "
-        print(f"qdphonon {command}: error: invalid config {where}{exc}", file=sys.stderr)
+    from qdphonon.config import ConfigError
+    from qdphonon.cost import BASE_CONFIG, load_merged_config
+
+    if not Path(args.results).is_dir():
+        print(f"qdphonon {command}: error: results directory not found: {args.results}", file=sys.stderr)
         return None
+    try:
+        config = load_merged_config(args.configfile)
+    except ConfigError as exc:
+        print(f"qdphonon {command}: error: {exc}", file=sys.stderr)
+        return None
+    named = {Path(f).resolve() for f in args.configfile}
+    if args.configfile and Path(BASE_CONFIG).is_file() and Path(BASE_CONFIG).resolve() not in named:
+        print(f"qdphonon {command}: config {BASE_CONFIG} + {' + '.join(args.configfile)} (merged as Snakemake "
+              "does when run here)", file=sys.stderr)
+    return config
 
 
 def _report(rows: list[dict], as_json: bool, table) -> int:
@@ -52,16 +67,19 @@ def _report(rows: list[dict], as_json: bool, table) -> int:
 def _run_check(args: argparse.Namespace) -> int:
     from qdphonon import provenance
 
-    config = _load_config(args.config, "check")
+    config = _load_config(args, "check")
     if config is None:
         return 1
+    stale = provenance.summary_digest_mismatch(args.results, config)
+    if stale:
+        print(f"qdphonon check: warning: {stale}", file=sys.stderr)
     return _report(provenance.campaign_provenance(args.results, config), args.json, provenance.format_table)
 
 
 def _run_status(args: argparse.Namespace) -> int:
     from qdphonon import status
 
-    config = _load_config(args.config, "status")
+    config = _load_config(args, "status")
     if config is None:
         return 1
     return _report(status.campaign_status(args.results, config), args.json, status.format_status)

@@ -313,6 +313,12 @@ def _job_text(job: Mapping[str, int]) -> str:
     return f"{job['tasks']}x{job['cpus_per_task']}, {job['runtime_min']} min, {job['mem_mb'] / 1000:.1f} GB"
 
 
+def _extrapolated_note(cost: Mapping[str, Any]) -> str:
+    """``; N of M systems extrapolated: a lower bound`` when the total rests on extrapolated rows."""
+    n = sum(r["status"] == "extrapolated" for r in cost["systems"])
+    return f"; {n} of {len(cost['systems'])} systems extrapolated: read the total as a lower bound" if n else ""
+
+
 def _table(cost: Mapping[str, Any]) -> tuple[list[str], list[list[str]], list[str]]:
     """Header, one row of cells per system, and the notes (headline, total, model) of a cost."""
     head = ["system", "atoms", f"s/step, {REF_RANKS} ranks", "model", "MD steps (equil. + prod.) x replicas",
@@ -328,7 +334,7 @@ def _table(cost: Mapping[str, Any]) -> tuple[list[str], list[list[str]], list[st
     mock = " (engine mock: what engine cp2k would cost; the mock itself takes seconds)" if cost["mock_engine"] else ""
     notes = [f"CP2K cost at level {cost['level']}{mock}",
              f"total: {len(rows)} systems, {t['replicas']} replicas, {_num(t['core_h'])} core-h "
-             f"(AIMD {_num(t['aimd_core_h'])}, relaxations {_num(t['relax_core_h'])})",
+             f"(AIMD {_num(t['aimd_core_h'])}, relaxations {_num(t['relax_core_h'])})" + _extrapolated_note(cost),
              f"model: {fit.level} s/step = {fit.prefactor_s:.4g} s x n_atoms^{fit.exponent:.3f} on {REF_RANKS} "
              f"ranks x {REF_THREADS} thread, fitted on {fit.basis} inputs"
              f"{' (exponent clipped to the physical range %g-%g)' % EXPONENT_BOUNDS if fit.exponent_clipped else ''}"
@@ -364,19 +370,35 @@ def cost_table_markdown(config: Mapping[str, Any]) -> str:
 def add_cost_parser(sub) -> None:
     """Register ``qdphonon cost`` on an argparse sub-parsers object."""
     p = sub.add_parser("cost", help="CP2K cost of a campaign (core-hours, job sizes) from the measured cost model")
-    p.add_argument("--configfile", action="extend", nargs="+", default=[], metavar="FILE",
-                   help="config files merged over config/config.yaml (when present) as Snakemake does; later wins")
-    p.add_argument("--markdown", action="store_true", help="a Markdown table (the README's) instead of plain text")
+    add_configfile_option(p)
+    p.add_argument("--markdown", action="store_true", help="a Markdown table (docs/running.md's) instead of plain text")
     p.set_defaults(func=run_cost)
 
 
-def load_merged_config(configfiles: Iterable[str | Path], base: str | Path = "config/config.yaml") -> dict[str, Any]:
+BASE_CONFIG = "config/config.yaml"
+"""The Snakefile's ``configfile:``, relative to the directory Snakemake (and these commands) run in."""
+
+
+def add_configfile_option(p) -> None:
+    """``--configfile FILE...`` as Snakemake takes it (the same name in status, check and cost);
+    ``--config`` is a hidden deprecated alias."""
+    import argparse
+
+    p.add_argument("--configfile", action="extend", nargs="+", default=[], metavar="FILE",
+                   help=f"config files merged over {BASE_CONFIG} (when present here) as Snakemake does; later wins")
+    p.add_argument("--config", dest="configfile", action="extend", nargs="+", help=argparse.SUPPRESS)
+
+
+def load_merged_config(configfiles: Iterable[str | Path], base: str | Path = BASE_CONFIG) -> dict[str, Any]:
     """The validated config Snakemake would build: ``base`` (the Snakefile's ``configfile:``) when it
     exists, then each file merged recursively over it (mappings merge, other values replace);
-    :class:`qdphonon.config.ConfigError` naming the files and the offending key."""
+    :class:`qdphonon.config.ConfigError` naming the files and the offending key, or saying that no
+    config was named when there is neither a file given nor ``base`` (never a file the user did not name)."""
     from qdphonon.config import ConfigError, campaign_from_config, load_config_file, validate_config
 
     paths = [Path(f) for f in configfiles]
+    if not paths and not Path(base).is_file():
+        raise ConfigError(f"no config: name one with --configfile FILE (there is no {base} in {os.getcwd()})")
     if not any(p.resolve() == Path(base).resolve() for p in paths) and (Path(base).exists() or not paths):
         paths.insert(0, Path(base))  # leading base dropped when given again: same merged result
 

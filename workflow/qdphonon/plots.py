@@ -26,17 +26,8 @@ from qdphonon.figure_common import (RC_PARAMS, SYNTHETIC_LABEL, XTB_LABEL, _flag
                                     annotate_provenance, figure_texts, load_analysis_dir, new_figure, read_summary,
                                     save_figure, size_title)  # fmt: skip
 
-REFERENCE_LABEL = "study (DFT)"
-MOCK_CALIBRATION_LABEL = "the mock engine is calibrated to these study values: agreement is by construction"
-LATTICE_nm = 0.587
-"""Lattice constant of the QD models (docs/physics.md §2), for edge lengths from octahedra counts."""
-
-REFERENCE_FWHM_300K_meV: tuple[tuple[float, float, str], ...] = (
-    (2.4, 164.0, "2.4 nm core-only"),
-    (3.6, 126.0, "3.6 nm core-only"),
-    (3.6, 90.0, "3.6 nm core/shell"),
-)
-"""Headline linewidths at 300 K of the seed study (Nat. Commun. 2022, DFT): (edge nm, FWHM meV, label)."""
+from qdphonon.figure_size import (LATTICE_nm, MOCK_CALIBRATION_LABEL, REFERENCE_FWHM_300K_meV,  # noqa: F401,E402
+                                  REFERENCE_LABEL, edge_lengths_nm, size_dependence_figure)
 
 REGION_COLORS = ("#fde0c5", "#c9e3f6", "#d8f0d2", "#eadcf2", "#f6d5d5")
 from qdphonon.figure_names import FIGURE_STEMS  # noqa: E402
@@ -71,6 +62,48 @@ def _report_T(lw: dict) -> float | None:
     return lw.get("report_temperature_K", lw.get("temperature_K"))
 
 
+DENSITY_LABEL = "dλ/d(ħω) = S·ħω / bin (meV/meV, dimensionless)"
+"""The spectra's y axis: reorganisation energy per meV of phonon energy (S per bin is dimensionless)."""
+
+
+def gamma_text(lw: dict) -> str:
+    """``Γ_cl(Eq. 2, 300 K) = 220 meV``: which Γ (classical, paper Eq. 2) and at what temperature."""
+    fw, T = lw.get("fwhm_meV"), _report_T(lw)
+    if fw is None:
+        return ""
+    return f"Γ classical (Eq. 2, {T:g} K) = {fw:.0f} meV" if T is not None else f"Γ classical (Eq. 2) = {fw:.0f} meV"
+
+
+def _warning_line(lw: dict) -> str:
+    from qdphonon.analysis.qualifiers import warning_kinds
+
+    kinds = warning_kinds(lw)
+    return f"\nwarnings: {', '.join(kinds)}" if kinds else ""
+
+
+def _warned_systems(analyses: Sequence[dict]) -> str:
+    """``"\nwarnings: 3.5 nm cube (stationarity)"`` over the systems a figure shows; empty when none."""
+    from qdphonon.analysis.qualifiers import warning_kinds
+
+    items = [f"{size_title(a['linewidth'], a['system'])} ({', '.join(k)})"
+             for a in analyses if (k := warning_kinds(a["linewidth"]))]  # fmt: skip
+    return f"\nwarnings: {'; '.join(items)}" if items else ""
+
+
+def _fit_y(axes, xmax: float) -> None:
+    """Every plotted curve inside [0, xmax] fits on the (shared) y axis: nothing clipped."""
+    top = 0.0
+    for ax in axes:
+        for ln in ax.lines:
+            x, y = np.asarray(ln.get_xdata(), float), np.asarray(ln.get_ydata(), float)
+            inside = (x >= 0) & (x <= xmax) & np.isfinite(y)
+            if inside.any():
+                top = max(top, float(y[inside].max()))
+    if top > 0:
+        for ax in axes:
+            ax.set_ylim(0, 1.12 * top)
+
+
 def spectral_density_figure(analyses: Sequence[dict]) -> Figure:
     """Reorganisation-energy spectrum per system on one common y-axis, titled by size (seed Fig. 2c):
     paper Eq. 1 per bin (grey) and its display smoothing (black), regions shaded."""
@@ -85,119 +118,21 @@ def spectral_density_figure(analyses: Sequence[dict]) -> Figure:
             ax.plot(e, raw, color="0.6", lw=0.7, label=f"Eq. 1, bin {de:.2f} meV")
             if "S_hw_smoothed_meV" in a["spectrum"]:
                 ax.plot(e, spectrum_density(a["spectrum"])[1], color="k", lw=1.2, label="smoothed (display)")
-        lam, fw, T = lw.get("lambda_meV"), lw.get("fwhm_meV"), _report_T(lw)
+        lam = lw.get("lambda_meV")
         title = size_title(lw, a["system"])
-        if lam is not None and fw is not None:
-            title += f"\nλ = {lam:.1f} meV, Γ({T:g} K) = {fw:.0f} meV" if T is not None else f"\nλ = {lam:.1f} meV"
-        ax.set_title(title, fontsize=9)
+        if lam is not None:
+            title += f"\nλ = {lam:.1f} meV, {gamma_text(lw)}"
+        ax.set_title(title + _warning_line(lw), fontsize=8)
         ax.set_xlim(0, xmax)
-        ax.set_ylim(bottom=0)
         ax.set_xlabel("ħω (meV)")
-        ax.set_ylabel("S(ω)·ħω per meV")
+        ax.set_ylabel(DENSITY_LABEL, fontsize=8)
         ax.legend(loc="center right", fontsize=7, frameon=False)
+    _fit_y(axes[:len(analyses)], xmax)
     for ax in axes[len(analyses):]:
         ax.set_axis_off()
     if not analyses:
         axes[0].text(0.5, 0.5, "no analysed systems", ha="center", va="center", transform=axes[0].transAxes)
     annotate_provenance(fig, *_flags([a["linewidth"] for a in analyses]))
-    return fig
-
-
-def _num(series: pd.Series) -> np.ndarray:
-    return pd.to_numeric(series, errors="coerce").to_numpy(float)
-
-
-def _col(summary: pd.DataFrame, name: str) -> np.ndarray:
-    return _num(summary[name]) if name in summary else np.full(len(summary), np.nan)
-
-
-def _region_names_from_summary(summary: pd.DataFrame) -> list[str]:
-    return [c[2:] for c in summary.columns if c.startswith("S_") and not c.endswith("_err")]
-
-
-def edge_lengths_nm(summary: pd.DataFrame) -> np.ndarray:
-    """Mean edge length per row: the summary's ``edge_nm``, else the octahedra counts ``nx, ny, nz``
-    times the lattice constant (:data:`LATTICE_nm`); NaN when neither is there."""
-    if "edge_nm" in summary:
-        return _num(summary["edge_nm"])
-    if all(c in summary for c in ("nx", "ny", "nz")):
-        return np.mean([_num(summary[c]) for c in ("nx", "ny", "nz")], axis=0) * LATTICE_nm
-    return np.full(len(summary), np.nan)
-
-
-def _edge_axis(ax, summary: pd.DataFrame, categorical: bool) -> None:
-    if categorical:
-        ax.set_xticks(range(len(summary)), summary["system"].astype(str).tolist(), rotation=30, ha="right")
-        ax.set_xlabel("system (no size information)")
-    else:
-        ax.set_xlabel("edge length (nm)")
-
-
-def _err(values: np.ndarray) -> np.ndarray | None:
-    """Error-bar array with NaN (null: no estimate) drawn as no bar; None when there is none at all."""
-    return None if np.all(np.isnan(values)) else np.nan_to_num(values, nan=0.0)
-
-
-def size_dependence_figure(summary: pd.DataFrame) -> Figure:
-    """S_R per region and Gamma vs edge length with error bars, classical and quantum-corrected, and
-    the study's reference values (seed Fig. 2d); with mock data, says the mock is calibrated to them."""
-    fig = new_figure(9.0, 3.8)
-    ax_s, ax_g = fig.subplots(1, 2)
-    edge = edge_lengths_nm(summary)
-    order = np.argsort(np.nan_to_num(edge, nan=np.inf), kind="stable")
-    summary, edge = summary.iloc[order].reset_index(drop=True), edge[order]
-    categorical = bool(np.all(np.isnan(edge)))
-    if categorical:
-        edge = np.arange(len(summary), dtype=float)
-    is_cs = np.nan_to_num(_col(summary, "shell_layers")) > 0
-    markers = {False: ("o", "core-only"), True: ("s", "core/shell")}
-    for i, name in enumerate(_region_names_from_summary(summary)):
-        S, err = _col(summary, f"S_{name}"), _col(summary, f"S_{name}_err")
-        res_col = f"resolved_{name}"
-        resolved = summary[res_col].astype(str).str.lower().ne("false").to_numpy() if res_col in summary else np.ones(len(S), bool)
-        for cs in (False, True):
-            sel, sel_u = (is_cs == cs) & resolved, (is_cs == cs) & ~resolved
-            if sel.any():
-                e = _err(err[sel])
-                ax_s.errorbar(edge[sel], S[sel], yerr=e, fmt=markers[cs][0] + "-", color=f"C{i}", capsize=3,
-                              label=f"{name}, {markers[cs][1]}")  # fmt: skip
-            if sel_u.any():
-                ax_s.plot(edge[sel_u], S[sel_u], markers[cs][0], mfc="none", color=f"C{i}", label=f"{name} (unresolved)")
-    _edge_axis(ax_s, summary, categorical)
-    ax_s.set_ylabel("Huang–Rhys factor $S_R$")
-    ax_s.set_title("effective modes per region")
-    ax_s.legend(fontsize=7, frameon=False)
-
-    T_col = "report_temperature_K" if "report_temperature_K" in summary else "temperature_K"
-    T_vals = _col(summary, T_col)
-    T = float(T_vals[0]) if len(T_vals) and np.isfinite(T_vals[0]) else None
-    fw, fw_err, fq = _col(summary, "fwhm_meV"), _col(summary, "fwhm_meV_err"), _col(summary, "fwhm_quantum_meV")
-    for cs in (False, True):
-        sel = is_cs == cs
-        if sel.any():
-            ax_g.errorbar(edge[sel], fw[sel], yerr=_err(fw_err[sel]), fmt=markers[cs][0] + "-", color="k", capsize=3,
-                          label=f"classical (Eq. 2), {markers[cs][1]}", zorder=3)  # fmt: skip
-            ax_g.plot(edge[sel], fq[sel], markers[cs][0], color="C3", ms=5, ls="--", zorder=4,
-                      label=f"quantum-corrected, {markers[cs][1]}")  # fmt: skip
-    synthetic, xtb, levels = _flags([], summary)
-    if not categorical:
-        for j, (e_nm, f_meV, lab) in enumerate(REFERENCE_FWHM_300K_meV):
-            ax_g.plot([e_nm], [f_meV], marker="*" if "shell" not in lab else "P", ms=11, color="goldenrod", ls="none",
-                      label=REFERENCE_LABEL if j == 0 else None, zorder=2)  # fmt: skip
-            ax_g.annotate(f"{REFERENCE_LABEL}, {lab}: {f_meV:g} meV", (e_nm, f_meV), textcoords="offset points",
-                          xytext=(6, -3 + 8 * (j == 1)), fontsize=6)  # fmt: skip
-        if synthetic:
-            ax_g.text(0.02, 0.015, MOCK_CALIBRATION_LABEL, transform=ax_g.transAxes, fontsize=6.5, color="crimson",
-                      va="bottom")  # fmt: skip
-    _edge_axis(ax_g, summary, categorical)
-    finite = [x for x in list(edge) + ([r[0] for r in REFERENCE_FWHM_300K_meV] if not categorical else []) if np.isfinite(x)]
-    if finite:
-        ax_g.set_xlim(min(finite) - 0.3, max(finite) + 1.0)
-    ax_g.set_ylabel(f"FWHM Γ({T:g} K) (meV)" if T is not None else "FWHM Γ at the report temperature (meV)")
-    ax_g.set_title("thermal linewidth (harmonic scaling from T_md)")
-    ax_g.set_ylim(bottom=0)
-    ax_g.legend(fontsize=7, frameon=False, loc="lower left", bbox_to_anchor=(0.0, 0.06))
-    annotate_provenance(fig, synthetic, xtb, levels)
     return fig
 
 
@@ -226,14 +161,16 @@ def core_shell_comparison_figure(analyses: Sequence[dict]) -> Figure:
             if a["spectrum"] is None:
                 continue
             e, dens, _ = spectrum_density(a["spectrum"])
-            fw = a["linewidth"].get("fwhm_meV")
-            label = size_title(a["linewidth"], a["system"]) + (f", Γ = {fw:.0f} meV" if fw is not None else "")
+            label = size_title(a["linewidth"], a["system"]) + "\n" + gamma_text(a["linewidth"]) \
+                + _warning_line(a["linewidth"])
             ax.plot(e, dens, lw=1.0, label=label)
         ax.set_xlim(0, _x_max_meV(analyses))
-        ax.set_ylim(bottom=0)
         ax.set_xlabel("ħω (meV)")
-        ax.set_ylabel("S(ω)·ħω per meV")
-        ax.legend(fontsize=7, frameon=False, loc="center right")
+        ax.set_ylabel(DENSITY_LABEL, fontsize=8)
+        ax.set_title(f"core/shell vs core-only of the same outer size ({size_title(cs['linewidth'], cs['system'])})",
+                     fontsize=8)  # fmt: skip
+        ax.legend(fontsize=7, frameon=False, loc="upper right")
+    _fit_y(axes, _x_max_meV(analyses))
     annotate_provenance(fig, *_flags([a["linewidth"] for p in pairs for a in p]))
     return fig
 
@@ -288,7 +225,7 @@ def linewidth_vs_temperature_figure(analyses: Sequence[dict]) -> Figure:
         ax.text(0.5, 0.5, "no Γ(T) curve in the analyses", ha="center", va="center", transform=ax.transAxes)
     ax.set_xlabel("temperature T (K)")
     ax.set_ylabel("emission FWHM Γ(T) (meV)")
-    ax.set_title("Γ(T), harmonic scaling from T_md", fontsize=9)
+    ax.set_title("Γ(T), harmonic scaling from T_md" + _warned_systems(with_curve), fontsize=9)
     ax.set_xlim(left=0)
     ax.set_ylim(bottom=0)
     ax.legend(fontsize=6, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
@@ -308,7 +245,7 @@ def lineshape_figure(analyses: Sequence[dict]) -> Figure:
         x = d["energy_offset_meV"].to_numpy(float)
         ls = lw.get("lineshape") or {}
         fw = ls.get("fwhm_lineshape_meV")
-        name = size_title(lw, a["system"]) + (f", FWHM {fw:.0f} meV" if fw is not None else "")
+        name = size_title(lw, a["system"]) + (f", cumulant FWHM {fw:.0f} meV" if fw is not None else "")
         if ls.get("gaussian_valid") is False:
             name += " (not Gaussian)"
         ax.plot(x, d["emission_per_meV"].to_numpy(float), "-", color=f"C{i}", lw=1.2, label=name)
@@ -322,7 +259,8 @@ def lineshape_figure(analyses: Sequence[dict]) -> Figure:
     T_txt = ", ".join(f"{t:g} K" for t in sorted(t for t in temps if t is not None))
     ax.set_xlabel("E − E₀ (meV), E₀ = zero-phonon line (absolute position not trusted)")
     ax.set_ylabel("emission (per meV, unit area)")
-    ax.set_title(f"emission lineshape (second-order cumulant){' at ' + T_txt if T_txt else ''}", fontsize=9)
+    ax.set_title(f"emission lineshape (second-order cumulant){' at ' + T_txt if T_txt else ''}"
+                 + _warned_systems(with_line), fontsize=9)  # fmt: skip
     if span:
         pad = 0.05 * (max(span) - min(span))
         ax.set_xlim(min(span) - pad, max(span) + pad)

@@ -47,6 +47,15 @@ def _run_record(path: Path) -> dict[str, Any]:
         return {}
 
 
+def system_warnings(results: str | Path, system: str) -> list[str] | None:
+    """The warning kinds (:data:`qdphonon.analysis.qualifiers.WARNING_KINDS`) of a system's
+    ``analysis/{system}/linewidth.json``; None when it is not there (or not readable)."""
+    from qdphonon.analysis.qualifiers import warning_kinds
+
+    record = _run_record(Path(results) / "analysis" / system / "linewidth.json")
+    return warning_kinds(record) if isinstance(record, dict) and record else None
+
+
 def system_provenance(results: Path, config: Mapping[str, Any], system: SystemConfig) -> dict[str, Any]:
     """Provenance and completeness of one system under ``results``."""
     replicas = []
@@ -69,24 +78,51 @@ def system_provenance(results: Path, config: Mapping[str, Any], system: SystemCo
         "structure_sha256": file_sha256(results / "structures" / f"{system.name}.xyz"),
         "replicas": replicas,
         "complete": complete,
+        "warnings": system_warnings(results, system.name),
     }
 
 
 def campaign_provenance(results: str | Path, config: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Provenance of every system of a (schema-validated) config under a results tree."""
+    """Provenance of every system of a (schema-validated) config under a results tree; each row also
+    carries the campaign's ``config_digest`` (the one summary.csv records)."""
     results = Path(results)
-    return [system_provenance(results, config, s) for s in campaign_from_config(config).values()]
+    digest = settings_digest(config)
+    return [{**system_provenance(results, config, s), "config_digest": digest}
+            for s in campaign_from_config(config).values()]  # fmt: skip
+
+
+def summary_digest_mismatch(results: str | Path, config: Mapping[str, Any]) -> str | None:
+    """A sentence when ``results/summary.csv`` was made with another config than ``config`` (its
+    ``config_digest`` column differs from :func:`settings_digest`); None when they agree or there is none."""
+    import csv
+
+    path = Path(results) / "summary.csv"
+    try:
+        with path.open(newline="", encoding="utf-8") as fh:
+            found = {row.get("config_digest") or "" for row in csv.DictReader(fh)}
+    except OSError:
+        return None
+    found.discard("")
+    mine = settings_digest(config)
+    if found and found != {mine}:
+        return f"{path} was made with config digest {', '.join(sorted(found))}; this config's is {mine}"
+    return None
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
-    """One line per replica: system, config hash, structure/input hashes (12 chars), engine, CP2K, complete."""
+    """One line per replica: system, config hash, structure/input hashes (12 chars), engine, CP2K, complete,
+    and the warnings that qualify the system's numbers (``-``: not analysed, ``none``: no warning)."""
     short = lambda h: (h or "-")[:12]  # noqa: E731
-    lines = ["system\tconfig\tstructure\treplica\tinput\tengine\tcp2k\tcomplete"]
+    lines = ["system\tconfig\tstructure\treplica\tinput\tengine\tcp2k\tcomplete\twarnings"]
     for row in rows:
         for rep in row["replicas"]:
             lines.append("\t".join([
                 row["system"], row["config_sha"], short(row["structure_sha256"]), rep["replica"],
                 short(rep["input_sha256"]), rep["engine"] or "-", rep["cp2k_version"] or "-",
-                "yes" if row["complete"] else "no",
+                "yes" if row["complete"] else "no", _warnings_text(row.get("warnings")),
             ]))
     return "\n".join(lines)
+
+
+def _warnings_text(kinds: list[str] | None) -> str:
+    return "-" if kinds is None else (",".join(kinds) or "none")

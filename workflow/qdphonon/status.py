@@ -87,12 +87,15 @@ def replica_status(run_dir: Path, planned_steps: int, now_s: float | None = None
 
 def campaign_status(results: str | os.PathLike, config: Mapping[str, Any]) -> list[dict[str, Any]]:
     """One row per (system, replica) of a schema-validated config."""
+    from qdphonon.provenance import system_warnings
+
     results = Path(results)
     rows = []
     for system in campaign_from_config(config).values():
+        warned = system_warnings(results, system.name)
         for replica in system.replicas:
             row = replica_status(results / "aimd" / system.name / replica, int(system.md["steps"]))
-            rows.append({"system": system.name, "replica": replica, **row})
+            rows.append({"system": system.name, "replica": replica, **row, "warnings": warned})
     return rows
 
 
@@ -114,4 +117,6 @@ def format_status(rows: list[dict[str, Any]]) -> str:
     n_done = sum(r["complete"] for r in rows)
     n_run = sum(r["running"] for r in rows)
     lines.append(f"{n_done} of {len(rows)} replicas complete, {n_run} running")
+    warned = {r["system"]: r.get("warnings") for r in rows if r.get("warnings")}
+    lines += [f"warning {system}: {', '.join(kinds)}" for system, kinds in warned.items()]
     return "\n".join(lines)

@@ -28,10 +28,10 @@ rule run_aimd:
         settings=settings_record(
             engine=config["engine"],
             cp2k_command=config["cp2k"]["command"],
-            mpi=cp2k_launcher(),
+            mpi_launcher=cp2k_launcher(),
             walltime_margin_min=config["cp2k"]["walltime_margin_min"],
-            on_scf_failure=config["scf"]["on_failure"],
-            mock_params_json=config["mock"],
+            scf_on_failure=config["scf"]["on_failure"],
+            mock_json=config["mock"],
         ),
     shell:
         "python -m qdphonon run-aimd --input {input.inp:q} --structure {input.xyz:q}"
@@ -56,7 +56,7 @@ rule parse_band_edges:
         "../../envs/cp2k.yaml"
     params:
         run_dir=lambda wc, input: os.path.dirname(input.record),
-        settings=settings_record(on_scf_failure=config["scf"]["on_failure"]),
+        settings=settings_record(scf_on_failure=config["scf"]["on_failure"]),
     shell:
         "python -m qdphonon parse-cp2k --run-dir {params.run_dir:q} --structure {input.xyz:q}"
         " --out {output.csv:q} --trajectory-out {output.npz:q} --settings-json {params.settings:q}"

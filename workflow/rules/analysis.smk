@@ -29,15 +29,15 @@ rule analyze_system:
         settings=lambda wc: settings_record(
             md_temperature_K=config["md"]["temperature_K"],
             report_temperature_K=config["analysis"]["report_temperature_K"],
-            regions=config["analysis"]["region_edges_meV"],
-            discard_fs=system_of(wc).md["equilibration_fs"],
+            region_edges_meV=config["analysis"]["region_edges_meV"],
+            md_equilibration_fs=system_of(wc).md["equilibration_fs"],
             blocks=config["analysis"]["blocks"],
             band_cutoff_meV=config["analysis"]["band_cutoff_meV"],
             temperatures_K=config["analysis"]["temperatures_K"],
         ),
     shell:
         "python -m qdphonon analyze --band-edges {input.csvs:q} --velocities {input.npzs:q}"
-        " --structure {input.structure:q} --outdir {params.outdir:q}"
+        " --structure-json {input.structure:q} --outdir {params.outdir:q}"
         " --settings-json {params.settings:q} > {log:q} 2>&1"
 
 
@@ -96,3 +96,27 @@ rule plot_figures:
     shell:
         "python -m qdphonon plot --summary {input.summary:q} --analysis-dirs {params.dirs:q}"
         " --outdir {params.outdir:q} > {log:q} 2>&1"
+
+
+rule report_pages:
+    """The summary as an HTML table (a report item) and the report's start page with the
+    headline numbers per system."""
+    input:
+        summary=f"{RESULTS}/summary.csv",
+    output:
+        html=report(
+            f"{RESULTS}/report/summary.html",
+            caption="../report/summary_table.rst",
+            category="Summary",
+        ),
+        rst=f"{RESULTS}/report/start.rst",
+    log:
+        f"{RESULTS}/logs/report_pages.log",
+    localrule: True
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        settings=settings_record(engine=config["engine"]),
+    shell:
+        "python -m qdphonon report-pages --summary {input.summary:q} --html-out {output.html:q}"
+        " --rst-out {output.rst:q} --settings-json {params.settings:q} > {log:q} 2>&1"

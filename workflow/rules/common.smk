@@ -61,7 +61,7 @@ FIGURES = FIGURE_STEMS
 
 
 def all_targets():
-    return [f"{RESULTS}/summary.csv"] + [
+    return [f"{RESULTS}/summary.csv", f"{RESULTS}/report/summary.html"] + [
         f"{RESULTS}/figures/{name}.{ext}" for name in FIGURES for ext in ("png", "pdf")
     ]
 

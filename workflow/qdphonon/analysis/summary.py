@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 from typing import Sequence
 from qdphonon.analysis.inputs import read_structure_json
+from qdphonon.analysis.qualifiers import check_linewidth_record, gamma_record, warning_kinds
 from qdphonon.metadata import qdphonon_version, write_table
 
 
@@ -93,6 +94,8 @@ def summary_row(linewidth: dict, structure: dict | None = None, config_digest: s
         row[f"resolved_{name}"] = reg.get("resolved")
     row["synthetic"] = bool(linewidth.get("synthetic", False))
     row["level"] = "mock" if row["synthetic"] else linewidth.get("level")
+    row.update(gamma_record(linewidth))
+    row["warnings"] = ";".join(warning_kinds(linewidth))
     row["qdphonon_version"] = qdphonon_version()
     row["config_digest"] = config_digest
     return row
@@ -115,7 +118,7 @@ def write_summary(
     for p in structure_jsons or []:
         st = read_structure_json(p)
         structures[st.get("system") or Path(p).stem] = st
-    rows = []
+    rows, messages = [], []
     for p in linewidth_jsons:
         p = Path(p)
         if not p.is_file():
@@ -124,8 +127,10 @@ def write_summary(
             lw = json.loads(p.read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:
             raise ValueError(f"{p}: not valid JSON ({exc})") from None
+        check_linewidth_record(lw, str(p))
         lw.setdefault("system", p.parent.name)
         rows.append(summary_row(lw, structures.get(lw["system"]), config_digest))
+        messages.append(list(lw.get("warnings") or []))
     if not rows:
         raise ValueError("no linewidth files given")
     out = Path(out_csv)
@@ -133,6 +138,7 @@ def write_summary(
     levels = sorted({str(r["level"]) for r in rows if r["level"]})
     meta = {"synthetic": synthetic, "level": ",".join(levels) or None, "config_digest": config_digest,
             "systems": [r["system"] for r in rows], "inputs": [str(p) for p in linewidth_jsons],
+            "warnings": {r["system"]: m for r, m in zip(rows, messages)},
             "units": {c: c.rsplit("_", 1)[-1] for c in rows[0] if c.endswith(("_nm", "_meV", "_eV", "_K", "_fs"))}}
     write_table(pd.DataFrame(rows), out, meta, float_format="%.8g")
     return out

@@ -1,0 +1,143 @@
+"""One option name per config key, across every sub-command, checked against the schema.
+
+An option mirrors a config key when its help names it (``config md.steps``, written by
+``qdphonon.settings.describe``). Its name is the key's own name: the leaf (``--timestep-fs``) or
+the section and the leaf (``--md-equilibration-fs``), ``_`` spelt ``-``, units kept
+(``--smearing-K``); an object-valued key may add ``-json``. Every key has one name in all
+commands; no visible option spells a schema key without saying it mirrors it. The rules' settings
+records use exactly these names, and each command's ``--settings-json`` help example is accepted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from qdphonon import __version__, settings
+from qdphonon.cli import apply_settings, build_parser
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIG_RE = re.compile(r"\(config ([\w.\[\]]+)[;)]")
+
+
+def subparsers() -> dict[str, argparse.ArgumentParser]:
+    parser = build_parser()
+    return dict(parser._subparsers._group_actions[0].choices)  # noqa: SLF001
+
+
+def visible_options(p: argparse.ArgumentParser):
+    for a in p._actions:  # noqa: SLF001
+        if a.option_strings and a.help is not argparse.SUPPRESS and a.dest != "help":
+            yield a
+
+
+def allowed_names(key: str) -> set[str]:
+    parts = key.replace("[]", "").split(".")
+    leaf = parts[-1]
+    names = {leaf, "_".join(parts[-2:])}
+    if settings.node(key).get("type") == "object":
+        names |= {f"{n}_json" for n in names}
+    return {"--" + n.replace("_", "-") for n in names}
+
+
+def test_every_mirrored_option_is_named_after_its_key():
+    seen: dict[str, set[str]] = {}
+    for command, p in subparsers().items():
+        for a in visible_options(p):
+            m = CONFIG_RE.search(a.help or "")
+            if not m:
+                continue
+            key = m.group(1)
+            settings.node(key)  # KeyError when the help names no schema key
+            (flag,) = [o for o in a.option_strings if o.startswith("--")]
+            assert flag in allowed_names(key), f"{command} {flag}: mirrors {key}; expected one of {allowed_names(key)}"
+            seen.setdefault(key, set()).add(flag)
+    several = {k: v for k, v in seen.items() if len(v) > 1}
+    assert not several, f"keys with more than one option name: {several}"
+    assert {"md.equilibration_fs", "relax.max_iter", "scf.on_failure", "cp2k.mpi_launcher"} <= set(seen)
+
+
+def test_no_option_spells_a_key_without_mirroring_it():
+    """A visible option named like a schema key (leaf or section_leaf) must say which key it mirrors."""
+    spellings = {}
+    for key in settings.leaf_keys():
+        for name in allowed_names(key):
+            spellings.setdefault(name, key)
+    for command, p in subparsers().items():
+        for a in visible_options(p):
+            for flag in a.option_strings:
+                if flag in spellings and flag not in ("--seed",):  # cp2k-input --seed: the replica's derived seed
+                    assert CONFIG_RE.search(a.help or ""), f"{command} {flag} looks like {spellings[flag]} but says nothing"
+
+
+def test_structure_means_an_xyz_file_everywhere():
+    for command, p in subparsers().items():
+        for a in visible_options(p):
+            if "--structure" in a.option_strings:
+                assert "json" not in (a.help or "").lower(), f"{command} --structure: {a.help}"
+
+
+def test_campaign_commands_share_configfile_and_time_options_say_their_unit():
+    for command in ("status", "check", "cost"):
+        flags = {f for a in visible_options(subparsers()[command]) for f in a.option_strings}
+        assert "--configfile" in flags and "--config" not in flags
+    for command, p in subparsers().items():
+        for a in visible_options(p):
+            flag = a.option_strings[-1]
+            if re.search(r"time|timecon|equilibration", flag) and a.type in (int, float):
+                assert re.search(r"-(fs|min|K)$", flag), f"{command} {flag}: a time without its unit"
+    units = {a.option_strings[-1] for p in subparsers().values() for a in visible_options(p)
+             if re.search(r"wall|runtime", a.option_strings[-1])}  # fmt: skip
+    assert units and all(f.endswith("-min") for f in units), units
+
+
+def test_every_settings_json_help_example_is_accepted():
+    for command, p in subparsers().items():
+        (action,) = [a for a in p._actions if "--settings-json" in a.option_strings]  # noqa: SLF001
+        m = re.search(r"e\.g\. '(\{.*?\})'", action.help)
+        assert m, action.help
+        example = json.loads(m.group(1).replace("%%", "%"))
+        required = [a for a in p._actions if a.required and a.option_strings]  # noqa: SLF001
+        args = [command, "--settings-json", json.dumps(example)]
+        for a in required:
+            args += [a.option_strings[0]] + (["1"] * a.nargs if isinstance(a.nargs, int) else ["x"])
+        ns = apply_settings(build_parser(), args)
+        for key, value in example.items():
+            assert getattr(ns, key) == value
+
+
+def test_the_rules_pass_only_settings_the_commands_accept():
+    """Every key of every settings_record(...) in the rules is an option of the command the rule calls."""
+    parsers, checked = subparsers(), set()
+    for smk in sorted((REPO / "workflow/rules").glob("*.smk")):
+        text = smk.read_text()
+        for rule in re.split(r"^rule ", text, flags=re.M)[1:]:
+            command = re.search(r"python -m qdphonon ([a-z0-9-]+)", rule)
+            record = re.search(r"settings_record\((.*?)\n        \),|settings_record\((.*?)\),\n", rule, re.S)
+            if not (command and record):
+                continue
+            body = record.group(1) or record.group(2)
+            keys = set(re.findall(r"^\s*(\w+)=", body, re.M)) | set(re.findall(r"\((\w+)=", body))
+            keys.discard("settings")
+            dests = {a.dest for a in visible_options(parsers[command.group(1)])}
+            assert keys and keys <= dests, f"{smk.name}: {command.group(1)} does not take {keys - dests}"
+            checked.add(command.group(1))
+    assert checked == {"build", "relax", "cp2k-input", "run-aimd", "parse-cp2k", "analyze", "report-pages"}
+
+
+def test_version():
+    res = subprocess.run([sys.executable, "-m", "qdphonon", "--version"], capture_output=True, text=True)
+    assert res.returncode == 0 and res.stdout.strip() == f"qdphonon {__version__}"
+
+
+@pytest.mark.parametrize("old, new", [("--discard-fs", "md_equilibration_fs"), ("--regions", "region_edges_meV")])
+def test_old_analyze_names_still_work_hidden(old, new):
+    ns = apply_settings(build_parser(), ["analyze", "--band-edges", "a.csv", "--outdir", "o", old, "5"])
+    assert getattr(ns, new) in (5.0, [5.0])
+    assert old not in subparsers()["analyze"].format_help()
