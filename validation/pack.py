@@ -5,7 +5,10 @@
 Takes the band edges, the analysis tables and ``linewidth.json``, the figures, the CP2K inputs,
 the relaxation and run records, the energies file (conserved quantity) and the structures, and
 writes them with a ``manifest.json`` (SHA-256 of every member, the CP2K version, the time
-packed) into an xz-compressed tarball. Trajectories and wavefunctions are left out.
+packed) into an xz-compressed tarball. The positions and velocities (``trajectories/SYSTEM/*.npz``,
+which the workflow deletes after the analysis: re-make them with ``qdphonon parse-cp2k
+--trajectory-out``) go in when present, so the internal kinetic temperature can be re-measured;
+wavefunctions and the CP2K XYZ trajectories are left out.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ def members(results: Path, system: str) -> list[Path]:
         f"cp2k/{system}/*/md.inp", f"relax/{system}/relax.inp", f"relax/{system}/relax.json",
         f"aimd/{system}/*/run.json", f"aimd/{system}/*/segments.json", f"aimd/{system}/*/*-1.ener",
         f"aimd/{system}/*/seg*.inp", f"structures/{system}.*", f"relaxed/{system}.xyz",
+        f"trajectories/{system}/*.npz",
     ]  # fmt: skip
     found = sorted({p.relative_to(results) for pat in patterns for p in results.glob(pat) if p.is_file()})
     if not any(str(p).startswith("band_edges/") for p in found):
