@@ -26,6 +26,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from qdphonon import elements, settings
+
+
 MD_KEYS_PER_SYSTEM = ("steps", "timestep_fs", "equilibration_fs", "replicas", "trajectory_every_steps")
 
 
@@ -204,11 +207,14 @@ class SystemConfig:
         return cuboid_atom_count(self.size)
 
 
-def system_name(size: tuple[int, int, int] | list[int], shell_layers: int = 0, shell_metal: str = "Ca") -> str:
-    """Filesystem- and shell-safe system name, e.g. ``cspbbr3_6x6x6`` or ``cspbbr3_6x6x6_ca1``."""
-    name = "cspbbr3_" + "x".join(str(int(n)) for n in size)
+def system_name(size: tuple[int, int, int] | list[int], shell_layers: int = 0, shell_metal: str | None = None) -> str:
+    """Filesystem- and shell-safe system name, e.g. ``cspbbr3_6x6x6`` or ``cspbbr3_6x6x6_ca1``: the host
+    perovskite's formula in lower case (:func:`qdphonon.elements.system_prefix`), the size, and the
+    shell metal (None: the schema's default) and layers if there is a shell."""
+    name = f"{elements.system_prefix()}_" + "x".join(str(int(n)) for n in size)
     if shell_layers:
-        name += f"_{shell_metal.lower()}{int(shell_layers)}"
+        metal = shell_metal or settings.default("systems[].shell_metal")
+        name += f"_{metal.lower()}{int(shell_layers)}"
     return name
 
 
@@ -269,7 +275,8 @@ def campaign_from_config(config: Mapping[str, Any]) -> dict[str, SystemConfig]:
         def key(name: str, i: int = i, own_md: Mapping[str, Any] = own_md) -> str:
             return f"systems[{i}].md.{name}" if name in own_md else f"md.{name}"
 
-        name = system_name(size, k, entry.get("shell_metal", "Ca"))
+        metal = entry.get("shell_metal", settings.default("systems[].shell_metal"))
+        name = system_name(size, k, metal)
         if name in systems:
             raise ConfigError(f"systems[{i}]: duplicate system {name} (same as systems[{first_index[name]}])")
         steps_fs = md["steps"] * md["timestep_fs"]
@@ -284,7 +291,7 @@ def campaign_from_config(config: Mapping[str, Any]) -> dict[str, SystemConfig]:
                 f"{key('trajectory_every_steps')}: a stride of {md['trajectory_every_steps']} steps leaves no "
                 f"trajectory frame after step 0 in the {md['steps']} steps ({key('steps')}) of systems[{i}] ({name})"
             )
-        systems[name] = SystemConfig(name, size, k, entry.get("shell_metal", "Ca"), md)
+        systems[name] = SystemConfig(name, size, k, metal, md)
         first_index[name] = i
     return systems
 

@@ -21,12 +21,12 @@ from typing import Sequence
 import numpy as np
 
 from qdphonon.analysis.inputs import check_uniform_time, read_velocities_npz
+from qdphonon.elements import mass_amu
 from qdphonon.units import BOLTZMANN_meV_per_K, HBAR_meV_fs
 
 AMU_A2_per_fs2_in_eV = 103.642697
 """1 amu (Angstrom/fs)^2 in eV: m v^2 with m in amu and v in Angstrom/fs, to eV."""
 
-_FALLBACK_MASSES_amu = {"Cs": 132.90545196, "Pb": 207.2, "Br": 79.904, "Ca": 40.078, "Sr": 87.62, "Cl": 35.45, "I": 126.90447}
 _REGION_ORDER = ("core", "surface", "shell")
 
 
@@ -51,13 +51,8 @@ class VibrationalDOS:
 
 
 def atomic_masses_amu(symbols: Sequence[str]) -> np.ndarray:
-    """Standard atomic masses (amu) of element symbols, from ASE when available."""
-    try:
-        from ase.data import atomic_masses, atomic_numbers
-
-        return np.array([atomic_masses[atomic_numbers[str(s)]] for s in symbols], dtype=float)
-    except ImportError:  # pragma: no cover - ase is a dependency
-        return np.array([_FALLBACK_MASSES_amu[str(s)] for s in symbols], dtype=float)
+    """Standard atomic masses (amu) of element symbols (:func:`qdphonon.elements.mass_amu`: ASE's IUPAC 2016 table)."""
+    return np.array([mass_amu(str(s)) for s in symbols], dtype=float)
 
 
 def vibrational_dof(n_atoms: int, rigid_removed: bool) -> int:

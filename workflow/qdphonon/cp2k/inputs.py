@@ -8,7 +8,8 @@ Two levels of theory (docs/physics.md §3):
     relaxed vs 3.27 eV with PBE). Not for physics. SCF by diagonalisation (OT gives no
     LUMO for xTB), ``SCF_GUESS MOPAC``, direct-P mixing with alpha 0.1 and MAX_DIIS 10.
 ``pbe``
-    PBE, DZVP-MOLOPT-SR-GTH basis, GTH-PBE pseudopotentials (Cs q9, Pb q4, Br q7, Ca q10),
+    PBE, DZVP-MOLOPT-SR-GTH basis, GTH-PBE pseudopotentials (Cs q9, Pb q4, Br q7, Ca and Sr q10;
+    per element in :mod:`qdphonon.elements`),
     non-periodic wavelet Poisson solver, 250/40 Ry cutoffs, OT (DIIS, FULL_SINGLE_INVERSE,
     OUTER_SCF, EPS_SCF 1e-5 with ASPC order 3) with the LUMO
     from the MO_CUBES print (``WRITE_CUBE F``, ``EPS_LUMO`` 1e-4), XC smoothing. The physics
@@ -36,7 +37,7 @@ import dataclasses
 import hashlib
 from typing import Any, Mapping, Sequence
 
-from qdphonon import settings
+from qdphonon import elements, settings
 
 
 
@@ -44,19 +45,6 @@ LEVELS = ("xtb", "pbe")
 
 
 RUN_TYPES = ("MD", "GEO_OPT")
-
-
-VALENCE_ELECTRONS = {
-    "xtb": {"Cs": 1, "Sr": 2, "Ca": 2, "Pb": 4, "Br": 7},
-    "pbe": {"Cs": 9, "Sr": 10, "Ca": 10, "Pb": 4, "Br": 7},
-}
-"""Valence electrons per element: GFN1-xTB minimal basis, and the GTH-PBE q-values."""
-
-
-PBE_BASIS = "DZVP-MOLOPT-SR-GTH"
-
-
-GTH_POTENTIAL = {"Cs": "GTH-PBE-q9", "Sr": "GTH-PBE-q10", "Ca": "GTH-PBE-q10", "Pb": "GTH-PBE-q4", "Br": "GTH-PBE-q7"}
 
 
 EPS_SCF = {"xtb": 1e-6, "pbe": 1e-5}
@@ -136,12 +124,9 @@ def walltime_hms(walltime_s: float) -> str:
 
 
 def valence_electron_count(symbols: Sequence[str], level: str) -> int:
-    """Number of valence electrons of a neutral dot at a level of theory."""
-    table = VALENCE_ELECTRONS[_check_level(level)]
-    try:
-        return sum(table[s] for s in symbols)
-    except KeyError as exc:
-        raise ValueError(f"no valence-electron count for element {exc.args[0]!r} at level {level!r}") from exc
+    """Number of valence electrons of a neutral dot at a level of theory (the element table's)."""
+    _check_level(level)
+    return sum(elements.valence_electrons(s, level) for s in symbols)
 
 
 def homo_index(symbols: Sequence[str], level: str) -> int:
@@ -163,8 +148,9 @@ def _kinds(symbols: Sequence[str], level: str) -> list[dict[str, Any]]:
     for element in sorted(set(symbols)):
         kind: dict[str, Any] = {"_": element, "element": element}
         if level == "pbe":
-            kind["basis_set"] = PBE_BASIS
-            kind["potential"] = GTH_POTENTIAL[element]
+            entry = elements.element(element)
+            kind["basis_set"] = entry.pbe_basis
+            kind["potential"] = entry.gth_potential
         kinds.append(kind)
     return kinds
 

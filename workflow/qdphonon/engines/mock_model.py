@@ -9,7 +9,7 @@ import dataclasses
 import hashlib
 from typing import Any, Mapping, Sequence
 import numpy as np
-from qdphonon import units
+from qdphonon import elements, units
 
 
 
@@ -21,7 +21,12 @@ BOLTZMANN_Ha_per_K = 3.166811563e-6
 """k_B in Hartree/K."""
 
 
-MASSES_AMU = {"Cs": 132.90545196, "Pb": 207.2, "Br": 79.904, "Ca": 40.078, "Sr": 87.62}
+def _element_defaults() -> dict[str, Any]:
+    """The per-element mock parameters, read from the element table (:mod:`qdphonon.elements`)."""
+    return {
+        "atom_region_weights": {s: list(e.mock_region_weights) for s, e in elements.ELEMENTS.items()},
+        "potential_Ha_per_atom": {s: e.mock_potential_Ha for s, e in elements.ELEMENTS.items()},
+    }
 
 
 MOCK_DEFAULTS: dict[str, Any] = {
@@ -40,16 +45,9 @@ MOCK_DEFAULTS: dict[str, Any] = {
     "confinement_eV_nm2": 1.8,
     "orbital_spacing_eV": 0.05,
     "calibrate_realised_variance": True,
-    "atom_region_weights": {
-        "Cs": [0.60, 0.35, 0.05],
-        "Pb": [0.30, 0.50, 0.20],
-        "Br": [0.15, 0.45, 0.40],
-        "Ca": [0.20, 0.40, 0.40],
-        "Sr": [0.30, 0.45, 0.25],
-    },
     "surface_softening": 0.7,
     "oscillators_per_axis": 2,
-    "potential_Ha_per_atom": {"Cs": -0.75, "Ca": -1.5, "Sr": -1.4, "Pb": -3.5, "Br": -3.6},
+    **_element_defaults(),
 }
 """Parameters of the mock engine's harmonic model (config ``mock:``; any subset overrides these).
 
@@ -84,18 +82,20 @@ Band edges (a linear coupling to modes in three spectral regions):
 Atoms (independent harmonic oscillators around the input geometry, classical thermal ensemble
 at the MD temperature):
 
-* ``atom_region_weights`` (element -> 3 floats): probability that an oscillator of that
-  element has an energy from the low, intermediate or LO region.
+* ``atom_region_weights`` (element -> 3 floats; defaults from the element table): probability
+  that an oscillator of that element has an energy from the low, intermediate or LO region.
 * ``surface_softening`` (float): factor on the oscillator energies of atoms outside the core
   (regions surface and shell): surface atoms are softer.
 * ``oscillators_per_axis`` (int): oscillators per atom and Cartesian axis (equal energy share).
-* ``potential_Ha_per_atom`` (element -> float): constant part of the synthetic potential energy.
+* ``potential_Ha_per_atom`` (element -> float; defaults from the element table): constant part
+  of the synthetic potential energy.
 """
 
 
 def mock_params(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """:data:`MOCK_DEFAULTS` with ``overrides`` applied (nested element tables merged); unknown keys refused."""
-    params = copy.deepcopy(MOCK_DEFAULTS)
+    """:data:`MOCK_DEFAULTS` (element tables as the element table holds them now) with ``overrides``
+    applied (nested element tables merged); unknown keys refused."""
+    params = copy.deepcopy({**MOCK_DEFAULTS, **_element_defaults()})
     for key, value in (overrides or {}).items():
         if key not in MOCK_DEFAULTS:
             raise ValueError(f"mock: unknown parameter {key!r}; known: {', '.join(sorted(MOCK_DEFAULTS))}")
@@ -244,9 +244,9 @@ def mock_atom_oscillators(
     centres = np.asarray(params["region_energies_meV"], dtype=float)
     widths = np.asarray(params["region_widths_meV"], dtype=float)
     weights = params["atom_region_weights"]
-    missing = sorted(set(symbols) - set(weights) | set(symbols) - set(MASSES_AMU))
+    missing = sorted(set(symbols) - set(weights))
     if missing:
-        raise ValueError(f"mock: no atom_region_weights or mass for element(s) {missing}")
+        raise ValueError(f"mock: no atom_region_weights for element(s) {missing}")
     probs = np.array([np.asarray(weights[s], dtype=float) / np.sum(weights[s]) for s in symbols])
     u = rng.uniform(size=(n, 3, n_osc))
     region = (u[..., None] > np.cumsum(probs, axis=1)[:, None, None, :]).sum(axis=-1).clip(0, 2)
@@ -255,7 +255,7 @@ def mock_atom_oscillators(
     soft = np.array([r != "core" for r in regions])
     energy_meV = energy_meV * np.where(soft, float(params["surface_softening"]), 1.0)[:, None, None]
     omega = energy_meV / units.HBAR_meV_fs
-    mass = np.array([MASSES_AMU[s] for s in symbols])
+    mass = np.array([elements.mass_amu(s) for s in symbols])
     kT_eV = units.BOLTZMANN_meV_per_K * temperature_K * 1e-3
     mean_sq = 2.0 * kT_eV / (n_osc * AMU_eV_fs2_per_A2 * mass[:, None, None] * omega**2)
     amplitude = np.sqrt(mean_sq * rng.exponential(1.0, size=(n, 3, n_osc)))

@@ -84,6 +84,7 @@ Nothing heavier than numpy is imported at module level: the Snakefile imports
 from __future__ import annotations
 
 import numpy as np
+from qdphonon.elements import HOST
 from qdphonon.structures.lattice import a_sites, b_sites, site_layers, x_sites
 from qdphonon.structures.model import QuantumDot, QuantumDotSpec
 from qdphonon.structures.neutrality import select_removed_cs
@@ -122,10 +123,10 @@ def build_quantum_dot(spec: QuantumDotSpec) -> QuantumDot:
     b = b_sites(size)
     b_layer = site_layers(b, size)
     groups = [
-        ("Cs", cs),
+        (HOST.a_site, cs),
         (spec.shell_metal, b[b_layer < k]),
-        ("Pb", b[b_layer >= k]),
-        ("Br", x_sites(size)),
+        (HOST.b_site, b[b_layer >= k]),
+        (HOST.halide, x_sites(size)),
     ]
     symbols = [el for el, g in groups for _ in range(len(g))]
     grid = np.concatenate([g for _, g in groups])

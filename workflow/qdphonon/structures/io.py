@@ -7,7 +7,8 @@ import os
 import re
 from pathlib import Path
 import numpy as np
-from qdphonon.structures.model import FORMAL_CHARGES, QuantumDot, QuantumDotSpec, REGIONS, XYZ_PROPERTIES, system_name
+from qdphonon import elements
+from qdphonon.structures.model import QuantumDot, QuantumDotSpec, REGIONS, XYZ_PROPERTIES, system_name
 from qdphonon.structures.neutrality import REMOVED_CS_RULE
 
 
@@ -124,7 +125,7 @@ def _parse_atom(line: str, where: str) -> tuple[str, list[float], str, int]:
     if len(parts) != 6:
         raise ValueError(f"{where}: expected 6 columns (species x y z region layer), got {len(parts)}")
     sym, region = parts[0], parts[4]
-    if sym not in FORMAL_CHARGES:
+    if sym not in elements.ELEMENTS:
         raise ValueError(f"{where}: unknown species {sym!r}")
     if region not in REGIONS:
         raise ValueError(f"{where}: unknown region {region!r}")

@@ -5,19 +5,7 @@ from __future__ import annotations
 import operator
 from dataclasses import dataclass
 import numpy as np
-
-
-
-SHELL_METALS = ("Ca", "Sr")
-"""Divalent B-site metals allowed in the shell (wide-gap CsMBr3 perovskites)."""
-
-
-FORMAL_CHARGES = {"Cs": 1, "Ca": 2, "Sr": 2, "Pb": 2, "Br": -1}
-"""Formal ionic charges in e, used for neutrality and the Coulomb criterion."""
-
-
-ELEMENT_ORDER = ("Cs", "Ca", "Sr", "Pb", "Br")
-"""Order of elements in formulas and in the atom list of the files."""
+from qdphonon import elements, settings
 
 
 REGIONS = ("core", "surface", "shell")
@@ -40,7 +28,7 @@ class QuantumDotSpec:
 
     size: tuple[int, int, int]
     shell_layers: int = 0
-    shell_metal: str = "Ca"
+    shell_metal: str = settings.default("systems[].shell_metal")
     lattice_A: float = 5.87
     vacuum_A: float = 5.0
 
@@ -55,8 +43,9 @@ class QuantumDotSpec:
                 f"(need 2*shell_layers < {min(self.size)})"
             )
         object.__setattr__(self, "shell_layers", k)
-        if self.shell_metal not in SHELL_METALS:
-            raise ValueError(f"shell_metal must be one of {', '.join(SHELL_METALS)}, got {self.shell_metal!r}")
+        metals = elements.shell_metals()
+        if self.shell_metal not in metals:
+            raise ValueError(f"shell_metal must be one of {', '.join(metals)}, got {self.shell_metal!r}")
         for name in ("lattice_A", "vacuum_A"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
@@ -164,18 +153,18 @@ class QuantumDot:
 
     @property
     def formula(self) -> str:
-        """Formula ordered Cs, Ca/Sr, Pb, Br with counts of 1 omitted, e.g. ``Cs4PbBr6``."""
+        """Formula in the element table's order (Cs, shell metal, Pb, Br), counts of 1 omitted: ``Cs4PbBr6``."""
         return "".join(f"{el}{n if n != 1 else ''}" for el, n in self.counts_by_element.items())
 
     @property
     def charge(self) -> int:
         """Total formal charge in e (0 for every built dot)."""
-        return sum(FORMAL_CHARGES[s] for s in self.symbols)
+        return sum(elements.formal_charge_e(s) for s in self.symbols)
 
     @property
     def dipole_eA(self) -> np.ndarray:
         """Point-charge dipole of the formal charges in e*Angstrom (origin-independent when neutral)."""
-        q = np.array([FORMAL_CHARGES[s] for s in self.symbols], dtype=float)
+        q = np.array([elements.formal_charge_e(s) for s in self.symbols], dtype=float)
         centre = 0.5 * (self.positions_A.min(axis=0) + self.positions_A.max(axis=0))
         return q @ (self.positions_A - centre)
 
@@ -192,7 +181,8 @@ class QuantumDot:
 
 
 def _ordered_counts(symbols: list[str]) -> dict[str, int]:
-    """Counts per element, ordered as :data:`ELEMENT_ORDER` then alphabetically."""
+    """Counts per element, in the element table's formula order then alphabetically."""
     present = set(symbols)
-    order = [el for el in ELEMENT_ORDER if el in present] + sorted(present - set(ELEMENT_ORDER))
+    known = elements.formula_order()
+    order = [el for el in known if el in present] + sorted(present - set(known))
     return {el: symbols.count(el) for el in order}

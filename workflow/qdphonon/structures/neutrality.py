@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 from qdphonon.structures.lattice import _lexsorted, a_site_class, a_sites, b_sites, x_sites
-from qdphonon.structures.model import FORMAL_CHARGES
+from qdphonon.elements import HOST, formal_charge_e
 
 
 COULOMB_eV_A = 14.3996454784
@@ -44,7 +44,8 @@ def _coulomb_terms(size: tuple[int, int, int], candidates: np.ndarray) -> tuple[
     Units e/a and 1/a. Removing the set R of Cs+ changes the Coulomb energy of
     the ions by ``-sum_R phi + sum_{pairs in R} 1/r`` (units e^2/a).
     """
-    ions = [(b_sites(size), FORMAL_CHARGES["Pb"]), (x_sites(size), FORMAL_CHARGES["Br"]), (a_sites(size), FORMAL_CHARGES["Cs"])]
+    ions = [(b_sites(size), formal_charge_e(HOST.b_site)), (x_sites(size), formal_charge_e(HOST.halide)),
+            (a_sites(size), formal_charge_e(HOST.a_site))]
     pos = np.concatenate([g for g, _ in ions]) * 0.5
     q = np.concatenate([np.full(len(g), float(c)) for g, c in ions])
     cpos = candidates * 0.5
