@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from qdphonon.cp2k.inputs import SCFSettings, cp2k_input_tree
+from qdphonon.harmonic.plan import TIGHT_RELAX_OVERRIDES  # noqa: F401  (re-exported)
 from qdphonon.harmonic.assemble import Displacement, SinglePoint, cartesian_displacements, displaced_positions
 from qdphonon.parsers.single_point import SinglePointIncomplete, read_single_point
 from qdphonon.structures.io import read_structure
@@ -28,6 +29,8 @@ DEFAULT_STEP_A = 0.01
 """Displacement step (Angstrom): the usual choice of phonopy and of molecular codes for Hessians."""
 
 SINGLE_POINT_EPS_SCF = {"xtb": 1e-8, "pbe": 1e-7}
+
+
 """SCF thresholds of the single points: tighter than the MD's, since forces are differenced over 2 x step."""
 
 
@@ -86,13 +89,23 @@ def is_done(directory: Path, text: str) -> bool:
 
 def run_single_points(structure_xyz: str | Path, workdir: str | Path, names: Sequence[str], level: str, *,
                       step_A: float = DEFAULT_STEP_A, cp2k_command: str = "cp2k.psmp", mpi: str | None = None,
-                      tasks: int = 1, threads: int = 1, overrides: Mapping[str, Any] | None = None) -> dict[str, str]:
+                      tasks: int = 1, threads: int = 1, overrides: Mapping[str, Any] | None = None,
+                      engine: str = "cp2k") -> dict[str, str]:
     """Run the single points ``names`` not yet done in ``workdir/<name>``; returns name -> ``done`` | ``ran``.
 
+    ``engine="mock"`` writes synthetic single points (:mod:`qdphonon.harmonic.mock`) instead of running CP2K.
     SinglePointFailed when CP2K ends one without a whole result (the ones before it stay done)."""
     from qdphonon.cp2k.xmlspec import installed_xmlspec
 
-    spec, _ = installed_xmlspec(cp2k_command)
+    if engine not in ("cp2k", "mock"):
+        raise ValueError(f"unknown engine {engine!r}; expected cp2k or mock")
+    spec = installed_xmlspec(cp2k_command)[0] if engine == "cp2k" else None
+    mock = None
+    if engine == "mock":
+        from qdphonon.harmonic.mock import SpringDot, write_single_point
+
+        dot = read_structure(structure_xyz)
+        mock = SpringDot(dot.symbols, dot.positions_A)
     status = {}
     for name in names:
         text = single_point_input(structure_xyz, name, level, step_A, overrides, spec)
@@ -104,7 +117,13 @@ def run_single_points(structure_xyz: str | Path, workdir: str | Path, names: Seq
             shutil.rmtree(d)
         d.mkdir(parents=True)
         (d / INPUT).write_text(text)
-        exit_status = _run_cp2k(d, cp2k_command, mpi, tasks, threads)
+        if mock is not None:
+            disp = _displacement(name, step_A)
+            write_single_point(d, mock, dot.positions_A if disp is None else displaced_positions(dot.positions_A, disp),
+                               PROJECT, OUTPUT)  # fmt: skip
+            exit_status = 0
+        else:
+            exit_status = _run_cp2k(d, cp2k_command, mpi, tasks, threads)
         try:
             read_single_point(d, PROJECT, OUTPUT)
         except SinglePointIncomplete as exc:
@@ -141,5 +160,6 @@ def collect(structure_xyz: str | Path, workdir: str | Path, step_A: float = DEFA
     results = {_displacement(k, step_A): v for k, v in as_sp.items()}
     facts = {"n_single_points": len(outs), "n_scf_unconverged": sum(not o.scf_converged for o in outs.values()),
              "unconverged": sorted(k for k, o in outs.items() if not o.scf_converged),
-             "n_electrons": outs[REFERENCE].n_electrons}  # fmt: skip
+             "n_electrons": outs[REFERENCE].n_electrons,
+             "synthetic": any(o.synthetic for o in outs.values())}  # fmt: skip
     return reference, results, facts

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from qdphonon.parsers.common import _is_synthetic_line
 from qdphonon.parsers.molog import read_molog
 from qdphonon.units import BOHR_A, HARTREE_eV
 
@@ -47,6 +48,7 @@ class SinglePointOutput:
     energy_eV: float
     n_electrons: int
     scf_converged: bool
+    synthetic: bool = False
 
 
 def read_forces(path: Path) -> tuple[list[str], np.ndarray]:
@@ -134,4 +136,5 @@ def read_single_point(directory: str | Path, project: str = "sp", output: str = 
     if not occupied:
         raise SinglePointIncomplete(f"{out}: no occupied levels printed")
     return SinglePointOutput(symbols, forces, np.asarray(occupied), np.asarray(unoccupied),
-                             float(energies[-1]) * HARTREE_eV, n_el, converged)  # fmt: skip
+                             float(energies[-1]) * HARTREE_eV, n_el, converged,
+                             any(_is_synthetic_line(ln) for ln in lines[:5]))  # fmt: skip
