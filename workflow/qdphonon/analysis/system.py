@@ -182,6 +182,7 @@ def _analyze(csvs, T_md, T, edges, cutoff, discard_fs, velocities_npz, structure
     running = running_convergence([tr.gap_eV for tr in trajs], dts, T_md, T, edges, cutoff)
     result = {
         "system": system,
+        "route": "md",
         "lambda_meV": lam,
         "lambda_meV_err": errors["lambda_meV_err"],
         "fwhm_meV": thermal_linewidth_fwhm_meV(lam, T),
