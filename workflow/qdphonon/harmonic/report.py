@@ -73,6 +73,10 @@ def harmonic_result(data: HarmonicData, positions_A: np.ndarray, masses_amu: np.
     if c.n_imaginary:
         warnings.append(f"{system}: {c.n_imaginary} imaginary mode(s) ({', '.join(f'{e:.2f}' for e in c.imaginary_energy_meV)} "
                         "meV, negative = imaginary): not a minimum; they are left out of lambda (relax more tightly)")
+    if line.huang_rhys_thermal > 1.0 and line.fwhm_meV < 0.5 * line.gaussian_fwhm_meV:
+        warnings.append(f"{system}: the {T:g} K line is a comb of resolved phonon replicas (discrete modes, homogeneous "
+                        f"width {line.homogeneous_fwhm_meV:.2g} meV): fwhm_lineshape_meV ({line.fwhm_meV:.3g} meV) is "
+                        f"one replica's width; the envelope's is fwhm_quantum_meV ({fwhm_quantum_meV(c, T):.3g} meV)")
     result = {
         "system": system, "route": "harmonic", "level": "mock" if synthetic else level, "synthetic": bool(synthetic),
         "lambda_meV": lam, "lambda_meV_err": None,
