@@ -8,7 +8,7 @@ import pytest
 from qdphonon.harmonic.assemble import cartesian_displacements
 from qdphonon.harmonic.plan import n_batches
 from qdphonon.harmonic.runner import (OUTPUT, REFERENCE, _displacement, batches, collect, displacement_names,
-                                      run_single_points)  # fmt: skip
+                                      run_single_points, single_point_input)  # fmt: skip
 from qdphonon.structures.build import build_quantum_dot
 from qdphonon.structures.io import write_structure
 from qdphonon.structures.model import QuantumDotSpec
@@ -57,3 +57,20 @@ def test_collect_names_the_first_missing_single_point(dot_xyz, tmp_path):
     run_single_points(dot_xyz, work, ["a0007zm"], "xtb", engine="mock")
     reference, results, facts = collect(dot_xyz, work)
     assert len(results) == 66 and facts["synthetic"] is True and facts["n_scf_unconverged"] == 0
+
+
+@pytest.mark.cp2k
+@pytest.mark.parametrize("level", ["xtb", "pbe"])
+def test_single_point_inputs_validate_against_the_installed_cp2k(dot_xyz, cp2k_exe, level):
+    """The PBE single point is never run in the suite (too slow): its input is at least validated against the
+    installed CP2K's input definition, with what the parser needs (forces, MO window, OT unoccupied levels)."""
+    from qdphonon.cp2k.xmlspec import installed_xmlspec, parse_input_text
+
+    spec = installed_xmlspec()[0]
+    text = single_point_input(dot_xyz, "a0004zm", level, xmlspec=spec)
+    tree = parse_input_text(text, spec)
+    assert tree["+global"]["run_type"].upper() == "ENERGY_FORCE"
+    upper = text.upper()
+    assert "&FORCES ON" in upper and "MO_INDEX_RANGE" in upper
+    if level == "pbe":
+        assert "NLUMO 8" in upper and "EPS_SCF 1E-07" in upper
