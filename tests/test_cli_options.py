@@ -106,7 +106,8 @@ def test_every_settings_json_help_example_is_accepted():
         required = [a for a in p._actions if a.required and a.option_strings]  # noqa: SLF001
         args = [command, "--settings-json", json.dumps(example)]
         for a in required:
-            args += [a.option_strings[0]] + (["1"] * a.nargs if isinstance(a.nargs, int) else ["x"])
+            filler = "1" if a.type in (int, float) else "x"
+            args += [a.option_strings[0]] + ([filler] * a.nargs if isinstance(a.nargs, int) else [filler])
         ns = apply_settings(build_parser(), args)
         for key, value in example.items():
             assert getattr(ns, key) == value
@@ -128,7 +129,8 @@ def test_the_rules_pass_only_settings_the_commands_accept():
             dests = {a.dest for a in visible_options(parsers[command.group(1)])}
             assert keys and keys <= dests, f"{smk.name}: {command.group(1)} does not take {keys - dests}"
             checked.add(command.group(1))
-    assert checked == {"build", "relax", "cp2k-input", "run-aimd", "parse-cp2k", "analyze", "report-pages"}
+    assert checked >= {"build", "relax", "cp2k-input", "run-aimd", "parse-cp2k", "analyze", "report-pages",
+                       "harmonic-run", "harmonic-analyze"}
 
 
 def test_version():

@@ -195,6 +195,12 @@ class SystemConfig:
     shell_layers: int
     shell_metal: str
     md: Mapping[str, Any]
+    route: str = "md"
+
+    @property
+    def routes(self) -> list[str]:
+        """``["md"]``, ``["harmonic"]`` or ``["md", "harmonic"]`` (``route: both``)."""
+        return ["md", "harmonic"] if self.route == "both" else [self.route]
 
     @property
     def replicas(self) -> list[str]:
@@ -291,7 +297,7 @@ def campaign_from_config(config: Mapping[str, Any]) -> dict[str, SystemConfig]:
                 f"{key('trajectory_every_steps')}: a stride of {md['trajectory_every_steps']} steps leaves no "
                 f"trajectory frame after step 0 in the {md['steps']} steps ({key('steps')}) of systems[{i}] ({name})"
             )
-        systems[name] = SystemConfig(name, size, k, metal, md)
+        systems[name] = SystemConfig(name, size, k, metal, md, entry.get("route", "md"))
         first_index[name] = i
     return systems
 

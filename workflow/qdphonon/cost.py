@@ -305,6 +305,56 @@ def campaign_cost(config: Mapping[str, Any]) -> dict[str, Any]:
             "retries": {j: cp2k_job_retries(cp2k, systems.values(), j) for j in ("aimd", "relax")}}
 
 
+# --- the harmonic route (docs/physics.md §5) ------------------------------------------------------
+SINGLE_POINT_IN_MD_STEPS = {"xtb": 8.0, "pbe": 3.0}
+"""Cost of one single point in MD steps of the same dot: a single point starts its SCF from scratch and
+converges it tighter (harmonic route: EPS_SCF 1e-8 xTB, 1e-7 PBE) where an MD step extrapolates the last
+one. xtb: measured (Cs4PbBr6, 67 single points against 0.28 s MD steps, same loaded machine); pbe: an
+estimate until single points are measured (bench)."""
+
+
+def harmonic_single_points(system) -> int:
+    """6N displaced single points plus the reference."""
+    return 6 * system.n_atoms + 1
+
+
+def harmonic_sp_seconds(config: Mapping[str, Any], system) -> float:
+    """Estimated seconds of one single point on the job's ranks."""
+    tasks = aimd_tasks({**config, "engine": "cp2k"}, system)
+    md_step = seconds_per_md_step(config["level"], system.n_atoms, tasks).s_per_step
+    return SINGLE_POINT_IN_MD_STEPS[config["level"]] * md_step
+
+
+def harmonic_displacements_per_job(config: Mapping[str, Any], system) -> int:
+    """Single points per job: as many as fit in ``harmonic.job_minutes`` by the cost model (at least 1)."""
+    if config["engine"] == "mock":
+        return harmonic_single_points(system)
+    return max(1, int(config["harmonic"]["job_minutes"] * 60.0 // harmonic_sp_seconds(config, system)))
+
+
+def harmonic_cost(config: Mapping[str, Any], system) -> dict[str, Any]:
+    """Single points, jobs and core-hours of the harmonic route of ``system`` (relaxation not included)."""
+    cp2k = {**config, "engine": "cp2k"}
+    n_sp, tasks = harmonic_single_points(system), aimd_tasks(cp2k, system)
+    sp_s = harmonic_sp_seconds(cp2k, system)
+    per_job = harmonic_displacements_per_job(cp2k, system)
+    return {"single_points": n_sp, "sp_s": sp_s, "per_job": per_job, "jobs": 1 + math.ceil((n_sp - 1) / per_job),
+            "wall_h_serial": n_sp * sp_s / 3600.0, "core_h": n_sp * sp_s * tasks / 3600.0, "tasks": tasks}
+
+
+def harmonic_cost_lines(config: Mapping[str, Any]) -> list[str]:
+    """One line per system: the harmonic route priced beside the MD route (every system, whatever its route)."""
+    from qdphonon.config import campaign_from_config
+
+    lines = [f"harmonic route (6N + 1 single points, each ~{SINGLE_POINT_IN_MD_STEPS[config['level']]:g} MD steps"
+             f"{' (estimate)' if config['level'] == 'pbe' else ' (measured)'}; route per system in brackets):"]
+    for s in campaign_from_config(config).values():
+        h = harmonic_cost(config, s)
+        lines.append(f"  {s.name} [{s.route}]: {h['single_points']} single points x {h['sp_s']:.3g} s on "
+                     f"{h['tasks']} ranks = {_num(h['core_h'])} core-h in {h['jobs']} jobs of <= {h['per_job']}")
+    return lines
+
+
 def _num(x: float) -> str:
     return f"{x:,.0f}" if x >= 100 else f"{x:.3g}"
 
@@ -350,7 +400,7 @@ def cost_table_text(config: Mapping[str, Any]) -> str:
     widths = [max(len(c) for c in col) for col in zip(head, *rows)]
     fmt = lambda cells: "  ".join(c.ljust(w) if i in (0, 3, 5, 6) else c.rjust(w)  # noqa: E731
                                   for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
-    return "\n".join([notes[0], fmt(head), *map(fmt, rows), *notes[1:]])
+    return "\n".join([notes[0], fmt(head), *map(fmt, rows), *notes[1:], *harmonic_cost_lines(config)])
 
 
 def cost_table_markdown(config: Mapping[str, Any]) -> str:

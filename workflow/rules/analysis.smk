@@ -44,9 +44,7 @@ rule analyze_system:
 rule summarize_campaign:
     """One row per system: size, formula, gap, lambda, linewidth with error, region modes."""
     input:
-        linewidths=expand(
-            f"{RESULTS}/analysis/{{system}}/linewidth.json", system=SYSTEMS
-        ),
+        linewidths=route_linewidths(),
         structures=expand(f"{RESULTS}/structures/{{system}}.json", system=SYSTEMS),
     output:
         report(
@@ -70,7 +68,9 @@ rule plot_figures:
     """Size-dependence, spectral-density, core/shell and phonon-DOS figures (PNG and PDF)."""
     input:
         summary=f"{RESULTS}/summary.csv",
-        analysis=expand(f"{RESULTS}/analysis/{{system}}/linewidth.json", system=SYSTEMS),
+        analysis=expand(
+            f"{RESULTS}/analysis/{{system}}/linewidth.json", system=MD_SYSTEMS
+        ),
     output:
         **{
             f"{name}_{ext}": (
@@ -91,7 +91,7 @@ rule plot_figures:
     conda:
         "../../envs/analysis.yaml"
     params:
-        dirs=expand(f"{RESULTS}/analysis/{{system}}", system=SYSTEMS),
+        dirs=expand(f"{RESULTS}/analysis/{{system}}", system=MD_SYSTEMS),
         outdir=lambda wc, output: os.path.dirname(output[0]),
     shell:
         "python -m qdphonon plot --summary {input.summary:q} --analysis-dirs {params.dirs:q}"

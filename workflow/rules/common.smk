@@ -14,6 +14,7 @@ from qdphonon.config import (
 )
 from qdphonon.config import settings_digest, validate_config
 from qdphonon import cost
+from qdphonon.harmonic import plan as harmonic_plan
 from qdphonon.figure_names import FIGURE_STEMS
 
 try:
@@ -42,6 +43,7 @@ os.environ.update(
 wildcard_constraints:
     system="|".join(SYSTEMS),
     replica=r"r\d+",
+    batch=r"\d+",
 
 
 def system_of(wildcards):
@@ -61,9 +63,13 @@ FIGURES = FIGURE_STEMS
 
 
 def all_targets():
-    return [f"{RESULTS}/summary.csv", f"{RESULTS}/report/summary.html"] + [
+    """summary.csv, and the figures when a system runs the MD route (they plot its analyses)."""
+    figures = [
         f"{RESULTS}/figures/{name}.{ext}" for name in FIGURES for ext in ("png", "pdf")
     ]
+    return [f"{RESULTS}/summary.csv", f"{RESULTS}/report/summary.html"] + (
+        figures if MD_SYSTEMS else []
+    )
 
 
 def relaxed_wfn_output():
@@ -129,6 +135,44 @@ def relax_runtime_min(wildcards):
 def aimd_mem_mb(wildcards):
     """Memory of one CP2K job in MB (qdphonon.cost.aimd_mem_mb)."""
     return cost.aimd_mem_mb(config, system_of(wildcards))
+
+
+def harmonic_per_job(wildcards):
+    """Displacements per single-point job (qdphonon.cost.harmonic_displacements_per_job)."""
+    return cost.harmonic_displacements_per_job(config, system_of(wildcards))
+
+
+def harmonic_runtime_min(wildcards):
+    """Wall time of one single-point job in minutes: its single points x 1.5, at least 15."""
+    s = system_of(wildcards)
+    if config["engine"] == "mock":
+        return 10
+    sp_s = cost.harmonic_sp_seconds(config, s)
+    return int(max(15, 1.5 * harmonic_per_job(wildcards) * sp_s / 60 + 5))
+
+
+def harmonic_batch_files(wildcards):
+    """Every batch's completion record of a system's single points."""
+    s = system_of(wildcards)
+    n = harmonic_plan.n_batches(s.n_atoms, harmonic_per_job(wildcards))
+    return [f"{RESULTS}/harmonic/{s.name}/batches/b{b}.json" for b in range(n)]
+
+
+def harmonic_relax_overrides():
+    return harmonic_plan.tight_relax_overrides(config["cp2k"]["overrides"])
+
+
+def route_linewidths():
+    """linewidth.json of every system and route (summary.csv: one row per system and route)."""
+    out = []
+    for s in SYSTEMS.values():
+        for route in s.routes:
+            sub = "analysis" if route == "md" else "analysis_harmonic"
+            out.append(f"{RESULTS}/{sub}/{s.name}/linewidth.json")
+    return out
+
+
+MD_SYSTEMS = [name for name, s in SYSTEMS.items() if "md" in s.routes]
 
 
 def cp2k_job_retries(steps_key="steps"):

@@ -46,6 +46,7 @@ def summary_row(linewidth: dict, structure: dict | None = None, config_digest: s
     conv = linewidth.get("convergence") or {}
     row = {
         "system": linewidth.get("system") or st.get("system"),
+        "route": linewidth.get("route") or "md",
         "nx": nx,
         "ny": ny,
         "nz": nz,

@@ -217,6 +217,7 @@ def _analyze(csvs, T_md, T, edges, cutoff, discard_fs, velocities_npz, structure
     running = running_convergence([tr.gap_eV for tr in trajs], dts, temp.value_K, T, edges, cutoff)
     result = {
         "system": system,
+        "route": "md",
         "lambda_meV": lam,
         "lambda_meV_err": errors["lambda_meV_err"],
         "lambda_meV_interval": errors["lambda_meV_interval"],

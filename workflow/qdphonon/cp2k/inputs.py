@@ -44,7 +44,7 @@ from qdphonon import elements, settings
 LEVELS = ("xtb", "pbe")
 
 
-RUN_TYPES = ("MD", "GEO_OPT")
+RUN_TYPES = ("MD", "GEO_OPT", "ENERGY_FORCE")
 
 
 EPS_SCF = {"xtb": 1e-6, "pbe": 1e-5}
@@ -68,6 +68,10 @@ atomic time unit). CP2K removes the centre-of-mass velocity and the rigid rotati
 step where they exceed these, so tiny values keep them at zero throughout the run (a dot with no
 rotation removed put 32.5 % of its kinetic energy into rigid rotation at PBE, docs/physics.md
 §3.6). Together with ``ANGVEL_ZERO`` at the start; both are ignored by CP2K for periodic cells."""
+
+SINGLE_POINT_MO_WINDOW = 8
+"""Levels printed on each side of the gap by a single point (``ENERGY_FORCE``): enough to see a
+degenerate band edge whole (the harmonic route averages its manifold; docs/physics.md §5.3)."""
 """Orbitals printed below the HOMO and above the LUMO in the MOLog (beyond the two edges)."""
 
 
@@ -220,7 +224,25 @@ def _dft_section(symbols: Sequence[str], level: str, scf: SCFSettings, run_type:
             }
             dft["scf"]["eps_lumo"] = 1e-4
             dft["print"]["mo"]["mo_index_range"] = [max(1, n_homo - MO_WINDOW), n_homo]
+    if run_type == "ENERGY_FORCE":
+        dft["print"] = _single_point_prints(n_homo, level)
+        if level == "pbe":
+            dft["scf"]["eps_lumo"] = 1e-4
     return dft
+
+
+def _single_point_prints(n_homo: int, level: str) -> dict[str, Any]:
+    """Band edges of a single point: a MOLog window of ``SINGLE_POINT_MO_WINDOW`` levels each side of the
+    gap (xtb, diagonalisation); with OT (pbe) the occupied part there and the unoccupied levels from the
+    ``MO_CUBES`` eigenvalue print of the main output."""
+    w = SINGLE_POINT_MO_WINDOW
+    prints: dict[str, Any] = {"mo": {"_": "ON", "energies": True, "occupation_numbers": True, "ndigits": 8,
+                                     "filename": "mo", "mo_index_range": [max(1, n_homo - w + 1), n_homo + w],
+                                     "each": {"qs_scf": 0}}}
+    if level == "pbe":
+        prints["mo"]["mo_index_range"] = [max(1, n_homo - w + 1), n_homo]
+        prints["mo_cubes"] = {"_": "ON", "write_cube": False, "nhomo": w, "nlumo": w}
+    return prints
 
 
 def cp2k_input_tree(
@@ -237,7 +259,8 @@ def cp2k_input_tree(
     geo_opt_max_iter: int = 200,
     overrides: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The CP2K input of a relaxation (``GEO_OPT``) or NVT AIMD (``MD``) of one dot, as a dict.
+    """The CP2K input of a relaxation (``GEO_OPT``), NVT AIMD (``MD``) or single point (``ENERGY_FORCE``:
+    forces to ``{project}-forces``, band edges as in :func:`_single_point_prints`) of one dot, as a dict.
 
     Positions in Angstrom, centred by CP2K in a cubic non-periodic box of edge ``box_A``
     (``CENTER_COORDINATES T``). ``walltime_s`` sets CP2K's own ``WALLTIME`` so a job ends
@@ -249,7 +272,7 @@ def cp2k_input_tree(
         raise ValueError(f"unknown run type {run_type!r}; expected one of {', '.join(RUN_TYPES)}")
     if len(symbols) != len(positions_A):
         raise ValueError(f"{len(symbols)} symbols but {len(positions_A)} positions")
-    project = project or ("md" if run_type == "MD" else "relax")
+    project = project or {"MD": "md", "GEO_OPT": "relax"}.get(run_type, "sp")
     glob: dict[str, Any] = {"project_name": project, "run_type": run_type, "print_level": "MEDIUM", "seed": md.seed}
     if walltime_s is not None:
         glob["walltime"] = walltime_hms(walltime_s)
@@ -287,6 +310,8 @@ def cp2k_input_tree(
                 "restart_history": {"_": "OFF"},
             },
         }
+    elif run_type == "ENERGY_FORCE":
+        tree["force_eval"]["print"] = {"forces": {"_": "ON", "filename": "forces", "ndigits": 10}}
     else:
         tree["motion"] = {
             "geo_opt": {"optimizer": "LBFGS", "max_iter": int(geo_opt_max_iter)},

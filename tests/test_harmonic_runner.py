@@ -1,0 +1,76 @@
+"""The single-point runner's bookkeeping, with the mock engine (synthetic single points, labelled): names,
+batches, done = same input and a whole parse, a changed input runs again."""
+
+from __future__ import annotations
+
+import pytest
+
+from qdphonon.harmonic.assemble import cartesian_displacements
+from qdphonon.harmonic.plan import n_batches
+from qdphonon.harmonic.runner import (OUTPUT, REFERENCE, _displacement, batches, collect, displacement_names,
+                                      run_single_points, single_point_input)  # fmt: skip
+from qdphonon.structures.build import build_quantum_dot
+from qdphonon.structures.io import write_structure
+from qdphonon.structures.model import QuantumDotSpec
+
+
+@pytest.fixture()
+def dot_xyz(tmp_path):
+    path = tmp_path / "dot.xyz"
+    write_structure(build_quantum_dot(QuantumDotSpec(size=(1, 1, 1))), path)
+    return path
+
+
+def test_names_batches_and_their_count():
+    names = displacement_names(11)
+    assert names[0] == REFERENCE and len(names) == 67 and len(set(names)) == 67
+    for d in cartesian_displacements(11, 0.01):
+        assert _displacement(d.name, 0.01) == d
+    groups = batches(names, 20)
+    assert groups[0] == [REFERENCE] and sum(map(len, groups)) == 67 and max(map(len, groups)) == 20
+    assert len(groups) == n_batches(11, 20)
+    for bad in ("a3yp", "a0003wp", "a0003yq", "ref2", "x0003yp"):
+        with pytest.raises(ValueError, match="not a displacement name"):
+            _displacement(bad, 0.01)
+    with pytest.raises(ValueError):
+        batches(names, 0)
+
+
+def test_done_means_same_input_and_whole_output(dot_xyz, tmp_path):
+    work = tmp_path / "sp"
+    names = displacement_names(11)[:5]
+    assert set(run_single_points(dot_xyz, work, names, "xtb", engine="mock").values()) == {"ran"}
+    assert set(run_single_points(dot_xyz, work, names, "xtb", engine="mock").values()) == {"done"}
+    (work / names[2] / OUTPUT).write_text("cut short\n")
+    status = run_single_points(dot_xyz, work, names, "xtb", engine="mock")
+    assert status[names[2]] == "ran" and list(status.values()).count("done") == 4
+    status = run_single_points(dot_xyz, work, names, "xtb", step_A=0.02, engine="mock")  # other displacements
+    assert status.pop(REFERENCE) == "done" and set(status.values()) == {"ran"}
+
+
+def test_collect_names_the_first_missing_single_point(dot_xyz, tmp_path):
+    work = tmp_path / "sp"
+    names = displacement_names(11)
+    run_single_points(dot_xyz, work, [n for n in names if n != "a0007zm"], "xtb", engine="mock")
+    with pytest.raises(ValueError, match="a0007zm not done"):
+        collect(dot_xyz, work)
+    run_single_points(dot_xyz, work, ["a0007zm"], "xtb", engine="mock")
+    reference, results, facts = collect(dot_xyz, work)
+    assert len(results) == 66 and facts["synthetic"] is True and facts["n_scf_unconverged"] == 0
+
+
+@pytest.mark.cp2k
+@pytest.mark.parametrize("level", ["xtb", "pbe"])
+def test_single_point_inputs_validate_against_the_installed_cp2k(dot_xyz, cp2k_exe, level):
+    """The PBE single point is never run in the suite (too slow): its input is at least validated against the
+    installed CP2K's input definition, with what the parser needs (forces, MO window, OT unoccupied levels)."""
+    from qdphonon.cp2k.xmlspec import installed_xmlspec, parse_input_text
+
+    spec = installed_xmlspec()[0]
+    text = single_point_input(dot_xyz, "a0004zm", level, xmlspec=spec)
+    tree = parse_input_text(text, spec)
+    assert tree["+global"]["run_type"].upper() == "ENERGY_FORCE"
+    upper = text.upper()
+    assert "&FORCES ON" in upper and "MO_INDEX_RANGE" in upper
+    if level == "pbe":
+        assert "NLUMO 8" in upper and "EPS_SCF 1E-07" in upper

@@ -1,0 +1,62 @@
+"""The harmonic route in a campaign: the cost model prices it beside the MD route, and a mock campaign with
+``route: harmonic`` / ``both`` runs end to end to one summary row per system and route (synthetic, labelled)."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from qdphonon.config import campaign_from_config, validate_config
+from qdphonon.cost import cost_table_text, harmonic_cost
+from qdphonon.harmonic.plan import n_batches, tight_relax_overrides
+from workflow_helpers import snakemake, write_config
+
+
+def _config(systems, **extra):
+    return validate_config({"systems": systems, **extra})
+
+
+def test_cost_prices_the_harmonic_route_for_every_system():
+    cfg = _config([{"size": [1, 1, 1]}, {"size": [2, 2, 2], "route": "both"}], level="pbe")
+    systems = campaign_from_config(cfg)
+    small, big = systems["cspbbr3_1x1x1"], systems["cspbbr3_2x2x2"]
+    assert (small.routes, big.routes) == (["md"], ["md", "harmonic"])
+    h = harmonic_cost(cfg, big)
+    assert h["single_points"] == 6 * big.n_atoms + 1
+    assert h["jobs"] == n_batches(big.n_atoms, h["per_job"])
+    assert h["per_job"] * h["sp_s"] <= cfg["harmonic"]["job_minutes"] * 60 or h["per_job"] == 1
+    text = cost_table_text(cfg)
+    assert "harmonic route" in text and f"{h['single_points']} single points" in text
+    assert "cspbbr3_1x1x1 [md]: 67 single points" in text and "cspbbr3_2x2x2 [both]" in text
+
+
+def test_tight_relaxation_overrides_win_over_the_users_and_keep_the_rest():
+    user = {"motion": {"geo_opt": {"max_force": 1e-3, "optimizer": "BFGS"}}, "force_eval": {"dft": {"mgrid": {"cutoff": 300}}}}
+    out = tight_relax_overrides(user)
+    assert out["motion"]["geo_opt"]["max_force"] == 1e-5 and out["motion"]["geo_opt"]["optimizer"] == "BFGS"
+    assert out["force_eval"] == user["force_eval"] and user["motion"]["geo_opt"]["max_force"] == 1e-3
+
+
+@pytest.mark.workflow
+def test_mock_campaign_with_both_routes(tmp_path):
+    write_config(tmp_path, {"systems": [{"size": [1, 1, 1], "route": "harmonic"},
+                                        {"size": [1, 1, 2], "route": "both", "md": {"steps": 400, "replicas": 2}}],
+                            "engine": "mock", "md": {"equilibration_fs": 100}})  # fmt: skip
+    res = snakemake(tmp_path, "--cores", "1", timeout_s=1500)
+    assert res.returncode == 0, (res.stdout + res.stderr)[-4000:]
+    rows = pd.read_csv(tmp_path / "results" / "summary.csv")
+    assert sorted(zip(rows["system"], rows["route"])) == [
+        ("cspbbr3_1x1x1", "harmonic"), ("cspbbr3_1x1x2", "harmonic"), ("cspbbr3_1x1x2", "md")]
+    assert rows["synthetic"].all() and set(rows["level"]) == {"mock"}
+    for system in ("cspbbr3_1x1x1", "cspbbr3_1x1x2"):
+        out = tmp_path / "results" / "analysis_harmonic" / system
+        lw = json.loads((out / "linewidth.json").read_text())
+        assert lw["route"] == "harmonic" and lw["synthetic"] is True and lw["degeneracy"]["n_vbm"] == 3
+        sd = pd.read_csv(out / "spectral_density.csv")
+        assert (sd["S"] * sd["energy_meV"]).sum() == pytest.approx(lw["lambda_meV"], rel=1e-6)
+        assert json.loads((out / "spectral_density.json").read_text())["note"].startswith("synthetic")
+    md = json.loads((tmp_path / "results" / "analysis" / "cspbbr3_1x1x2" / "linewidth.json").read_text())
+    assert md["route"] == "md"
+    assert not (tmp_path / "results" / "analysis" / "cspbbr3_1x1x1").exists()

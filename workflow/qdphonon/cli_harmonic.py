@@ -1,0 +1,85 @@
+"""``qdphonon harmonic-run`` and ``qdphonon harmonic-analyze``: the harmonic route's stages (docs/physics.md §5)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def add_harmonic_parsers(sub, opt, add_cp2k_launch, json_object) -> None:
+    """Register the two sub-commands (``opt``, ``add_cp2k_launch``, ``json_object``: the helpers of :mod:`qdphonon.cli`)."""
+    p = sub.add_parser("harmonic-run", help="run (or finish) a batch of the harmonic route's single points")
+    p.add_argument("--structure", required=True, help="the tightly relaxed structure (extended XYZ)")
+    p.add_argument("--workdir", required=True, help="directory of the single points (one sub-directory each)")
+    p.add_argument("--batch", type=int, required=True, help="batch index: 0 = the reference, 1.. = displacements")
+    p.add_argument("--per-job", type=int, required=True, help="displacements per batch")
+    p.add_argument("--done", required=True, help="JSON record written when the batch is complete")
+    opt(p, "--engine", "engine")
+    opt(p, "--level", "level")
+    opt(p, "--step-A", "harmonic.step_A", float)
+    opt(p, "--overrides-json", "cp2k.overrides", json_object)
+    add_cp2k_launch(p)
+    p.set_defaults(func=_run)
+
+    a = sub.add_parser("harmonic-analyze", help="assemble the single points; write linewidth.json (route harmonic) etc.")
+    a.add_argument("--structure", required=True)
+    a.add_argument("--workdir", required=True)
+    a.add_argument("--outdir", required=True)
+    a.add_argument("--system", default=None)
+    opt(a, "--level", "level")
+    opt(a, "--engine", "engine")
+    opt(a, "--step-A", "harmonic.step_A", float)
+    opt(a, "--degeneracy-tol-meV", "harmonic.degeneracy_tol_meV", float)
+    opt(a, "--report-temperature-K", "analysis.report_temperature_K", float)
+    opt(a, "--region-edges-meV", "analysis.region_edges_meV", _floats)
+    a.set_defaults(func=_analyze)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from qdphonon.engines.launcher import resolve_launcher
+    from qdphonon.harmonic.runner import SinglePointFailed, batches, displacement_names, run_single_points
+    from qdphonon.rundir import write_json_atomic
+    from qdphonon.structures.io import read_structure
+
+    n_atoms = len(read_structure(args.structure).symbols)
+    groups = batches(displacement_names(n_atoms, args.step_A), args.per_job)
+    if not 0 <= args.batch < len(groups):
+        raise ValueError(f"--batch {args.batch}: {n_atoms} atoms at {args.per_job} per job make batches 0-{len(groups) - 1}")
+    try:
+        status = run_single_points(args.structure, args.workdir, groups[args.batch], args.level, step_A=args.step_A,
+                                   cp2k_command=args.cp2k_command, mpi=resolve_launcher(args.mpi_launcher), tasks=args.tasks,
+                                   threads=args.threads, overrides=json_object_or_none(args.overrides_json),
+                                   engine=args.engine)  # fmt: skip
+    except SinglePointFailed as exc:
+        print(f"qdphonon harmonic-run: error: {exc}", file=sys.stderr)
+        return 1
+    write_json_atomic(args.done, {"batch": args.batch, "status": status, "synthetic": args.engine == "mock"})
+    print(f"harmonic-run: batch {args.batch}: {json.dumps(status)}", file=sys.stderr)
+    return 0
+
+
+def _floats(text):
+    """``0,4.5,12,30`` -> floats (a list from --settings-json passes through)."""
+    if isinstance(text, list):
+        return [float(x) for x in text]
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from exc
+
+
+def json_object_or_none(value):
+    return value or None
+
+
+def _analyze(args: argparse.Namespace) -> int:
+    from qdphonon.harmonic.report import analyze_harmonic_run
+
+    result = analyze_harmonic_run(args.structure, args.workdir, args.outdir, level=args.level, system=args.system,
+                                  step_A=args.step_A, degeneracy_tol_meV=args.degeneracy_tol_meV,
+                                  report_temperature_K=args.report_temperature_K,
+                                  region_edges_meV=args.region_edges_meV)  # fmt: skip
+    print(f"harmonic-analyze: lambda {result['lambda_meV']:.4g} meV, main mode "
+          f"{result['main_mode']['energy_meV']} meV" + (" (synthetic)" if result["synthetic"] else ""), file=sys.stderr)
+    return 0

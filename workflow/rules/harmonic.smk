@@ -1,0 +1,106 @@
+# The harmonic route (systems[].route harmonic or both; docs/physics.md §5): a tight relaxation, the
+# single points in batches sized by the cost model (each batch one job), then the assembly and the
+# same output files as the MD route, in analysis_harmonic/{system}/.
+
+
+rule relax_harmonic:
+    """Tight geometry optimisation before the single points (GEO_OPT criteria 45x tighter in force than
+    CP2K's defaults; the residual forces are reported in linewidth.json)."""
+    input:
+        xyz=f"{RESULTS}/structures/{{system}}.xyz",
+    output:
+        xyz=f"{RESULTS}/harmonic/{{system}}/relaxed.xyz",
+    log:
+        f"{RESULTS}/logs/relax_harmonic/{{system}}.log",
+    localrule: config["engine"] == "mock"
+    conda:
+        "../../envs/cp2k.yaml"
+    threads: 1
+    resources:
+        tasks=aimd_tasks,
+        cpus_per_task=1,
+        mpi=mpi_job_marker,
+        runtime=relax_runtime_min,
+        mem_mb=aimd_mem_mb,
+    params:
+        workdir=f"{RESULTS}/harmonic/{{system}}/relax",
+        settings=settings_record(
+            engine=config["engine"],
+            level=config["level"],
+            cp2k_command=config["cp2k"]["command"],
+            mpi_launcher=cp2k_launcher(),
+            relax_max_iter=config["relax"]["max_iter"],
+            overrides_json=harmonic_relax_overrides(),
+            **scf_settings(),
+        ),
+    shell:
+        "python -m qdphonon relax --structure {input.xyz:q} --workdir {params.workdir:q}"
+        " --out {output.xyz:q} --tasks {resources.tasks:q}"
+        " --threads {resources.cpus_per_task:q} --settings-json {params.settings:q} > {log:q} 2>&1"
+
+
+rule harmonic_single_points:
+    """One batch of single points (batch 0: the reference); resumable, a displacement at a time."""
+    input:
+        xyz=f"{RESULTS}/harmonic/{{system}}/relaxed.xyz",
+    output:
+        done=f"{RESULTS}/harmonic/{{system}}/batches/b{{batch}}.json",
+    log:
+        f"{RESULTS}/logs/harmonic_single_points/{{system}}/b{{batch}}.log",
+    localrule: config["engine"] == "mock"
+    conda:
+        "../../envs/cp2k.yaml"
+    threads: 1
+    resources:
+        tasks=aimd_tasks,
+        cpus_per_task=1,
+        mpi=mpi_job_marker,
+        runtime=harmonic_runtime_min,
+        mem_mb=aimd_mem_mb,
+    params:
+        workdir=f"{RESULTS}/harmonic/{{system}}/sp",
+        settings=lambda wc: settings_record(
+            engine=config["engine"],
+            level=config["level"],
+            cp2k_command=config["cp2k"]["command"],
+            mpi_launcher=cp2k_launcher(),
+            step_A=config["harmonic"]["step_A"],
+            per_job=harmonic_per_job(wc),
+            overrides_json=config["cp2k"]["overrides"],
+        ),
+    shell:
+        "python -m qdphonon harmonic-run --structure {input.xyz:q} --workdir {params.workdir:q}"
+        " --batch {wildcards.batch} --done {output.done:q} --tasks {resources.tasks:q}"
+        " --threads {resources.cpus_per_task:q} --settings-json {params.settings:q} > {log:q} 2>&1"
+
+
+rule analyze_harmonic:
+    """Hessian and band-edge gradients -> modes, S_k, lambda, Gamma(T), lineshape (route harmonic)."""
+    input:
+        batches=harmonic_batch_files,
+        xyz=f"{RESULTS}/harmonic/{{system}}/relaxed.xyz",
+    output:
+        linewidth=f"{RESULTS}/analysis_harmonic/{{system}}/linewidth.json",
+        spectrum=f"{RESULTS}/analysis_harmonic/{{system}}/spectral_density.csv",
+        modes=f"{RESULTS}/analysis_harmonic/{{system}}/spectral_density_modes.csv",
+        lineshape=f"{RESULTS}/analysis_harmonic/{{system}}/lineshape.csv",
+    log:
+        f"{RESULTS}/logs/analyze_harmonic/{{system}}.log",
+    localrule: True
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        workdir=f"{RESULTS}/harmonic/{{system}}/sp",
+        outdir=lambda wc, output: os.path.dirname(output.linewidth),
+        settings=lambda wc: settings_record(
+            level=config["level"],
+            engine=config["engine"],
+            step_A=config["harmonic"]["step_A"],
+            degeneracy_tol_meV=config["harmonic"]["degeneracy_tol_meV"],
+            report_temperature_K=config["analysis"]["report_temperature_K"],
+            region_edges_meV=config["analysis"]["region_edges_meV"],
+            system=wc.system,
+        ),
+    shell:
+        "python -m qdphonon harmonic-analyze --structure {input.xyz:q} --workdir {params.workdir:q}"
+        " --outdir {params.outdir:q} --settings-json {params.settings:q} > {log:q} 2>&1"
