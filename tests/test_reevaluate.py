@@ -127,6 +127,21 @@ def test_a_file_without_cell_is_refused(tmp_path):
     assert read_ase_trajectory(xyz, cell_A=[20, 20, 20]).cell_A == (20.0, 20.0, 20.0)
 
 
+def test_cli_refusals_name_the_file_and_the_reason(tmp_path):
+    xyz = tmp_path / "plain.xyz"
+    xyz.write_text("2\n\nCs 0 0 0\nBr 2.5 0 0\n")
+    cases = [
+        (["--trajectory", str(xyz), "--timestep-fs", "1", "--md-temperature-K", "300"], f"{xyz}: the file has no cell"),
+        (["--trajectory", str(xyz), "--cell-A", "20,20,20", "--md-temperature-K", "300"], "--timestep-fs"),
+        (["--run-dir", str(tmp_path / "nowhere")], "no such run directory"),
+    ]
+    for extra, message in cases:
+        res = subprocess.run(_cli(*extra, "--level", "xtb", "--workdir", str(tmp_path / "w"), "--out",
+                                  str(tmp_path / "be.csv")), capture_output=True, text=True)  # fmt: skip
+        assert res.returncode == 1 and message in res.stderr, res.stderr
+    assert not (tmp_path / "be.csv").exists() and not (tmp_path / "w").exists()
+
+
 # --- real CP2K -----------------------------------------------------------------------------------
 
 def _md_dir(tmp: Path, name: str, mo: bool) -> Path:
@@ -224,8 +239,9 @@ def test_stride_k_equals_every_kth_step(md_runs, tmp_path):
 
 
 def _molog_blocks(path: Path) -> int:
+    """MD blocks of a MOLog (not the ``AFTER SCF STEP 0`` block of a restart guess)."""
     try:
-        return path.read_bytes().count(b"EIGENVALUES AND OCCUPATION NUMBERS")
+        return len(re.findall(rb"EIGENVALUES AND OCCUPATION NUMBERS[ \t]*\r?\n", path.read_bytes()))
     except FileNotFoundError:
         return 0
 

@@ -69,15 +69,21 @@ def run_reevaluate_cli(args: argparse.Namespace) -> int:
     from qdphonon.engines.launcher import resolve_launcher
     from qdphonon.reevaluate_run import reevaluate
 
+    import warnings
+
+    from qdphonon.parsers.common import ParseWarning
+
     source = read_source(args)
     try:
-        result, plan = reevaluate(
-            source, args.workdir, args.out, level=args.level, stride_steps=args.stride_steps, first_step=args.first_step,
-            timestep_fs=args.timestep_fs, md_temperature_K=args.md_temperature_K, eps_scf=args.eps_scf,
-            on_scf_failure=args.on_scf_failure, cp2k_command=args.cp2k_command, mpi=resolve_launcher(args.mpi),
-            tasks=args.tasks, threads=args.threads, runtime_min=args.runtime_min,
-            walltime_margin_min=args.walltime_margin_min,
-        )  # fmt: skip
+        with warnings.catch_warnings():  # each is printed once below, with its pass
+            warnings.simplefilter("ignore", ParseWarning)
+            result, plan = reevaluate(
+                source, args.workdir, args.out, level=args.level, stride_steps=args.stride_steps,
+                first_step=args.first_step, timestep_fs=args.timestep_fs, md_temperature_K=args.md_temperature_K,
+                eps_scf=args.eps_scf, on_scf_failure=args.on_scf_failure, cp2k_command=args.cp2k_command,
+                mpi=resolve_launcher(args.mpi), tasks=args.tasks, threads=args.threads, runtime_min=args.runtime_min,
+                walltime_margin_min=args.walltime_margin_min,
+            )  # fmt: skip
     except (WalltimeReached, RunInterrupted) as exc:
         print(f"qdphonon reevaluate: {exc}; run the same command again to continue", file=sys.stderr)
         return exc.exit_status
