@@ -358,3 +358,28 @@ def test_a_hand_made_cp2k_directory_and_one_without_positions(dcd_runs, tmp_path
     (d / "md-pos-1.xyz").unlink()
     with pytest.raises(ValueError, match="no positions trajectory"):
         read_cp2k_run(d)
+
+
+@pytest.mark.cp2k
+def test_a_campaign_analyses_an_external_run_beside_its_own(md_runs, tmp_path):
+    """config ``external:``: a real CP2K xTB run that printed no band edges, beside a mock system."""
+    from workflow_helpers import check_ok, snakemake, write_config
+
+    config = {"systems": [{"size": [1, 1, 1]}], "engine": "mock", "level": "xtb",
+              "md": {"steps": 400, "replicas": 1, "equilibration_fs": 100},
+              "scf": {"eps_scf": EPS_SCF}, "analysis": {"blocks": 2},
+              "external": [{"name": "theirs", "run_dir": str(md_runs["silent"]), "level": "xtb", "stride_steps": 2}]}  # fmt: skip
+    write_config(tmp_path, config)
+    check_ok(snakemake(tmp_path, "--cores", "1", timeout_s=HANG_GUARD_S), "snakemake")
+    results = tmp_path / "results"
+    df, meta = _table(results / "band_edges" / "theirs" / "external.csv")
+    _assert_matches_printed(df, md_runs["printed"], np.arange(0, STEPS + 1, 2))
+    assert meta["synthetic"] is False and meta["reevaluation"]["stride_steps"] == 2
+    summary = pd.read_csv(results / "summary.csv")
+    assert set(summary["system"]) == {"cspbbr3_1x1x1", "theirs"}
+    theirs = json.loads((results / "analysis" / "theirs" / "linewidth.json").read_text())
+    assert theirs["synthetic"] is False and theirs["md_temperature_K"] == 10.0
+    mine = json.loads((results / "analysis" / "cspbbr3_1x1x1" / "linewidth.json").read_text())
+    assert mine["synthetic"] is True
+    for stem in ("spectral_densities", "size_dependence"):
+        assert (results / "figures" / f"{stem}.png").stat().st_size > 0

@@ -45,7 +45,7 @@ rule summarize_campaign:
     """One row per system: size, formula, gap, lambda, linewidth with error, region modes."""
     input:
         linewidths=expand(
-            f"{RESULTS}/analysis/{{system}}/linewidth.json", system=SYSTEMS
+            f"{RESULTS}/analysis/{{system}}/linewidth.json", system=ANALYSED
         ),
         structures=expand(f"{RESULTS}/structures/{{system}}.json", system=SYSTEMS),
     output:
@@ -70,7 +70,9 @@ rule plot_figures:
     """Size-dependence, spectral-density, core/shell and phonon-DOS figures (PNG and PDF)."""
     input:
         summary=f"{RESULTS}/summary.csv",
-        analysis=expand(f"{RESULTS}/analysis/{{system}}/linewidth.json", system=SYSTEMS),
+        analysis=expand(
+            f"{RESULTS}/analysis/{{system}}/linewidth.json", system=ANALYSED
+        ),
     output:
         **{
             f"{name}_{ext}": (
@@ -91,7 +93,7 @@ rule plot_figures:
     conda:
         "../../envs/analysis.yaml"
     params:
-        dirs=expand(f"{RESULTS}/analysis/{{system}}", system=SYSTEMS),
+        dirs=expand(f"{RESULTS}/analysis/{{system}}", system=ANALYSED),
         outdir=lambda wc, output: os.path.dirname(output[0]),
     shell:
         "python -m qdphonon plot --summary {input.summary:q} --analysis-dirs {params.dirs:q}"
