@@ -34,6 +34,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/structures.smk"
 include: "workflow/rules/cp2k.smk"
 include: "workflow/rules/aimd.smk"
+include: "workflow/rules/external.smk"
 include: "workflow/rules/analysis.smk"
 include: "workflow/rules/harmonic.smk"
 

@@ -104,9 +104,10 @@ def test_every_settings_json_help_example_is_accepted():
         assert m, action.help
         example = json.loads(m.group(1).replace("%%", "%"))
         required = [a for a in p._actions if a.required and a.option_strings]  # noqa: SLF001
+        required += [g._group_actions[0] for g in p._mutually_exclusive_groups if g.required]  # noqa: SLF001
         args = [command, "--settings-json", json.dumps(example)]
         for a in required:
-            filler = "1" if a.type in (int, float) else "x"
+            filler = list(a.choices)[0] if a.choices else "1" if a.type in (int, float) else "x"
             args += [a.option_strings[0]] + ([filler] * a.nargs if isinstance(a.nargs, int) else [filler])
         ns = apply_settings(build_parser(), args)
         for key, value in example.items():
@@ -126,6 +127,8 @@ def test_the_rules_pass_only_settings_the_commands_accept():
             body = record.group(1) or record.group(2)
             keys = set(re.findall(r"^\s*(\w+)=", body, re.M)) | set(re.findall(r"\((\w+)=", body))
             keys.discard("settings")
+            if not keys and "**" in body:  # a record built by a function (external.reevaluate_settings): tested there
+                continue
             dests = {a.dest for a in visible_options(parsers[command.group(1)])}
             assert keys and keys <= dests, f"{smk.name}: {command.group(1)} does not take {keys - dests}"
             checked.add(command.group(1))

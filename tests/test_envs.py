@@ -89,6 +89,7 @@ NEEDS = {
     "relax": BASE | {"numpy", "cp2k-input-tools", "cp2k", "openmpi"},
     "run-aimd": BASE | {"numpy", "cp2k-input-tools", "cp2k", "openmpi"},
     "parse-cp2k": BASE | {"numpy", "pandas"},
+    "reevaluate": BASE | {"numpy", "pandas", "ase", "cp2k-input-tools", "cp2k", "openmpi"},
     "analyze": BASE | {"numpy", "scipy", "pandas", "ase"},
     "summarize": BASE | {"pandas"},
     "plot": BASE | {"numpy", "pandas", "matplotlib-base"},

@@ -12,6 +12,7 @@ import sys
 from qdphonon import settings
 from qdphonon.cli_campaign import add_check_parser, add_status_parser
 from qdphonon.cli_harmonic import add_harmonic_parsers
+from qdphonon.cli_reevaluate import add_reevaluate_parser
 from qdphonon.cost import add_cost_parser
 from qdphonon.report_pages import add_report_pages_parser
 from qdphonon.engines.launcher import resolve_launcher
@@ -384,7 +385,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"qdphonon {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (_add_build, _add_cp2k_input, _add_run, _add_parse, _add_analyze, _add_plot, add_report_pages_parser,
-                add_check_parser, add_status_parser, add_cost_parser):
+                add_check_parser, add_status_parser, add_cost_parser, add_reevaluate_parser):
         add(sub)
     add_harmonic_parsers(sub, _opt, _add_cp2k_launch, _json_object)
     for p in sub.choices.values():

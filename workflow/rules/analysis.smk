@@ -44,7 +44,8 @@ rule analyze_system:
 rule summarize_campaign:
     """One row per system: size, formula, gap, lambda, linewidth with error, region modes."""
     input:
-        linewidths=route_linewidths(),
+        linewidths=route_linewidths()
+        + expand(f"{RESULTS}/analysis/{{system}}/linewidth.json", system=EXTERNAL),
         structures=expand(f"{RESULTS}/structures/{{system}}.json", system=SYSTEMS),
     output:
         report(
@@ -69,7 +70,7 @@ rule plot_figures:
     input:
         summary=f"{RESULTS}/summary.csv",
         analysis=expand(
-            f"{RESULTS}/analysis/{{system}}/linewidth.json", system=MD_SYSTEMS
+            f"{RESULTS}/analysis/{{system}}/linewidth.json", system=ANALYSED
         ),
     output:
         **{
@@ -91,7 +92,7 @@ rule plot_figures:
     conda:
         "../../envs/analysis.yaml"
     params:
-        dirs=expand(f"{RESULTS}/analysis/{{system}}", system=MD_SYSTEMS),
+        dirs=expand(f"{RESULTS}/analysis/{{system}}", system=ANALYSED),
         outdir=lambda wc, output: os.path.dirname(output[0]),
     shell:
         "python -m qdphonon plot --summary {input.summary:q} --analysis-dirs {params.dirs:q}"
