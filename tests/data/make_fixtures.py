@@ -47,7 +47,7 @@ STRUCTURES = OUT / "structures"
 RUN_FILES = ("md-pos-1.xyz", "md-vel-1.xyz", "md-1.ener", "md-mo-1.MOLog")
 USED_CODE = ("workflow/qdphonon/cli.py", "workflow/qdphonon/cp2k", "workflow/qdphonon/structures",
              "workflow/qdphonon/rundir.py", "workflow/qdphonon/engines/relax.py", "workflow/qdphonon/engines/process.py",
-             "workflow/schemas/config.schema.yaml", "tests/data/make_fixtures.py")
+             "workflow/qdphonon/data/config.schema.yaml", "tests/data/make_fixtures.py")
 """The code that writes the fixtures' structures and inputs (recorded when it differs from the commit)."""
 MAX_ARCHIVE_BYTES = 200_000
 """A fixture archive larger than this is refused (they are kept in git; all are ~15-30 kB)."""
