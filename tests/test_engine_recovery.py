@@ -31,7 +31,7 @@ from qdphonon.cp2k.readback import render_tree
 from qdphonon.cp2k.xmlspec import bundled_xmlspec, installed_xmlspec
 from qdphonon.engines.cp2k import run_cp2k
 from qdphonon.engines.errors import EngineError, RunDirLocked, SCFConvergenceError
-from qdphonon.engines.process import run_process
+from qdphonon.engines.process import Stop, StopReason, run_process
 from qdphonon.engines.relax import relax
 from qdphonon.parsers.run_dir import parse_run_dir
 from qdphonon.rundir import LOCK_FILE, STATE_FILE, lock_holder, lock_run_dir, run_files
@@ -240,21 +240,21 @@ def test_a_lock_left_by_a_dead_engine_does_not_block_and_its_leftover_child_is_k
 def test_a_process_ignoring_sigterm_gets_sigkill_after_the_grace_period(tmp_path):
     ready = tmp_path / "ignoring-sigterm"
     stubborn = ["sh", "-c", f"trap '' TERM; touch {ready}; exec sleep 600"]
-    result = run_process(stubborn, tmp_path, os.environ, watch=lambda: "enough" if ready.exists() else None,
+    result = run_process(stubborn, tmp_path, os.environ, watch=lambda: Stop(StopReason.WATCH, "enough") if ready.exists() else None,
                          poll_s=0.05, grace_s=0.3)  # fmt: skip
-    assert result.signal == "SIGKILL" and result.escalated and result.stopped_by_us == "enough"
+    assert result.signal == "SIGKILL" and result.escalated and result.stop_reason is StopReason.WATCH
     # a SIGTERM sent to the engine is forwarded, then escalated; the child is gone afterwards
     ready.unlink()
     engine = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
         import os
         from pathlib import Path
-        from qdphonon.engines.process import run_process
+        from qdphonon.engines.process import Stop, StopReason, run_process
         r = run_process({stubborn!r}, Path({str(tmp_path)!r}), os.environ, poll_s=0.05, grace_s=0.3)
-        print(r.signal, r.escalated, r.stopped_by_us, flush=True)
+        print(r.signal, r.escalated, r.stop_reason.value, r.received_signal, flush=True)
     """)], stdout=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
     wait_until(ready.exists, engine)
     engine.send_signal(signal.SIGTERM)
-    assert engine.stdout.readline().split() == ["SIGKILL", "True", "received", "SIGTERM"]
+    assert engine.stdout.readline().split() == ["SIGKILL", "True", "received_signal", str(int(signal.SIGTERM))]
     engine.wait()
     assert_nothing_left(tmp_path)
 
@@ -265,7 +265,7 @@ def test_the_child_dies_with_the_engine(tmp_path, how):
     engine = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
         import os
         from pathlib import Path
-        from qdphonon.engines.process import run_process
+        from qdphonon.engines.process import Stop, StopReason, run_process
         run_process(["sleep", "600"], Path({str(tmp_path)!r}), os.environ, on_start=lambda pid: print(pid, flush=True))
     """)], stdout=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
     child = int(engine.stdout.readline())

@@ -43,6 +43,8 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from qdphonon.engines.errors import RunDirMismatchError
+from qdphonon.parsers.output_header import OutputHeader, project_line, read_output_header  # noqa: F401
+from qdphonon.parsers.verdicts import RunType
 from qdphonon.rundir_lock import LOCK_FILE, lock_holder, lock_run_dir  # noqa: F401  (part of the contract)
 from qdphonon.rundir_records import count_md_blocks, restart_source, restart_step, truncate_to_complete_records  # noqa: F401
 
@@ -61,7 +63,6 @@ SET_ASIDE_DIR = "set_aside"
 per segment: ``set_aside/seg003/md-pos-1.xyz`` holds the bytes cut from ``md-pos-1.xyz``."""
 
 _SEGMENT_NAME = re.compile(r"seg(\d{3,})\.(inp|out)")
-_HEADER_BYTES = 65536
 
 
 class SegmentEnd(str, enum.Enum):
@@ -145,50 +146,6 @@ def read_json(path: str | os.PathLike) -> dict[str, Any] | None:
 
 # --- main outputs --------------------------------------------------------------------------
 
-@dataclasses.dataclass(frozen=True)
-class OutputHeader:
-    """What the banner of a CP2K main output says (first 64 KiB)."""
-
-    path: Path
-    started_at: str | None
-    cp2k_version: str | None
-    project: str | None
-    run_type: str | None
-
-
-_RE_STARTED = re.compile(rb"PROGRAM STARTED AT\s+(\S+ \S+)")
-_RE_VERSION = re.compile(rb"CP2K\|\s+version string:\s+CP2K version\s+(\S+)")
-_RE_PROJECT = re.compile(rb"^\s*GLOBAL\|\s+Project name\s+(\S+)\s*$", re.M)
-_RE_RUN_TYPE = re.compile(rb"^\s*GLOBAL\|\s+Run type\s+(\S+)\s*$", re.M)
-
-
-def _project_line(path: Path) -> int | None:
-    with open(path, "rb") as fh:
-        head = fh.read(_HEADER_BYTES)
-    m = _RE_PROJECT.search(head)
-    return head[: m.start()].count(b"\n") + 1 if m else None
-
-
-def read_output_header(path: str | os.PathLike) -> OutputHeader | None:
-    """The banner of a CP2K main output, or None when the file is not one (or is empty)."""
-    path = Path(path)
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(_HEADER_BYTES)
-    except (FileNotFoundError, IsADirectoryError, PermissionError):
-        return None
-    started = _RE_STARTED.search(head)
-    version = _RE_VERSION.search(head)
-    if started is None or version is None:
-        return None
-
-    def text(m):
-        return m.group(1).decode("ascii", "replace") if m else None
-
-    return OutputHeader(path, text(started), text(version), text(_RE_PROJECT.search(head)),
-                        text(_RE_RUN_TYPE.search(head)))  # fmt: skip
-
-
 _DATA_SUFFIXES = (".xyz", ".ener", ".MOLog", ".restart", ".wfn", ".inp", ".json", ".npz", ".dcd", ".cube")
 
 
@@ -200,7 +157,7 @@ def find_main_outputs(run_dir: str | os.PathLike) -> list[Path]:
         if not p.is_file() or re.search(r"\.bak-\d+$", p.name) or p.name.endswith(_DATA_SUFFIXES):
             continue
         h = read_output_header(p)
-        if h is not None and (h.run_type is None or h.run_type.upper() == "MD"):
+        if h is not None and (h.run_type in (None, RunType.MD)):
             headers.append(h)
     headers.sort(key=lambda h: (h.started_at or "", h.path.name))
     return [h.path for h in headers]
@@ -298,7 +255,7 @@ def discover(run_dir: str | os.PathLike, outputs: Sequence[str | os.PathLike] | 
         projects = {h.project for h in headers}
         if len(projects) > 1:
             odd = next(h for h in headers if h.project != headers[0].project)
-            raise ValueError(f"{odd.path}: line {_project_line(odd.path)}: project {odd.project!r}, but "
+            raise ValueError(f"{odd.path}: line {project_line(odd.path)}: project {odd.project!r}, but "
                              f"{headers[0].path.name} has {headers[0].project!r}: main outputs of different projects "
                              f"{sorted(projects)}: " + ", ".join(p.name for p in paths))  # fmt: skip
         project = projects.pop() if projects else _project_from_files(run_dir)
@@ -325,35 +282,6 @@ def _molog_counts(state: Mapping[str, Any], run_dir: Path, paths: list[Path]) ->
 
 
 # --- how a segment ended, and the records ----------------------------------------------------
-
-def output_ended(output: Path) -> bool:
-    """Whether a CP2K main output reached its ``PROGRAM ENDED AT`` line."""
-    try:
-        with open(output, "rb") as fh:
-            fh.seek(max(0, output.stat().st_size - 4096))
-            return b"PROGRAM ENDED AT" in fh.read()
-    except FileNotFoundError:
-        return False
-
-
-def ended_on_walltime(output: Path) -> bool:
-    """Whether CP2K stopped an MD on its WALLTIME ("MD run terminated - exceeded requested execution time")."""
-    return _tail_has(output, b"run terminated - exceeded requested execution time")
-
-
-def ended_on_exit_file(output: Path) -> bool:
-    """Whether CP2K stopped on an ``EXIT`` file ("terminated by external request")."""
-    return _tail_has(output, b"terminated by external request")
-
-
-def _tail_has(output: Path, needle: bytes) -> bool:
-    try:
-        with open(output, "rb") as fh:
-            fh.seek(max(0, output.stat().st_size - 200_000))
-            return needle in fh.read()
-    except FileNotFoundError:
-        return False
-
 
 def check_same_input(found_sha: str | None, sha: str, where: Path, input_path: Path) -> None:
     """RunDirMismatchError unless ``where`` records the same input (SHA-256) as ``input_path``."""

@@ -14,30 +14,9 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from qdphonon.config import campaign_from_config
+from qdphonon.parsers.energies import last_line_step
 from qdphonon.rundir_lock import process_alive
 from qdphonon.rundir import RECORD_FILE, STATE_FILE, SegmentEnd, read_json, run_files
-
-
-def last_line_step(path: Path) -> int | None:
-    """MD step of the last complete line of a CP2K ``.ener`` file (None when absent or unreadable)."""
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            size = fh.tell()
-            fh.seek(max(0, size - 4096))
-            tail = fh.read().split(b"\n")
-    except FileNotFoundError:
-        return None
-    for line in reversed(tail[:-1] if tail and tail[-1] else tail):
-        fields = line.split()
-        if fields and not line.lstrip().startswith(b"#"):
-            try:
-                return int(fields[0])
-            except ValueError:
-                return None
-    return None
-
-
 
 
 def replica_status(run_dir: Path, planned_steps: int, now_s: float | None = None) -> dict[str, Any]:

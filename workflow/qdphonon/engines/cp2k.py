@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import shlex
 import signal
 import time
@@ -31,14 +30,18 @@ from typing import Any, Mapping, Sequence
 from qdphonon.cp2k.continuation import continuation_tree, with_initial_wfn, with_restart_backup, with_walltime
 from qdphonon.cp2k.readback import MDInput, read_md_input, render_tree
 from qdphonon.cp2k.xmlspec import cp2k_version, installed_xmlspec
+from qdphonon.engines.allocation import allocation_end_epoch, cp2k_walltime_s
 from qdphonon.engines.errors import EXIT_WALLTIME, EngineError, RunDirMismatchError, RunInterrupted, SCFConvergenceError, WalltimeReached
 from qdphonon.engines.progress import ProgressReporter, combine_watches
-from qdphonon.engines.process import GRACE_S, ProcessResult, cp2k_command_line, cp2k_environment, find_cp2k, run_process
+from qdphonon.engines.process import (
+    GRACE_S, ProcessResult, Stop, StopReason, cp2k_command_line, cp2k_environment, find_cp2k, run_process,
+)  # fmt: skip
 from qdphonon.parsers.main_output import read_main_output
+from qdphonon.parsers.verdicts import OutputEnd, abort_message, output_end, reports_scf_failure
 from qdphonon.metadata import now_iso, run_record
 from qdphonon.parsers.energies import read_energies
 from qdphonon.rundir import (
-    INITIAL_WFN_FILE, RECORD_FILE, STATE_FILE, SegmentEnd, check_same_engine, check_same_input, ended_on_exit_file, ended_on_walltime,
+    INITIAL_WFN_FILE, RECORD_FILE, STATE_FILE, SegmentEnd, check_same_engine, check_same_input,
     foreign_files, lock_run_dir, read_json, restart_source, segment_files, wipe_run_files, write_json_atomic,
 )
 from qdphonon.rundir_records import count_md_blocks, fortran_file_whole
@@ -66,8 +69,7 @@ class _SCFWatch:
         self.offset = 0
         self.suspect = False
 
-    def __call__(self) -> str | None:
-
+    def __call__(self) -> Stop | None:
         try:
             with open(self.output, "rb") as fh:
                 fh.seek(self.offset)
@@ -75,7 +77,7 @@ class _SCFWatch:
         except FileNotFoundError:
             return None
         self.offset += len(chunk)
-        if b"SCF run NOT converged" in chunk or b"outer SCF loop FAILED" in chunk:
+        if reports_scf_failure(chunk):
             self.suspect = True
         if not self.suspect:
             return None
@@ -83,7 +85,7 @@ class _SCFWatch:
         bad = [self.start_step if ev.step is None else ev.step
                for ev in evals if ev.kind != "trailing" and ev.scf_converged is False and not ev.scf_stopped]  # fmt: skip
         if bad:
-            return f"SCF not converged at MD step {bad[0]} (policy fail)"
+            return Stop(StopReason.SCF_NOT_CONVERGED, f"SCF not converged at MD step {bad[0]} (policy fail)")
         self.suspect = bool(evals) and evals[-1].kind == "trailing" and evals[-1].scf_converged is False
         return None
 
@@ -110,18 +112,6 @@ def scf_unconverged_steps(outputs: Sequence[Path]) -> list[int]:
             if ev.kind != "trailing" and ev.step is not None and not ev.scf_stopped:
                 verdict[int(ev.step)] = ev.scf_converged is not False
     return sorted(s for s, ok in verdict.items() if not ok)
-
-
-def _abort_message(output: Path) -> str:
-    """CP2K's ABORT box (or the last lines) of an output, for error messages."""
-    try:
-        text = output.read_text(errors="replace")
-    except FileNotFoundError:
-        return f"{output} was not written"
-    m = re.search(r"\[ABORT\].*?(?=\n\s*\*{10,}\s*\n|\Z)", text, re.DOTALL)
-    if m:
-        return " ".join(line.strip(" *") for line in m.group(0).splitlines() if line.strip(" *"))
-    return " | ".join(line.strip() for line in text.strip().splitlines()[-5:])
 
 
 def _segment_header(
@@ -174,8 +164,10 @@ def run_cp2k(
     CP2K's restart file when the directory holds a partial run (killed, wall-time stop);
     a complete run (``run.json`` present for the same input) is returned untouched; a
     directory of another input is refused (:class:`RunDirMismatchError`). With
-    ``runtime_min`` (the job's wall time, minutes) CP2K's own WALLTIME is set to
-    ``runtime_min - walltime_margin_min`` so the job ends cleanly with a restart file;
+    ``runtime_min`` (the job's wall time, minutes), or inside a SLURM allocation, CP2K's own
+    WALLTIME is set to the time left (the smaller of ``runtime_min`` since this call and the
+    allocation's end, :mod:`qdphonon.engines.allocation`) minus ``walltime_margin_min``, so the
+    job ends cleanly with a restart file, also when the attempt is a retry inside the allocation;
     a segment that stops there raises :class:`WalltimeReached` (exit status
     :data:`EXIT_WALLTIME`). ``on_scf_failure='fail'`` stops CP2K at the first MD step whose
     SCF did not converge and raises :class:`SCFConvergenceError`; ``drop_step`` and
@@ -284,12 +276,15 @@ def _run_locked(input_path: Path, run_dir: Path, record_path: Path, sha: str, md
         else:
             tree = continuation_tree(md.tree, restart_file=restart_name, wfn_file=wfn, remaining_steps=md.steps - k)
         tree = with_restart_backup(tree)
-        if runtime_min is not None:
-            walltime_s = (float(runtime_min) - float(walltime_margin_min)) * 60.0 - (time.monotonic() - t_called)
+        allocation_end = allocation_end_epoch()
+        walltime_s = cp2k_walltime_s(runtime_min, walltime_margin_min, elapsed_s=time.monotonic() - t_called,
+                                     allocation_end=allocation_end, now_epoch=time.time())  # fmt: skip
+        if walltime_s is not None:
             if walltime_s < 1:
-                raise ValueError(
-                    f"runtime {runtime_min} min minus the margin {walltime_margin_min} min leaves no time for CP2K"
-                )
+                left = f"runtime {runtime_min} min" if runtime_min is not None else "the SLURM allocation"
+                if allocation_end is not None and runtime_min is not None:
+                    left = f"runtime {runtime_min} min (or the SLURM allocation's time left)"
+                raise ValueError(f"{left} minus the margin {walltime_margin_min} min leaves no time for CP2K")
             tree = with_walltime(tree, walltime_s)
         inp_name, out_name = segment_files(index)
         header = _segment_header(index, md, input_path, k, restart_name, spec_desc)
@@ -300,7 +295,8 @@ def _run_locked(input_path: Path, run_dir: Path, record_path: Path, sha: str, md
                "restart_file": restart_name, "wfn_file": wfn if k is not None else guess,
                "command": shlex.join(cmd), "started_at": now_iso(), "started_epoch": time.time(),
                "threads": int(threads), "tasks": int(tasks), "ended": SegmentEnd.RUNNING.value,
-               "engine_pid": os.getpid()}  # fmt: skip
+               "engine_pid": os.getpid(), "walltime_s": None if walltime_s is None else round(walltime_s, 3),
+               "allocation_end_epoch": allocation_end}  # fmt: skip
         if molog is not None and md.mo_every == 1:
             seg["molog_start"] = molog.stat().st_size if molog.is_file() else 0
         state["segments"].append(seg)
@@ -351,22 +347,29 @@ def _run_locked(input_path: Path, run_dir: Path, record_path: Path, sha: str, md
 
 
 def _classify_segment(seg: dict[str, Any], result: ProcessResult, output: Path, end: int | None, steps: int) -> None:
-    """Set ``ended`` (completed | walltime | killed | failed) and a note."""
-    if result.stopped_by_us and result.stopped_by_us.startswith("SCF"):
-        seg["ended"], seg["note"] = SegmentEnd.FAILED.value, result.stopped_by_us
-    elif result.stopped_by_us or result.signal:
+    """Set ``ended`` (completed | walltime | external_exit | killed | failed), ``stop_reason`` and a note,
+    from the process's outcome and :func:`~qdphonon.parsers.verdicts.output_end`."""
+    reason = result.stop_reason
+    seg["stop_reason"] = None if reason is None else reason.value
+    if reason is StopReason.SCF_NOT_CONVERGED:
+        seg["ended"], seg["note"] = SegmentEnd.FAILED.value, result.stop.note
+    elif reason is not None or result.signal_number is not None:
         seg["ended"] = SegmentEnd.KILLED.value
-        seg["note"] = result.stopped_by_us or f"CP2K killed by {result.signal}"
+        seg["note"] = result.stop.note if result.stop is not None else f"CP2K killed by {result.signal}"
     elif result.exit_status != 0:
-        seg["ended"], seg["note"] = SegmentEnd.FAILED.value, _abort_message(output)[:500]
+        seg["ended"], seg["note"] = SegmentEnd.FAILED.value, abort_message(output)
     elif end is not None and end >= steps:
         seg["ended"] = SegmentEnd.COMPLETED.value
-    elif ended_on_walltime(output):
-        seg["ended"] = SegmentEnd.WALLTIME.value
-    elif ended_on_exit_file(output):
-        seg["ended"], seg["note"] = SegmentEnd.EXTERNAL_EXIT.value, "CP2K stopped on an EXIT file (terminated by external request)"
     else:
-        seg["ended"], seg["note"] = SegmentEnd.FAILED.value, f"CP2K ended cleanly at MD step {end} of {steps} without a wall-time stop"
+        how = output_end(output)
+        if how is OutputEnd.WALLTIME:
+            seg["ended"] = SegmentEnd.WALLTIME.value
+        elif how is OutputEnd.EXIT_FILE:
+            seg["ended"] = SegmentEnd.EXTERNAL_EXIT.value
+            seg["note"] = "CP2K stopped on an EXIT file (terminated by external request)"
+        else:
+            seg["ended"] = SegmentEnd.FAILED.value
+            seg["note"] = f"CP2K ended cleanly at MD step {end} of {steps} without a wall-time stop"
 
 
 def _raise_for_segment(seg: dict[str, Any], result: ProcessResult, output: Path, steps: int) -> None:
@@ -381,10 +384,9 @@ def _raise_for_segment(seg: dict[str, Any], result: ProcessResult, output: Path,
         raise WalltimeReached(f"CP2K reached its WALLTIME in {where}; run again to continue from the restart file")
     if ended == SegmentEnd.EXTERNAL_EXIT.value:
         raise RunInterrupted(f"CP2K stopped on an EXIT file in {where}; run again to continue", EXIT_WALLTIME)
-    if ended == SegmentEnd.FAILED.value and (seg.get("note") or "").startswith("SCF"):
+    if result.stop_reason is StopReason.SCF_NOT_CONVERGED:
         raise SCFConvergenceError(f"{seg['note']} in {where}")
     if ended == SegmentEnd.KILLED.value:
-        received = re.match(r"received (SIG\w+)", seg.get("note") or "")
-        status = 128 + int(signal.Signals[received.group(1)]) if received else result.exit_status
+        status = 128 + result.received_signal if result.received_signal is not None else result.exit_status
         raise RunInterrupted(f"CP2K stopped ({seg['note']}) in {where}; run again to continue", status)
     raise EngineError(f"CP2K failed in {where} with exit status {result.exit_status}: {seg.get('note')}")

@@ -24,11 +24,12 @@ from typing import Any, Mapping
 import numpy as np
 from qdphonon.cp2k.inputs import SCFSettings, cp2k_input_tree, merge_overrides
 from qdphonon.cp2k.xmlspec import cp2k_version, installed_xmlspec, render_input
-from qdphonon.engines.cp2k import ENGINES, _abort_message
+from qdphonon.engines.cp2k import ENGINES
 from qdphonon.engines.errors import EngineError, RunInterrupted
 from qdphonon.engines.process import GRACE_S, cp2k_command_line, cp2k_environment, find_cp2k, run_process
 from qdphonon.metadata import now_iso
-from qdphonon.rundir import LOCK_FILE, lock_run_dir, output_ended, read_json, write_json_atomic
+from qdphonon.parsers.verdicts import GeoOptEnd, abort_message, geo_opt_end, output_end
+from qdphonon.rundir import LOCK_FILE, lock_run_dir, read_json, write_json_atomic
 from qdphonon.rundir_records import fortran_file_whole, xyz_frames
 from qdphonon.rundir_recovery import remove_stale_temp_files
 from qdphonon.structures.io import _xyz_text, read_structure
@@ -174,7 +175,7 @@ def relax(
                      "project": base, "segments": []}  # fmt: skip
         for seg in state["segments"]:
             if seg.get("ended") == "running":
-                if output_ended(workdir / seg["output"]):
+                if output_end(workdir / seg["output"]).ended:
                     seg["ended"], seg["note"] = "completed", "engine process gone after CP2K finished"
                 else:
                     seg["ended"], seg["note"] = "killed", "engine process gone while CP2K ran (killed with its job)"
@@ -213,25 +214,22 @@ def relax(
                                  death_signal=signal.SIGTERM if int(tasks) > 1 else signal.SIGKILL)  # fmt: skip
             seg.update(exit_status=result.exit_status, signal=result.signal, wall_s=round(result.wall_s, 3))
             out = workdir / out_name
-            if result.stopped_by_us or result.signal:
-                seg["ended"], seg["note"] = "killed", result.stopped_by_us or f"CP2K killed by {result.signal}"
+            if result.stop is not None or result.signal_number is not None:
+                seg["ended"] = "killed"
+                seg["note"] = result.stop.note if result.stop is not None else f"CP2K killed by {result.signal}"
                 write_json_atomic(state_path, state)
-                status = 128 + int(signal.Signals[result.stopped_by_us[9:]]) if (result.stopped_by_us or "").startswith(
-                    "received SIG") else result.exit_status  # fmt: skip
+                status = 128 + result.received_signal if result.received_signal is not None else result.exit_status
                 raise RunInterrupted(f"CP2K geometry optimisation stopped ({seg['note']}); run again to continue", status)
             if result.exit_status != 0:
-                seg["ended"], seg["note"] = "failed", _abort_message(out)[:500]
+                seg["ended"], seg["note"] = "failed", abort_message(out)
                 write_json_atomic(state_path, state)
-                raise EngineError(
-                    f"CP2K geometry optimisation failed (exit status {result.exit_status}): {_abort_message(out)[:500]}"
-                )
+                raise EngineError(f"CP2K geometry optimisation failed (exit status {result.exit_status}): {seg['note']}")
             seg["ended"] = "completed"
             point = _resume_point(workdir, state)
         if not state["segments"]:
             raise EngineError(f"{workdir}: no geometry optimisation was run (max_iter {max_iter})")
         last_out = workdir / state["segments"][-1]["output"]
-        text_out = last_out.read_text(errors="replace") if last_out.is_file() else ""
-        converged = "GEOMETRY OPTIMIZATION COMPLETED" in text_out
+        converged = geo_opt_end(last_out) is GeoOptEnd.CONVERGED
         if point["positions"] is None:
             raise EngineError(f"{workdir}: the geometry optimisation wrote no whole frame")
         positions, comment = point["positions"], point["comment"]

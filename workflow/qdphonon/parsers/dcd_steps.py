@@ -276,7 +276,8 @@ def read_dcd_run(run_dir: str | os.PathLike, key: str, symbols: Sequence[str] | 
     against the input's ``ABC`` (Angstrom), velocities against the positions' cell (bohr/au_time,
     CP2K's default); a DCD printed with another ``UNIT`` is a ValueError.
     """
-    from qdphonon.rundir import discover, output_ended, run_files  # here: rundir may import this module
+    from qdphonon.parsers.verdicts import output_end
+    from qdphonon.rundir import discover, run_files  # here: rundir may import this module
 
     run_dir = Path(run_dir)
     layout = discover(run_dir)
@@ -293,7 +294,7 @@ def read_dcd_run(run_dir: str | os.PathLike, key: str, symbols: Sequence[str] | 
             raise ValueError(f"{path}: no input with a &COORD block in {run_dir}; pass the element symbols")
         symbols = symbols_from_input(inp)
     energies = run_dir / run_files(project)["energies"]
-    ended = bool(layout.outputs) and output_ended(layout.outputs[-1])
+    ended = bool(layout.outputs) and output_end(layout.outputs[-1]).ended
     traj = read_dcd_trajectory(path, energies, symbols, kind=key, last_segment_ended=ended, warn_sink=warn_sink)
     abc = _input_abc_A(inp.read_text(errors="replace")) if inp is not None else None
     cell = _first_cell(path)
