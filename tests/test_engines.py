@@ -31,13 +31,13 @@ from qdphonon.cp2k.xmlspec import bundled_xmlspec, installed_xmlspec
 from qdphonon.cp2k.continuation import continuation_tree, with_restart_backup, with_walltime
 from qdphonon.cp2k.readback import read_md_input, render_tree
 from qdphonon.engines.cp2k import _SCFWatch, run_cp2k
-from qdphonon.engines.errors import CP2KNotFoundError, EXIT_WALLTIME, EngineError, RunDirMismatchError, SCFConvergenceError
+from qdphonon.run.errors import CP2KNotFoundError, EXIT_WALLTIME, EngineError, RunDirMismatchError, SCFConvergenceError
 from qdphonon.engines.mock import run_mock
 from qdphonon.engines.process import Stop, StopReason, cp2k_command_line, cp2k_environment, run_process
 from qdphonon.engines.relax import relax, write_labelled_structure
 from qdphonon.parsers.energies import read_energies
 from qdphonon.parsers.run_dir import RunResult, parse_run_dir
-from qdphonon.rundir import STATE_FILE, restart_source, restart_step, run_files
+from qdphonon.run.layout import STATE_FILE, restart_source, restart_step, run_files
 from qdphonon.structures.build import build_quantum_dot
 from qdphonon.structures.io import read_structure, write_structure
 from qdphonon.structures.model import QuantumDotSpec

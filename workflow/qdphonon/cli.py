@@ -181,7 +181,7 @@ def _json_object(text: str | dict) -> dict:
 
 def _run_aimd(args: argparse.Namespace) -> int:
     from qdphonon.engines.cp2k import run_cp2k
-    from qdphonon.engines.errors import EngineError, RunInterrupted, WalltimeReached
+    from qdphonon.run.errors import EngineError, RunInterrupted, WalltimeReached
     from qdphonon.engines.mock import run_mock
 
     try:
@@ -206,7 +206,7 @@ def _run_aimd(args: argparse.Namespace) -> int:
 
 
 def _run_relax(args: argparse.Namespace) -> int:
-    from qdphonon.engines.errors import EngineError, RunInterrupted
+    from qdphonon.run.errors import EngineError, RunInterrupted
     from qdphonon.engines.relax import relax
 
     try:
@@ -237,8 +237,9 @@ def _add_parse(sub: argparse._SubParsersAction) -> None:
                    "and its .json sidecar")
     p.add_argument("--trajectory-out", default=None, help="NPZ with velocities (A/fs), positions (A), time_fs, step, symbols")
     p.add_argument("--structure", default=None, help="extended XYZ with a region column: per-atom regions in the NPZ")
-    p.add_argument("--on-scf-failure", default=settings.default("scf.on_failure"),
-                   choices=settings.choices("scf.on_failure"), help=settings.describe("scf.on_failure"))
+    p.add_argument("--on-scf-failure", default=None, choices=settings.choices("scf.on_failure"),
+                   help=settings.describe("scf.on_failure").replace(
+                       " (config", "; default here: the policy the run recorded, else the schema's (config"))
     p.set_defaults(func=_run_parse)
 
 

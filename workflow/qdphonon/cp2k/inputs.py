@@ -37,6 +37,7 @@ import hashlib
 from typing import Any, Mapping, Sequence
 
 from qdphonon import settings
+from qdphonon.run.files import MD_PROJECT, MO_FILENAME, RELAX_PROJECT
 
 
 
@@ -211,7 +212,7 @@ def _dft_section(symbols: Sequence[str], level: str, scf: SCFSettings, run_type:
                 "energies": True,
                 "occupation_numbers": True,
                 "ndigits": 8,
-                "filename": "mo",
+                "filename": MO_FILENAME,
                 "mo_index_range": mo_range,
                 "common_iteration_levels": 1,
                 "each": {"md": 1, "qs_scf": 0},
@@ -256,7 +257,7 @@ def cp2k_input_tree(
         raise ValueError(f"unknown run type {run_type!r}; expected one of {', '.join(RUN_TYPES)}")
     if len(symbols) != len(positions_A):
         raise ValueError(f"{len(symbols)} symbols but {len(positions_A)} positions")
-    project = project or ("md" if run_type == "MD" else "relax")
+    project = project or (MD_PROJECT if run_type == "MD" else RELAX_PROJECT)
     glob: dict[str, Any] = {"project_name": project, "run_type": run_type, "print_level": "MEDIUM", "seed": md.seed}
     if walltime_s is not None:
         glob["walltime"] = walltime_hms(walltime_s)

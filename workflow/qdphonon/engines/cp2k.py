@@ -2,11 +2,11 @@
 
 A fresh run starts ``seg000``; after a kill, a wall-time stop or a crash the next call
 continues from ``{project}-1.restart`` (its backup when the kill cut it short) with
-``&EXT_RESTART`` and the saved wavefunction, after :mod:`qdphonon.rundir_recovery` has
+``&EXT_RESTART`` and the saved wavefunction, after :mod:`qdphonon.run.recovery` has
 recorded and set aside whatever the kill left and trimmed the shared files back to the restart
-step. The engine holds the run directory's lock for its whole life (:mod:`qdphonon.rundir_lock`,
+step. The engine holds the run directory's lock for its whole life (:mod:`qdphonon.run.lock`,
 CP2K inherits it) and CP2K dies with the engine (:mod:`qdphonon.engines.process`). The
-run-directory layout is :mod:`qdphonon.rundir`'s.
+run-directory layout is :mod:`qdphonon.run.layout`'s.
 
 CP2K facts this relies on (2023.1, measured): with ``EXT_RESTART`` and restored counters,
 ``STEPS`` counts from the restart step (so a continuation asks for the remaining steps;
@@ -27,11 +27,12 @@ import signal
 import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
+from qdphonon import settings
 from qdphonon.cp2k.continuation import continuation_tree, with_initial_wfn, with_restart_backup, with_walltime
 from qdphonon.cp2k.readback import MDInput, read_md_input, render_tree
 from qdphonon.cp2k.xmlspec import cp2k_version, installed_xmlspec
 from qdphonon.engines.allocation import allocation_end_epoch, cp2k_walltime_s
-from qdphonon.engines.errors import EXIT_WALLTIME, EngineError, RunDirMismatchError, RunInterrupted, SCFConvergenceError, WalltimeReached
+from qdphonon.run.errors import EXIT_WALLTIME, EngineError, RunDirMismatchError, RunInterrupted, SCFConvergenceError, WalltimeReached
 from qdphonon.engines.progress import ProgressReporter, combine_watches
 from qdphonon.engines.process import (
     GRACE_S, ProcessResult, Stop, StopReason, cp2k_command_line, cp2k_environment, find_cp2k, run_process,
@@ -40,18 +41,18 @@ from qdphonon.parsers.main_output import read_main_output
 from qdphonon.parsers.verdicts import OutputEnd, abort_message, output_end, reports_scf_failure
 from qdphonon.metadata import now_iso, run_record
 from qdphonon.parsers.energies import read_energies
-from qdphonon.rundir import (
+from qdphonon.run.layout import (
     INITIAL_WFN_FILE, RECORD_FILE, STATE_FILE, SegmentEnd, check_same_engine, check_same_input,
     foreign_files, lock_run_dir, read_json, restart_source, segment_files, wipe_run_files, write_json_atomic,
 )
-from qdphonon.rundir_records import count_md_blocks, fortran_file_whole
-from qdphonon.rundir_recovery import prepare_continuation, prepare_run_dir, reconcile_killed  # noqa: F401
+from qdphonon.run.records import count_md_blocks, fortran_file_whole
+from qdphonon.run.recovery import prepare_continuation, prepare_run_dir, reconcile_killed  # noqa: F401
 
 
 ENGINES = ("cp2k", "mock")
 
 
-SCF_FAILURE_POLICIES = ("drop_step", "keep_flagged", "fail")
+SCF_FAILURE_POLICIES = tuple(settings.choices("scf.on_failure"))
 
 
 class _SCFWatch:
@@ -175,7 +176,7 @@ def run_cp2k(
     WALLTIME or an EXIT file is never an SCF failure.
 
     The run directory's lock is held throughout; a directory locked by a live engine is
-    refused after ``lock_wait_s`` seconds (:class:`~qdphonon.engines.errors.RunDirLocked`,
+    refused after ``lock_wait_s`` seconds (:class:`~qdphonon.run.errors.RunDirLocked`,
     naming its PID). A forwarded SIGTERM that CP2K ignores becomes SIGKILL after ``grace_s``.
 
     MPI: ``{mpi} -n {tasks} cp2k ...`` when ``tasks > 1``, else one rank; ``threads`` OpenMP
@@ -245,6 +246,7 @@ def _run_locked(input_path: Path, run_dir: Path, record_path: Path, sha: str, md
         state = {"engine": "cp2k", "input": str(input_path), "input_sha256": sha, "steps": md.steps,
                  "project": md.project, "molog": md.files["molog"], "segments": [], "discarded_segments": []}  # fmt: skip
     check_same_input(state.get("input_sha256"), sha, state_path, input_path)
+    state["on_scf_failure"] = on_scf_failure  # the parser applies the policy the run recorded
     if state.get("engine") != "cp2k":
         raise RunDirMismatchError(f"{run_dir} holds a {state.get('engine')} run; refusing to continue it with CP2K")
     exe = find_cp2k(cp2k_command)

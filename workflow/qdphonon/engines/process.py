@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
-from qdphonon.engines.errors import CP2KNotFoundError
+from qdphonon.run.errors import CP2KNotFoundError
 
 
 CP2K_INSTALL_HINT = (
@@ -57,7 +57,7 @@ def cp2k_environment(threads: int = 1, mpi: str | None = None, base: Mapping[str
     ``GFORTRAN_UNBUFFERED_ALL=y``: CP2K's main output reaches the disk line by line, in program
     order with the trajectory, energy and restart files (buffered, a SIGKILL was seen to lose the
     main output's last MD step while the restart file already had it; no measurable cost for
-    xTB). The marker (:data:`qdphonon.rundir_lock.MARKER_ENV`) lets the next engine find CP2K
+    xTB). The marker (:data:`qdphonon.run.lock.MARKER_ENV`) lets the next engine find CP2K
     processes a dead engine left behind, MPI ranks included.
     """
     env = dict(os.environ if base is None else base)
@@ -65,7 +65,7 @@ def cp2k_environment(threads: int = 1, mpi: str | None = None, base: Mapping[str
     env.setdefault("OPENBLAS_NUM_THREADS", "1")
     env.setdefault("GFORTRAN_UNBUFFERED_ALL", "y")
     if run_dir is not None:
-        from qdphonon.rundir_lock import MARKER_ENV, marker_value
+        from qdphonon.run.lock import MARKER_ENV, marker_value
 
         env[MARKER_ENV] = marker_value(run_dir)
     if hasattr(os, "geteuid") and os.geteuid() == 0:

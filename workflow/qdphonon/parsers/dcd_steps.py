@@ -269,7 +269,7 @@ def read_dcd_run(run_dir: str | os.PathLike, key: str, symbols: Sequence[str] | 
     """Positions (``key="positions"``) or velocities of a run directory written as DCD, every step once;
     None when the run has no such DCD file.
 
-    The project and energy file come from :func:`qdphonon.rundir.discover` (unless ``project`` is
+    The project and energy file come from :func:`qdphonon.run.layout.discover` (unless ``project`` is
     given), and whether the last segment ended normally from its main output. ``symbols`` default
     to the ``&COORD`` of the first segment's input (``seg000.inp``, else the first ``*.inp`` holding
     one). Units are checked from the cell records, which CP2K scales like the values: positions
@@ -277,7 +277,7 @@ def read_dcd_run(run_dir: str | os.PathLike, key: str, symbols: Sequence[str] | 
     CP2K's default); a DCD printed with another ``UNIT`` is a ValueError.
     """
     from qdphonon.parsers.verdicts import output_end
-    from qdphonon.rundir import discover, run_files  # here: rundir may import this module
+    from qdphonon.run.layout import discover, run_files, segment_files  # here: run.layout may import this module
 
     run_dir = Path(run_dir)
     layout = discover(run_dir)
@@ -287,7 +287,7 @@ def read_dcd_run(run_dir: str | os.PathLike, key: str, symbols: Sequence[str] | 
     path = run_dir / name
     if not path.is_file():
         return None
-    inp = next((p for p in [run_dir / "seg000.inp", *sorted(run_dir.glob("*.inp"))]
+    inp = next((p for p in [run_dir / segment_files(0)[0], *sorted(run_dir.glob("*.inp"))]
                 if p.is_file() and _COORD_BLOCK.search(p.read_text(errors="replace"))), None)  # fmt: skip
     if symbols is None:
         if inp is None:

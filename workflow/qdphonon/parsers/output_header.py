@@ -1,6 +1,6 @@
 """The banner of a CP2K main output: start time, version, project and run type (first 64 KiB).
 
-:mod:`qdphonon.rundir` finds main outputs of any name by it; the run type is a
+:mod:`qdphonon.run.layout` finds main outputs of any name by it; the run type is a
 :class:`~qdphonon.parsers.verdicts.RunType`.
 """
 

@@ -1,6 +1,6 @@
 """Recovery of an MD run directory after a kill at any moment (part of the run-directory contract).
 
-Called by the engine with the directory's lock held (:mod:`qdphonon.rundir_lock`), so no
+Called by the engine with the directory's lock held (:mod:`qdphonon.run.lock`), so no
 CP2K of this directory runs. Every leftover is recognised, recorded in ``segments.json`` and
 set aside under ``set_aside/<segment>/`` (never silently deleted, except the engine's own
 half-written temporary JSON files):
@@ -37,8 +37,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from qdphonon.parsers.verdicts import OutputEnd, output_end
-from qdphonon.rundir import SET_ASIDE_DIR, SegmentEnd, restart_source
-from qdphonon.rundir_records import (
+from qdphonon.run.layout import SET_ASIDE_DIR, SegmentEnd, restart_source
+from qdphonon.run.records import (
     count_md_blocks, cut_after_step, cut_file, cut_molog_blocks, ener_lines, truncate_to_complete_records,
 )  # fmt: skip
 
