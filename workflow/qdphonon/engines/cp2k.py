@@ -152,7 +152,7 @@ def run_cp2k(
     threads: int = 1,
     runtime_min: float | None = None,
     walltime_margin_min: float = 10.0,
-    on_scf_failure: str = "drop_step",
+    on_scf_failure: str | None = None,
     record_path: str | os.PathLike | None = None,
     poll_s: float = 2.0,
     lock_wait_s: float = 0.0,
@@ -170,7 +170,7 @@ def run_cp2k(
     allocation's end, :mod:`qdphonon.engines.allocation`) minus ``walltime_margin_min``, so the
     job ends cleanly with a restart file, also when the attempt is a retry inside the allocation;
     a segment that stops there raises :class:`WalltimeReached` (exit status
-    :data:`EXIT_WALLTIME`). ``on_scf_failure='fail'`` stops CP2K at the first MD step whose
+    :data:`EXIT_WALLTIME`). ``on_scf_failure`` (None: the schema's default) ``'fail'`` stops CP2K at the first MD step whose
     SCF did not converge and raises :class:`SCFConvergenceError`; ``drop_step`` and
     ``keep_flagged`` only count such steps (the parser applies them). An SCF stopped by the
     WALLTIME or an EXIT file is never an SCF failure.
@@ -190,6 +190,8 @@ def run_cp2k(
     """
     t_called = time.monotonic()
 
+    if on_scf_failure is None:
+        on_scf_failure = settings.default("scf.on_failure")
     if on_scf_failure not in SCF_FAILURE_POLICIES:
         raise ValueError(f"on_scf_failure must be one of {', '.join(SCF_FAILURE_POLICIES)}, got {on_scf_failure!r}")
     input_path, run_dir, record_path, sha, record, md = _open_md_run(input_path, run_dir, record_path, "cp2k")
