@@ -210,9 +210,17 @@ def run_snakemake_slurm(
     if run.timed_out and run.run_id:
         run.leftover_jobs = squeue_jobs(conf, name=run.run_id)
         if run.leftover_jobs:
-            subprocess.run(["scancel", "--name", run.run_id], env=run_env,
-                           capture_output=True, text=True, timeout=60)
+            slurm_command(["scancel", "--name", run.run_id], env=run_env, timeout_s=60)
     return run
+
+
+def slurm_command(cmd: list[str], env: Mapping[str, str], timeout_s: float = 30) -> str:
+    """stdout of a SLURM client command; RuntimeError naming the command, its exit status and stderr
+    when it fails (an unreachable controller must not read as "no jobs")."""
+    res = subprocess.run(cmd, env=dict(env), capture_output=True, text=True, timeout=timeout_s)
+    if res.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)}: exit status {res.returncode}: {res.stderr.strip()}")
+    return res.stdout
 
 
 def squeue_jobs(slurm_conf: Path | str | None = None, name: str | None = None) -> list[str]:
@@ -223,8 +231,7 @@ def squeue_jobs(slurm_conf: Path | str | None = None, name: str | None = None) -
     cmd = ["squeue", "-h", "-t", "PD,R,CG,S", "-o", "%i"]
     if name:
         cmd += ["--name", name]
-    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=30)
-    return out.stdout.split()
+    return slurm_command(cmd, env).split()
 
 
 def slurm_cluster_fixture():
@@ -265,9 +272,7 @@ def scontrol_job(jobid: str | int, slurm_conf: Path | str | None = None) -> dict
     env = dict(os.environ)
     if slurm_conf:
         env["SLURM_CONF"] = str(slurm_conf)
-    out = subprocess.run(
-        ["scontrol", "show", "job", "-o", str(jobid)], env=env, capture_output=True, text=True, timeout=30
-    ).stdout
+    out = slurm_command(["scontrol", "show", "job", "-o", str(jobid)], env)
     fields: dict[str, str] = {}
     for tok in out.split():
         key, sep, val = tok.partition("=")

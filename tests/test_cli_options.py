@@ -132,7 +132,7 @@ def test_the_rules_pass_only_settings_the_commands_accept():
             dests = {a.dest for a in visible_options(parsers[command.group(1)])}
             assert keys and keys <= dests, f"{smk.name}: {command.group(1)} does not take {keys - dests}"
             checked.add(command.group(1))
-    assert checked >= {"build", "relax", "cp2k-input", "run-aimd", "parse-cp2k", "analyze", "report-pages",
+    assert checked >= {"build", "relax", "cp2k-input", "run-aimd", "analyze", "report-pages",
                        "harmonic-run", "harmonic-analyze"}
 
 

@@ -25,7 +25,7 @@ from qdphonon.config import (
 from workflow_helpers import planned_jobs, snakemake, write_config
 
 REPO = Path(__file__).resolve().parents[1]
-SCHEMA = REPO / "workflow/schemas/config.schema.yaml"
+SCHEMA = REPO / "workflow/qdphonon/data/config.schema.yaml"
 DEFAULT = yaml.safe_load((REPO / "config/config.yaml").read_text())
 
 

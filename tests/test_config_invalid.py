@@ -41,7 +41,7 @@ from qdphonon.config import (
 )
 
 REPO = Path(__file__).resolve().parents[1]
-SCHEMA_PATH = REPO / "workflow/schemas/config.schema.yaml"
+SCHEMA_PATH = REPO / "workflow/qdphonon/data/config.schema.yaml"
 SCHEMA = yaml.safe_load(SCHEMA_PATH.read_text())
 DEFAULT = yaml.safe_load((REPO / "config/config.yaml").read_text())
 

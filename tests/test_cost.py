@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from qdphonon import cost, jobs
+from qdphonon import cli_cost, cost, jobs
 from qdphonon.config import campaign_from_config, load_config_file, validate_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -259,7 +259,7 @@ def test_configfiles_merge_later_wins(tmp_path):
     a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
     a.write_text("engine: cp2k\nlevel: xtb\nsystems:\n  - size: [2, 2, 2]\nmd: {steps: 100, equilibration_fs: 20}\n")
     b.write_text("md: {steps: 300}\n")
-    merged = cost.load_merged_config([a, b], base=REPO / "config/config.yaml")
+    merged = cli_cost.load_merged_config([a, b], base=REPO / "config/config.yaml")
     assert merged["md"]["steps"] == 300 and merged["md"]["replicas"] == 4  # replicas from the base
     assert merged["level"] == "xtb" and len(merged["systems"]) == 1
     res = qdphonon("cost", "--configfile", str(a), str(b))

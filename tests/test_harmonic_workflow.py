@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from qdphonon.config import campaign_from_config, validate_config
-from qdphonon.cost import cost_table_text, harmonic_cost
+from qdphonon.cli_cost import cost_table_text
+from qdphonon.cost import harmonic_cost
 from qdphonon.harmonic.plan import n_batches, tight_relax_overrides
 from workflow_helpers import snakemake, write_config
 

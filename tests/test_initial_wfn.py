@@ -18,10 +18,10 @@ from qdphonon.cp2k.inputs import MDSettings, SCFSettings, cp2k_input_tree
 from qdphonon.cp2k.readback import render_tree
 from qdphonon.cp2k.xmlspec import installed_xmlspec
 from qdphonon.engines.cp2k import run_cp2k
-from qdphonon.engines.errors import EngineError
+from qdphonon.run.errors import EngineError
 from qdphonon.engines.relax import relax
 from qdphonon.parsers.run_dir import parse_run_dir
-from qdphonon.rundir import INITIAL_WFN_FILE
+from qdphonon.run.layout import INITIAL_WFN_FILE
 
 DATA = Path(__file__).resolve().parent / "data" / "cp2k-2023.1"
 SMEARING_K = 300.0

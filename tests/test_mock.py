@@ -26,7 +26,7 @@ from qdphonon.cp2k.inputs import MDSettings, SCFSettings, cp2k_input_tree, homo_
 from qdphonon.cp2k.xmlspec import bundled_xmlspec
 from qdphonon import units
 from qdphonon.cp2k.readback import render_tree
-from qdphonon.engines.errors import RunDirMismatchError
+from qdphonon.run.errors import RunDirMismatchError
 from qdphonon.engines.mock import run_mock
 from qdphonon.engines.mock_model import mock_atom_oscillators, mock_gap_std_meV, mock_modes, mock_params
 from qdphonon.engines.mock_writers import ENER_HEADER, format_fixed, fortran_e, molog_bytes, xyz_frames_bytes

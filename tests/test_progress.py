@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 
+from qdphonon.engines.process import Stop, StopReason
 from qdphonon.engines.progress import ProgressReporter, combine_watches, progress_line
 
 
@@ -32,5 +33,6 @@ def test_reporter_prints_every_period_from_the_energy_file(tmp_path):
 def test_combined_watch_keeps_the_stop_reason():
     assert combine_watches(None, None) is None
     calls = []
-    w = combine_watches(lambda: calls.append(1), lambda: "SCF not converged at MD step 3 (policy fail)")
-    assert w() == "SCF not converged at MD step 3 (policy fail)" and calls == [1]
+    stop = Stop(StopReason.SCF_NOT_CONVERGED, "SCF not converged at MD step 3 (policy fail)")
+    w = combine_watches(lambda: calls.append(1), lambda: stop)
+    assert w() is stop and calls == [1]

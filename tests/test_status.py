@@ -13,7 +13,8 @@ from pathlib import Path
 import yaml
 
 from qdphonon.cli import main
-from qdphonon.status import last_line_step, replica_status
+from qdphonon.parsers.energies import last_line_step
+from qdphonon.status import replica_status
 
 CONFIG = {"systems": [{"size": [1, 1, 1]}, {"size": [2, 2, 2]}], "engine": "cp2k", "level": "xtb",
           "md": {"steps": 100, "replicas": 1, "equilibration_fs": 10}}  # fmt: skip

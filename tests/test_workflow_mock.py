@@ -112,7 +112,7 @@ def test_touching_package_code_schedules_no_job(campaign):
     """Editing plotting or analysis code is not a rerun trigger: the rules call the package,
     whose files are not inputs. (Re-running plots is `--forcerun plot_figures`.)"""
     work, _ = campaign
-    for module in ("plots.py", "analysis/spectrum.py", "rundir.py"):
+    for module in ("plots.py", "analysis/spectrum.py", "run/layout.py"):
         path = REPO / "workflow/qdphonon" / module
         st = path.stat()
         os.utime(path, None)

@@ -13,7 +13,8 @@ from qdphonon import settings
 from qdphonon.cli_campaign import add_check_parser, add_status_parser
 from qdphonon.cli_harmonic import add_harmonic_parsers
 from qdphonon.cli_reevaluate import add_reevaluate_parser
-from qdphonon.cost import add_cost_parser
+from qdphonon.cli_analysis import add_analysis_parsers
+from qdphonon.cli_cost import add_cost_parser
 from qdphonon.report_pages import add_report_pages_parser
 from qdphonon.engines.launcher import resolve_launcher
 
@@ -197,7 +198,7 @@ def _json_object(text: str | dict) -> dict:
 
 def _run_aimd(args: argparse.Namespace) -> int:
     from qdphonon.engines.cp2k import run_cp2k
-    from qdphonon.engines.errors import EngineError, RunInterrupted, WalltimeReached
+    from qdphonon.run.errors import EngineError, RunInterrupted, WalltimeReached
     from qdphonon.engines.mock import run_mock
 
     try:
@@ -222,7 +223,7 @@ def _run_aimd(args: argparse.Namespace) -> int:
 
 
 def _run_relax(args: argparse.Namespace) -> int:
-    from qdphonon.engines.errors import EngineError, RunInterrupted
+    from qdphonon.run.errors import EngineError, RunInterrupted
     from qdphonon.engines.relax import relax
 
     try:
@@ -253,7 +254,9 @@ def _add_parse(sub: argparse._SubParsersAction) -> None:
                    "and its .json sidecar")
     p.add_argument("--trajectory-out", default=None, help="NPZ with velocities (A/fs), positions (A), time_fs, step, symbols")
     p.add_argument("--structure", default=None, help="extended XYZ with a region column: per-atom regions in the NPZ")
-    _opt(p, "--scf-on-failure", "scf.on_failure")
+    p.add_argument("--scf-on-failure", default=None, choices=settings.choices("scf.on_failure"),
+                   help=settings.describe("scf.on_failure").replace(
+                       " (config", "; default here: the policy the run recorded, else the schema's (config"))
     _alias(p, "--on-scf-failure", "--scf-on-failure")
     p.set_defaults(func=_run_parse)
 
@@ -285,67 +288,8 @@ def _run_parse(args: argparse.Namespace) -> int:
     return 0
 
 
-# --- analyze (analysis) -------------------------------------------------------
-def _add_analyze(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "analyze",
-        help="band edges (and velocities) of one system -> spectral_density.csv, linewidth.json, vdos.csv",
-    )
-    p.add_argument("--band-edges", nargs="+", required=True, metavar="CSV", help="one CSV per replica")
-    p.add_argument("--md-temperature-K", type=float, default=None,
-                   help="T_md of the MD in K (config md.temperature_K; default: md_temperature_K of the tables' "
-                        ".json sidecars; a sidecar that says otherwise is refused)")
-    _opt(p, "--report-temperature-K", "analysis.report_temperature_K", float)
-    p.add_argument("--outdir", required=True)
-    _opt(p, "--region-edges-meV", "analysis.region_edges_meV", _floats)
-    _alias(p, "--regions", "--region-edges-meV")
-    _opt(p, "--md-equilibration-fs", "md.equilibration_fs", float)
-    _alias(p, "--discard-fs", "--md-equilibration-fs")
-    p.add_argument("--velocities", nargs="+", default=None, metavar="NPZ", help="velocity .npz per replica (VDOS)")
-    p.add_argument("--structure-json", default=None, help="the system's structure JSON sidecar (qdphonon build)")
-    _opt(p, "--blocks", "analysis.blocks", int)
-    _opt(p, "--band-cutoff-meV", "analysis.band_cutoff_meV", float)
-    _opt(p, "--temperatures-K", "analysis.temperatures_K", _floats)
-    p.add_argument("--system", default=None, help="system name (default: structure JSON or outdir name)")
-    p.set_defaults(func=_run_analyze)
-
-    s = sub.add_parser("summarize", help="per-system linewidth.json + structure JSON -> campaign summary.csv")
-    s.add_argument("--linewidths", nargs="+", required=True, metavar="JSON")
-    s.add_argument("--structures", nargs="*", default=[], metavar="JSON")
-    s.add_argument("--out", required=True)
-    s.add_argument("--config-digest", default=None, help="digest of the campaign's config, recorded in every row")
-    s.set_defaults(func=_run_summarize)
-
-
-def _run_analyze(args: argparse.Namespace) -> int:
-    from qdphonon.analysis.inputs import md_temperature_from_sidecars
-    from qdphonon.analysis.system import analyze_system
-
-    md_temperature_K = args.md_temperature_K
-    if md_temperature_K is None:
-        md_temperature_K = md_temperature_from_sidecars(args.band_edges)
-    analyze_system(
-        args.band_edges,
-        md_temperature_K=md_temperature_K,
-        report_temperature_K=args.report_temperature_K,
-        band_cutoff_meV=args.band_cutoff_meV,
-        temperatures_K=args.temperatures_K,
-        region_edges_meV=args.region_edges_meV,
-        discard_fs=args.md_equilibration_fs,
-        outdir=args.outdir,
-        velocities_npz=args.velocities,
-        structure_json=args.structure_json,
-        n_blocks=args.blocks,
-        system=args.system,
-    )
-    return 0
-
-
-def _run_summarize(args: argparse.Namespace) -> int:
-    from qdphonon.analysis.summary import write_summary
-
-    write_summary(args.linewidths, args.structures, args.out, config_digest=args.config_digest)
-    return 0
+def _add_analysis(sub: argparse._SubParsersAction) -> None:
+    add_analysis_parsers(sub, _opt, _alias, _floats)
 
 
 # --- plot (plots) -------------------------------------------------------------
@@ -384,7 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="qdphonon", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"qdphonon {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_build, _add_cp2k_input, _add_run, _add_parse, _add_analyze, _add_plot, add_report_pages_parser,
+    for add in (_add_build, _add_cp2k_input, _add_run, _add_parse, _add_analysis, _add_plot, add_report_pages_parser,
                 add_check_parser, add_status_parser, add_cost_parser, add_reevaluate_parser):
         add(sub)
     add_harmonic_parsers(sub, _opt, _add_cp2k_launch, _json_object)

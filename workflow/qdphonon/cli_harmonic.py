@@ -39,7 +39,7 @@ def add_harmonic_parsers(sub, opt, add_cp2k_launch, json_object) -> None:
 def _run(args: argparse.Namespace) -> int:
     from qdphonon.engines.launcher import resolve_launcher
     from qdphonon.harmonic.runner import SinglePointFailed, batches, displacement_names, run_single_points
-    from qdphonon.rundir import write_json_atomic
+    from qdphonon.run.layout import write_json_atomic
     from qdphonon.structures.io import read_structure
 
     n_atoms = len(read_structure(args.structure).symbols)

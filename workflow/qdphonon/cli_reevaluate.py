@@ -66,7 +66,7 @@ def read_source(args: argparse.Namespace):
 
 
 def run_reevaluate_cli(args: argparse.Namespace) -> int:
-    from qdphonon.engines.errors import EngineError, RunInterrupted, WalltimeReached
+    from qdphonon.run.errors import EngineError, RunInterrupted, WalltimeReached
     from qdphonon.engines.launcher import resolve_launcher
     from qdphonon.reevaluate_run import reevaluate
 

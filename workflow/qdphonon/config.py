@@ -28,12 +28,11 @@ from typing import Any
 
 from qdphonon import elements, settings
 
+from qdphonon.settings import SCHEMA_PATH
 
 MD_KEYS_PER_SYSTEM = ("steps", "timestep_fs", "equilibration_fs", "replicas", "trajectory_every_steps")
 
 
-SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
-"""The campaign config's JSON schema (``workflow/schemas/config.schema.yaml``)."""
 
 
 class ConfigError(ValueError):

@@ -10,7 +10,7 @@ mock), ``command`` (first segment's launch line), ``qdphonon_command``, ``qdphon
 ``input``, ``input_sha256``, ``run_dir``, ``project``, ``files``, ``steps_requested``,
 ``total_steps``, ``timestep_fs``, ``md_temperature_K``, ``seed``, ``smearing_K``, ``segments``
 (``index``, ``input``, ``output``, ``start_step``, ``end_step``, ``wall_s``, ``exit_status``,
-``signal``, ``ended`` (:class:`qdphonon.rundir.SegmentEnd`), ``note``, ``command``,
+``signal``, ``ended`` (:class:`qdphonon.run.layout.SegmentEnd`), ``note``, ``command``,
 ``started_at``, ``restart_file``), ``completed_at``, plus what each engine adds.
 """
 
@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
-from qdphonon.rundir import read_json, write_json_atomic
+from qdphonon.run.layout import read_json, write_json_atomic
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -71,7 +71,7 @@ def run_record(*, engine: str, md: MDInput, input_path: Path, run_dir: Path, seg
         "input_sha256": md.sha256,
         "run_dir": str(run_dir),
         "project": md.project,
-        "files": md.files,
+        "files": dict(md.files),
         "steps_requested": md.steps,
         "total_steps": segs[-1]["end_step"] if segs else None,
         "timestep_fs": md.timestep_fs,

@@ -50,7 +50,7 @@ def _parse_pass(run_dir: Path, first: int) -> PassResult:
 
 def _wavefunction_of(run_dir: Path) -> Path | None:
     """The pass's last whole wavefunction file (a kill can cut the newest one short)."""
-    from qdphonon.rundir_records import fortran_file_whole
+    from qdphonon.run.records import fortran_file_whole
 
     for name in (f"{PROJECT}-RESTART.wfn", f"{PROJECT}-RESTART.wfn.bak-1"):
         if fortran_file_whole(run_dir / name):
@@ -59,7 +59,7 @@ def _wavefunction_of(run_dir: Path) -> Path | None:
 
 
 def read_state(workdir: Path, plan: Plan) -> dict[str, Any]:
-    from qdphonon.rundir import read_json
+    from qdphonon.run.layout import read_json
 
     state = read_json(workdir / STATE_FILE)
     if state is None:
@@ -76,8 +76,8 @@ def run_passes(source: SourceTrajectory, plan: Plan, index: np.ndarray, workdir:
     from qdphonon.cp2k.readback import render_tree
     from qdphonon.cp2k.xmlspec import installed_xmlspec
     from qdphonon.engines.cp2k import run_cp2k
-    from qdphonon.rundir import write_json_atomic
-    from qdphonon.rundir_lock import lock_run_dir
+    from qdphonon.run.layout import write_json_atomic
+    from qdphonon.run.lock import lock_run_dir
 
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,6 @@
 """Settings: one name, one default and one set of allowed values each, read from the JSON schema.
 
-The schema (``workflow/schemas/config.schema.yaml``) is the only owner of defaults and allowed
+The schema (``workflow/qdphonon/data/config.schema.yaml``, package data) is the only owner of defaults and allowed
 values; the command line takes its defaults and choices from here, so a flag and the config
 key it mirrors cannot drift apart. Light: only PyYAML is imported.
 """
@@ -11,7 +11,8 @@ import functools
 from pathlib import Path
 from typing import Any
 
-SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
+SCHEMA_PATH = Path(__file__).resolve().parent / "data" / "config.schema.yaml"
+"""The campaign config's JSON schema: package data, so an installed (non-editable) package finds it."""
 
 
 @functools.lru_cache(maxsize=1)

@@ -2,7 +2,7 @@
 seconds per MD step in the last segment, time left at that rate, and whether CP2K runs now.
 
 Read-only: it looks at ``results/aimd/{system}/{replica}/`` (``segments.json``, ``run.json``
-and the last line of CP2K's ``.ener`` file, named by :mod:`qdphonon.rundir`) and at the
+and the last line of CP2K's ``.ener`` file, named by :mod:`qdphonon.run.layout`) and at the
 campaign's config for what is planned. Cheap enough to run every minute on a login node.
 """
 
@@ -14,30 +14,9 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from qdphonon.config import campaign_from_config
-from qdphonon.rundir_lock import process_alive
-from qdphonon.rundir import RECORD_FILE, STATE_FILE, SegmentEnd, read_json, run_files
-
-
-def last_line_step(path: Path) -> int | None:
-    """MD step of the last complete line of a CP2K ``.ener`` file (None when absent or unreadable)."""
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            size = fh.tell()
-            fh.seek(max(0, size - 4096))
-            tail = fh.read().split(b"\n")
-    except FileNotFoundError:
-        return None
-    for line in reversed(tail[:-1] if tail and tail[-1] else tail):
-        fields = line.split()
-        if fields and not line.lstrip().startswith(b"#"):
-            try:
-                return int(fields[0])
-            except ValueError:
-                return None
-    return None
-
-
+from qdphonon.parsers.energies import last_line_step
+from qdphonon.run.lock import process_alive
+from qdphonon.run.layout import MD_PROJECT, RECORD_FILE, STATE_FILE, SegmentEnd, read_json, run_files
 
 
 def replica_status(run_dir: Path, planned_steps: int, now_s: float | None = None) -> dict[str, Any]:
@@ -46,7 +25,7 @@ def replica_status(run_dir: Path, planned_steps: int, now_s: float | None = None
     record = read_json(run_dir / RECORD_FILE) if run_dir.is_dir() else None
     state = read_json(run_dir / STATE_FILE) if run_dir.is_dir() else None
     segments = (state or {}).get("segments", [])
-    files = run_files(str((state or {}).get("project") or "md"))
+    files = run_files(str((state or {}).get("project") or MD_PROJECT))
     done = last_line_step(run_dir / files["energies"]) if state else None
     if record is not None:
         done = record.get("total_steps", done)

@@ -42,7 +42,8 @@ rule run_aimd:
 
 rule parse_band_edges:
     """Band edges per MD step (every step exactly once across restart segments) and the
-    position/velocity trajectory for the phonon DOS."""
+    position/velocity trajectory for the phonon DOS. The SCF policy is the one the run recorded
+    (segments.json), not passed again."""
     input:
         record=f"{RESULTS}/aimd/{{system}}/{{replica}}/run.json",
         xyz=f"{RESULTS}/relaxed/{{system}}.xyz",
@@ -56,8 +57,6 @@ rule parse_band_edges:
         "../../envs/cp2k.yaml"
     params:
         run_dir=lambda wc, input: os.path.dirname(input.record),
-        settings=settings_record(scf_on_failure=config["scf"]["on_failure"]),
     shell:
         "python -m qdphonon parse-cp2k --run-dir {params.run_dir:q} --structure {input.xyz:q}"
-        " --out {output.csv:q} --trajectory-out {output.npz:q} --settings-json {params.settings:q}"
-        " > {log:q} 2>&1"
+        " --out {output.csv:q} --trajectory-out {output.npz:q} > {log:q} 2>&1"

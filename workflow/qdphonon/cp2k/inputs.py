@@ -38,6 +38,7 @@ import hashlib
 from typing import Any, Mapping, Sequence
 
 from qdphonon import elements, settings
+from qdphonon.run.files import MD_PROJECT, MO_FILENAME, RELAX_PROJECT
 
 
 
@@ -208,7 +209,7 @@ def _dft_section(symbols: Sequence[str], level: str, scf: SCFSettings, run_type:
                 "energies": True,
                 "occupation_numbers": True,
                 "ndigits": 8,
-                "filename": "mo",
+                "filename": MO_FILENAME,
                 "mo_index_range": mo_range,
                 "common_iteration_levels": 1,
                 "each": {"md": 1, "qs_scf": 0},
@@ -272,7 +273,7 @@ def cp2k_input_tree(
         raise ValueError(f"unknown run type {run_type!r}; expected one of {', '.join(RUN_TYPES)}")
     if len(symbols) != len(positions_A):
         raise ValueError(f"{len(symbols)} symbols but {len(positions_A)} positions")
-    project = project or {"MD": "md", "GEO_OPT": "relax"}.get(run_type, "sp")
+    project = project or {"MD": MD_PROJECT, "GEO_OPT": RELAX_PROJECT}.get(run_type, "sp")
     glob: dict[str, Any] = {"project_name": project, "run_type": run_type, "print_level": "MEDIUM", "seed": md.seed}
     if walltime_s is not None:
         glob["walltime"] = walltime_hms(walltime_s)

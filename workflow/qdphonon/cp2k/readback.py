@@ -10,7 +10,7 @@ from typing import Any, Mapping
 import numpy as np
 from qdphonon.cp2k.xmlspec import parse_input_text
 from qdphonon.cp2k.xmlspec import bundled_xmlspec, render_input
-from qdphonon.rundir import run_files
+from qdphonon.run.layout import run_files
 
 
 def render_tree(tree: Mapping[str, Any], xmlspec: str | os.PathLike, header: str = "") -> str:

@@ -2,11 +2,11 @@
 
 A fresh run starts ``seg000``; after a kill, a wall-time stop or a crash the next call
 continues from ``{project}-1.restart`` (its backup when the kill cut it short) with
-``&EXT_RESTART`` and the saved wavefunction, after :mod:`qdphonon.rundir_recovery` has
+``&EXT_RESTART`` and the saved wavefunction, after :mod:`qdphonon.run.recovery` has
 recorded and set aside whatever the kill left and trimmed the shared files back to the restart
-step. The engine holds the run directory's lock for its whole life (:mod:`qdphonon.rundir_lock`,
+step. The engine holds the run directory's lock for its whole life (:mod:`qdphonon.run.lock`,
 CP2K inherits it) and CP2K dies with the engine (:mod:`qdphonon.engines.process`). The
-run-directory layout is :mod:`qdphonon.rundir`'s.
+run-directory layout is :mod:`qdphonon.run.layout`'s.
 
 CP2K facts this relies on (2023.1, measured): with ``EXT_RESTART`` and restored counters,
 ``STEPS`` counts from the restart step (so a continuation asks for the remaining steps;
@@ -22,33 +22,37 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import shlex
 import signal
 import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
+from qdphonon import settings
 from qdphonon.cp2k.continuation import continuation_tree, with_initial_wfn, with_restart_backup, with_walltime
 from qdphonon.cp2k.readback import MDInput, read_md_input, render_tree
 from qdphonon.cp2k.xmlspec import cp2k_version, installed_xmlspec
-from qdphonon.engines.errors import EXIT_WALLTIME, EngineError, RunDirMismatchError, RunInterrupted, SCFConvergenceError, WalltimeReached
+from qdphonon.engines.allocation import allocation_end_epoch, cp2k_walltime_s
+from qdphonon.run.errors import EXIT_WALLTIME, EngineError, RunDirMismatchError, RunInterrupted, SCFConvergenceError, WalltimeReached
 from qdphonon.engines.progress import ProgressReporter, combine_watches
-from qdphonon.engines.process import GRACE_S, ProcessResult, cp2k_command_line, cp2k_environment, find_cp2k, run_process
+from qdphonon.engines.process import (
+    GRACE_S, ProcessResult, Stop, StopReason, cp2k_command_line, cp2k_environment, find_cp2k, run_process,
+)  # fmt: skip
 from qdphonon.parsers.main_output import read_main_output
+from qdphonon.parsers.verdicts import OutputEnd, abort_message, output_end, reports_scf_failure
 from qdphonon.metadata import now_iso, run_record
 from qdphonon.parsers.energies import read_energies
-from qdphonon.rundir import (
-    INITIAL_WFN_FILE, RECORD_FILE, STATE_FILE, SegmentEnd, check_same_engine, check_same_input, ended_on_exit_file, ended_on_walltime,
+from qdphonon.run.layout import (
+    INITIAL_WFN_FILE, RECORD_FILE, STATE_FILE, SegmentEnd, check_same_engine, check_same_input,
     foreign_files, lock_run_dir, read_json, restart_source, segment_files, wipe_run_files, write_json_atomic,
 )
-from qdphonon.rundir_records import count_md_blocks, fortran_file_whole
-from qdphonon.rundir_recovery import prepare_continuation, prepare_run_dir, reconcile_killed  # noqa: F401
+from qdphonon.run.records import count_md_blocks, fortran_file_whole
+from qdphonon.run.recovery import prepare_continuation, prepare_run_dir, reconcile_killed  # noqa: F401
 
 
 ENGINES = ("cp2k", "mock")
 
 
-SCF_FAILURE_POLICIES = ("drop_step", "keep_flagged", "fail")
+SCF_FAILURE_POLICIES = tuple(settings.choices("scf.on_failure"))
 
 
 class _SCFWatch:
@@ -66,8 +70,7 @@ class _SCFWatch:
         self.offset = 0
         self.suspect = False
 
-    def __call__(self) -> str | None:
-
+    def __call__(self) -> Stop | None:
         try:
             with open(self.output, "rb") as fh:
                 fh.seek(self.offset)
@@ -75,7 +78,7 @@ class _SCFWatch:
         except FileNotFoundError:
             return None
         self.offset += len(chunk)
-        if b"SCF run NOT converged" in chunk or b"outer SCF loop FAILED" in chunk:
+        if reports_scf_failure(chunk):
             self.suspect = True
         if not self.suspect:
             return None
@@ -83,7 +86,7 @@ class _SCFWatch:
         bad = [self.start_step if ev.step is None else ev.step
                for ev in evals if ev.kind != "trailing" and ev.scf_converged is False and not ev.scf_stopped]  # fmt: skip
         if bad:
-            return f"SCF not converged at MD step {bad[0]} (policy fail)"
+            return Stop(StopReason.SCF_NOT_CONVERGED, f"SCF not converged at MD step {bad[0]} (policy fail)")
         self.suspect = bool(evals) and evals[-1].kind == "trailing" and evals[-1].scf_converged is False
         return None
 
@@ -110,18 +113,6 @@ def scf_unconverged_steps(outputs: Sequence[Path]) -> list[int]:
             if ev.kind != "trailing" and ev.step is not None and not ev.scf_stopped:
                 verdict[int(ev.step)] = ev.scf_converged is not False
     return sorted(s for s, ok in verdict.items() if not ok)
-
-
-def _abort_message(output: Path) -> str:
-    """CP2K's ABORT box (or the last lines) of an output, for error messages."""
-    try:
-        text = output.read_text(errors="replace")
-    except FileNotFoundError:
-        return f"{output} was not written"
-    m = re.search(r"\[ABORT\].*?(?=\n\s*\*{10,}\s*\n|\Z)", text, re.DOTALL)
-    if m:
-        return " ".join(line.strip(" *") for line in m.group(0).splitlines() if line.strip(" *"))
-    return " | ".join(line.strip() for line in text.strip().splitlines()[-5:])
 
 
 def _segment_header(
@@ -161,7 +152,7 @@ def run_cp2k(
     threads: int = 1,
     runtime_min: float | None = None,
     walltime_margin_min: float = 10.0,
-    on_scf_failure: str = "drop_step",
+    on_scf_failure: str | None = None,
     record_path: str | os.PathLike | None = None,
     poll_s: float = 2.0,
     lock_wait_s: float = 0.0,
@@ -174,16 +165,18 @@ def run_cp2k(
     CP2K's restart file when the directory holds a partial run (killed, wall-time stop);
     a complete run (``run.json`` present for the same input) is returned untouched; a
     directory of another input is refused (:class:`RunDirMismatchError`). With
-    ``runtime_min`` (the job's wall time, minutes) CP2K's own WALLTIME is set to
-    ``runtime_min - walltime_margin_min`` so the job ends cleanly with a restart file;
+    ``runtime_min`` (the job's wall time, minutes), or inside a SLURM allocation, CP2K's own
+    WALLTIME is set to the time left (the smaller of ``runtime_min`` since this call and the
+    allocation's end, :mod:`qdphonon.engines.allocation`) minus ``walltime_margin_min``, so the
+    job ends cleanly with a restart file, also when the attempt is a retry inside the allocation;
     a segment that stops there raises :class:`WalltimeReached` (exit status
-    :data:`EXIT_WALLTIME`). ``on_scf_failure='fail'`` stops CP2K at the first MD step whose
+    :data:`EXIT_WALLTIME`). ``on_scf_failure`` (None: the schema's default) ``'fail'`` stops CP2K at the first MD step whose
     SCF did not converge and raises :class:`SCFConvergenceError`; ``drop_step`` and
     ``keep_flagged`` only count such steps (the parser applies them). An SCF stopped by the
     WALLTIME or an EXIT file is never an SCF failure.
 
     The run directory's lock is held throughout; a directory locked by a live engine is
-    refused after ``lock_wait_s`` seconds (:class:`~qdphonon.engines.errors.RunDirLocked`,
+    refused after ``lock_wait_s`` seconds (:class:`~qdphonon.run.errors.RunDirLocked`,
     naming its PID). A forwarded SIGTERM that CP2K ignores becomes SIGKILL after ``grace_s``.
 
     MPI: ``{mpi} -n {tasks} cp2k ...`` when ``tasks > 1``, else one rank; ``threads`` OpenMP
@@ -197,6 +190,8 @@ def run_cp2k(
     """
     t_called = time.monotonic()
 
+    if on_scf_failure is None:
+        on_scf_failure = settings.default("scf.on_failure")
     if on_scf_failure not in SCF_FAILURE_POLICIES:
         raise ValueError(f"on_scf_failure must be one of {', '.join(SCF_FAILURE_POLICIES)}, got {on_scf_failure!r}")
     input_path, run_dir, record_path, sha, record, md = _open_md_run(input_path, run_dir, record_path, "cp2k")
@@ -253,6 +248,7 @@ def _run_locked(input_path: Path, run_dir: Path, record_path: Path, sha: str, md
         state = {"engine": "cp2k", "input": str(input_path), "input_sha256": sha, "steps": md.steps,
                  "project": md.project, "molog": md.files["molog"], "segments": [], "discarded_segments": []}  # fmt: skip
     check_same_input(state.get("input_sha256"), sha, state_path, input_path)
+    state["on_scf_failure"] = on_scf_failure  # the parser applies the policy the run recorded
     if state.get("engine") != "cp2k":
         raise RunDirMismatchError(f"{run_dir} holds a {state.get('engine')} run; refusing to continue it with CP2K")
     exe = find_cp2k(cp2k_command)
@@ -284,12 +280,15 @@ def _run_locked(input_path: Path, run_dir: Path, record_path: Path, sha: str, md
         else:
             tree = continuation_tree(md.tree, restart_file=restart_name, wfn_file=wfn, remaining_steps=md.steps - k)
         tree = with_restart_backup(tree)
-        if runtime_min is not None:
-            walltime_s = (float(runtime_min) - float(walltime_margin_min)) * 60.0 - (time.monotonic() - t_called)
+        allocation_end = allocation_end_epoch()
+        walltime_s = cp2k_walltime_s(runtime_min, walltime_margin_min, elapsed_s=time.monotonic() - t_called,
+                                     allocation_end=allocation_end, now_epoch=time.time())  # fmt: skip
+        if walltime_s is not None:
             if walltime_s < 1:
-                raise ValueError(
-                    f"runtime {runtime_min} min minus the margin {walltime_margin_min} min leaves no time for CP2K"
-                )
+                left = f"runtime {runtime_min} min" if runtime_min is not None else "the SLURM allocation"
+                if allocation_end is not None and runtime_min is not None:
+                    left = f"runtime {runtime_min} min (or the SLURM allocation's time left)"
+                raise ValueError(f"{left} minus the margin {walltime_margin_min} min leaves no time for CP2K")
             tree = with_walltime(tree, walltime_s)
         inp_name, out_name = segment_files(index)
         header = _segment_header(index, md, input_path, k, restart_name, spec_desc)
@@ -300,7 +299,8 @@ def _run_locked(input_path: Path, run_dir: Path, record_path: Path, sha: str, md
                "restart_file": restart_name, "wfn_file": wfn if k is not None else guess,
                "command": shlex.join(cmd), "started_at": now_iso(), "started_epoch": time.time(),
                "threads": int(threads), "tasks": int(tasks), "ended": SegmentEnd.RUNNING.value,
-               "engine_pid": os.getpid()}  # fmt: skip
+               "engine_pid": os.getpid(), "walltime_s": None if walltime_s is None else round(walltime_s, 3),
+               "allocation_end_epoch": allocation_end}  # fmt: skip
         if molog is not None and md.mo_every == 1:
             seg["molog_start"] = molog.stat().st_size if molog.is_file() else 0
         state["segments"].append(seg)
@@ -351,22 +351,29 @@ def _run_locked(input_path: Path, run_dir: Path, record_path: Path, sha: str, md
 
 
 def _classify_segment(seg: dict[str, Any], result: ProcessResult, output: Path, end: int | None, steps: int) -> None:
-    """Set ``ended`` (completed | walltime | killed | failed) and a note."""
-    if result.stopped_by_us and result.stopped_by_us.startswith("SCF"):
-        seg["ended"], seg["note"] = SegmentEnd.FAILED.value, result.stopped_by_us
-    elif result.stopped_by_us or result.signal:
+    """Set ``ended`` (completed | walltime | external_exit | killed | failed), ``stop_reason`` and a note,
+    from the process's outcome and :func:`~qdphonon.parsers.verdicts.output_end`."""
+    reason = result.stop_reason
+    seg["stop_reason"] = None if reason is None else reason.value
+    if reason is StopReason.SCF_NOT_CONVERGED:
+        seg["ended"], seg["note"] = SegmentEnd.FAILED.value, result.stop.note
+    elif reason is not None or result.signal_number is not None:
         seg["ended"] = SegmentEnd.KILLED.value
-        seg["note"] = result.stopped_by_us or f"CP2K killed by {result.signal}"
+        seg["note"] = result.stop.note if result.stop is not None else f"CP2K killed by {result.signal}"
     elif result.exit_status != 0:
-        seg["ended"], seg["note"] = SegmentEnd.FAILED.value, _abort_message(output)[:500]
+        seg["ended"], seg["note"] = SegmentEnd.FAILED.value, abort_message(output)
     elif end is not None and end >= steps:
         seg["ended"] = SegmentEnd.COMPLETED.value
-    elif ended_on_walltime(output):
-        seg["ended"] = SegmentEnd.WALLTIME.value
-    elif ended_on_exit_file(output):
-        seg["ended"], seg["note"] = SegmentEnd.EXTERNAL_EXIT.value, "CP2K stopped on an EXIT file (terminated by external request)"
     else:
-        seg["ended"], seg["note"] = SegmentEnd.FAILED.value, f"CP2K ended cleanly at MD step {end} of {steps} without a wall-time stop"
+        how = output_end(output)
+        if how is OutputEnd.WALLTIME:
+            seg["ended"] = SegmentEnd.WALLTIME.value
+        elif how is OutputEnd.EXIT_FILE:
+            seg["ended"] = SegmentEnd.EXTERNAL_EXIT.value
+            seg["note"] = "CP2K stopped on an EXIT file (terminated by external request)"
+        else:
+            seg["ended"] = SegmentEnd.FAILED.value
+            seg["note"] = f"CP2K ended cleanly at MD step {end} of {steps} without a wall-time stop"
 
 
 def _raise_for_segment(seg: dict[str, Any], result: ProcessResult, output: Path, steps: int) -> None:
@@ -381,10 +388,9 @@ def _raise_for_segment(seg: dict[str, Any], result: ProcessResult, output: Path,
         raise WalltimeReached(f"CP2K reached its WALLTIME in {where}; run again to continue from the restart file")
     if ended == SegmentEnd.EXTERNAL_EXIT.value:
         raise RunInterrupted(f"CP2K stopped on an EXIT file in {where}; run again to continue", EXIT_WALLTIME)
-    if ended == SegmentEnd.FAILED.value and (seg.get("note") or "").startswith("SCF"):
+    if result.stop_reason is StopReason.SCF_NOT_CONVERGED:
         raise SCFConvergenceError(f"{seg['note']} in {where}")
     if ended == SegmentEnd.KILLED.value:
-        received = re.match(r"received (SIG\w+)", seg.get("note") or "")
-        status = 128 + int(signal.Signals[received.group(1)]) if received else result.exit_status
+        status = 128 + result.received_signal if result.received_signal is not None else result.exit_status
         raise RunInterrupted(f"CP2K stopped ({seg['note']}) in {where}; run again to continue", status)
     raise EngineError(f"CP2K failed in {where} with exit status {result.exit_status}: {seg.get('note')}")

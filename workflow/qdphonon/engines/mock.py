@@ -10,14 +10,15 @@ from qdphonon import units
 from qdphonon.cp2k.inputs import homo_index
 from qdphonon.cp2k.readback import MDInput
 from qdphonon.engines.cp2k import _open_md_run
-from qdphonon.engines.errors import RunDirMismatchError
+from qdphonon.run.errors import RunDirMismatchError
+from qdphonon.run.files import segment_files
 from qdphonon.engines.mock_dcd import cp2k_cell_record, dcd_frames_bytes, dcd_header_bytes, mock_titles
 from qdphonon.engines.mock_model import BOLTZMANN_Ha_per_K, mock_atom_oscillators, mock_band_edges, mock_params, mock_seed, oscillator_energies_eV, oscillator_motion
 from qdphonon.engines.mock_writers import ENER_HEADER, mock_output_text, molog_bytes, xyz_frames_bytes
 from qdphonon.engines.relax import recentre
 from qdphonon.metadata import SYNTHETIC_LABEL
 from qdphonon.metadata import now_iso, run_record
-from qdphonon.rundir import STATE_FILE, check_same_input, foreign_files, read_json, write_json_atomic
+from qdphonon.run.layout import STATE_FILE, check_same_input, foreign_files, read_json, write_json_atomic
 from qdphonon.structures.io import read_structure
 
 
@@ -116,7 +117,8 @@ def run_mock(
     r0 = recentre(md.positions_A, md.box_A) if md.center_coordinates else md.positions_A
     label = ("# " + SYNTHETIC_LABEL + "\n").encode()
 
-    (run_dir / "seg000.inp").write_bytes(input_path.read_bytes())
+    seg_inp, seg_out = segment_files(0)
+    (run_dir / seg_inp).write_bytes(input_path.read_bytes())
     rows = np.column_stack([steps, times, kin_Ha, temp_K, pot_Ha, pot_Ha + kin_Ha, np.zeros_like(times)])
     ener_row = "%10d%20.6f%20.9f%20.9f%20.9f%20.9f%20.9f\n"
     with open(run_dir / files["energies"], "wb") as fh:
@@ -152,12 +154,12 @@ def run_mock(
         gap = (edges.cbm_eV - edges.vbm_eV)[mo_steps] if md.smearing_K is None and index[-1] > homo else None
         with open(run_dir / files["molog"], "wb") as fh:
             fh.write(label + molog_bytes(index, orb_eV, occ, 2 * homo, fermi, gap))
-    (run_dir / "seg000.out").write_text(
+    (run_dir / seg_out).write_text(
         mock_output_text(md, n_electrons=2 * homo, n_mo=max(int(index[-1]), homo), potential_Ha=pot_Ha,
                          kinetic_Ha=kin_Ha, temperature_K=temp_K, vbm_eV=edges.vbm_eV, cbm_eV=edges.cbm_eV)
     )  # fmt: skip
     wall = time.monotonic() - t0
-    segment = {"index": 0, "input": "seg000.inp", "output": "seg000.out", "start_step": 0, "end_step": md.steps,
+    segment = {"index": 0, "input": seg_inp, "output": seg_out, "start_step": 0, "end_step": md.steps,
                "wall_s": round(wall, 3), "exit_status": 0, "signal": None, "ended": "completed",
                "command": "qdphonon mock engine (no CP2K)", "started_at": now_iso()}  # fmt: skip
     record = run_record(

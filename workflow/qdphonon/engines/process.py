@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ctypes
 import dataclasses
+import enum
 import os
 import shutil
 import signal
@@ -13,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
-from qdphonon.engines.errors import CP2KNotFoundError
+from qdphonon.run.errors import CP2KNotFoundError
 
 
 CP2K_INSTALL_HINT = (
@@ -56,7 +57,7 @@ def cp2k_environment(threads: int = 1, mpi: str | None = None, base: Mapping[str
     ``GFORTRAN_UNBUFFERED_ALL=y``: CP2K's main output reaches the disk line by line, in program
     order with the trajectory, energy and restart files (buffered, a SIGKILL was seen to lose the
     main output's last MD step while the restart file already had it; no measurable cost for
-    xTB). The marker (:data:`qdphonon.rundir_lock.MARKER_ENV`) lets the next engine find CP2K
+    xTB). The marker (:data:`qdphonon.run.lock.MARKER_ENV`) lets the next engine find CP2K
     processes a dead engine left behind, MPI ranks included.
     """
     env = dict(os.environ if base is None else base)
@@ -64,7 +65,7 @@ def cp2k_environment(threads: int = 1, mpi: str | None = None, base: Mapping[str
     env.setdefault("OPENBLAS_NUM_THREADS", "1")
     env.setdefault("GFORTRAN_UNBUFFERED_ALL", "y")
     if run_dir is not None:
-        from qdphonon.rundir_lock import MARKER_ENV, marker_value
+        from qdphonon.run.lock import MARKER_ENV, marker_value
 
         env[MARKER_ENV] = marker_value(run_dir)
     if hasattr(os, "geteuid") and os.geteuid() == 0:
@@ -73,16 +74,47 @@ def cp2k_environment(threads: int = 1, mpi: str | None = None, base: Mapping[str
     return env
 
 
+class StopReason(enum.Enum):
+    """Why the engine stopped a CP2K process (values are what ``segments.json`` records)."""
+
+    RECEIVED_SIGNAL = "received_signal"
+    """The engine got SIGTERM/SIGINT/SIGHUP (a job cancelled, a user's Ctrl-C) and forwarded it."""
+    SCF_NOT_CONVERGED = "scf_not_converged"
+    """The SCF watch saw a finished MD step whose SCF did not converge (policy ``fail``)."""
+    WATCH = "watch"
+    """Another watch asked to stop."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Stop:
+    """A watch's request to stop the process: the reason, and a note for people (never parsed)."""
+
+    reason: StopReason
+    note: str
+
+
 @dataclasses.dataclass
 class ProcessResult:
-    """How a CP2K process ended: exit status (shell style, 128+N for signal N), signal name, wall seconds;
-    ``stopped_by_us`` says why we stopped it, ``escalated`` that SIGTERM was not enough (SIGKILL)."""
+    """How a CP2K process ended: exit status (shell style, 128+N for signal N), the number of the
+    signal that ended it (None when it exited), wall seconds; ``stop`` says why we stopped it
+    (None: it ended by itself), ``received_signal`` the signal the engine got (with
+    ``StopReason.RECEIVED_SIGNAL``), ``escalated`` that SIGTERM was not enough (SIGKILL)."""
 
     exit_status: int
-    signal: str | None
+    signal_number: int | None
     wall_s: float
-    stopped_by_us: str | None = None
+    stop: Stop | None = None
+    received_signal: int | None = None
     escalated: bool = False
+
+    @property
+    def signal(self) -> str | None:
+        """The name of the signal that ended the process (``SIGTERM``), for records and messages."""
+        return None if self.signal_number is None else signal.Signals(self.signal_number).name
+
+    @property
+    def stop_reason(self) -> StopReason | None:
+        return None if self.stop is None else self.stop.reason
 
 
 PR_SET_PDEATHSIG = 1
@@ -116,7 +148,7 @@ def run_process(
     cwd: Path,
     env: Mapping[str, str],
     *,
-    watch: Callable[[], str | None] | None = None,
+    watch: Callable[[], Stop | None] | None = None,
     poll_s: float = 2.0,
     on_start: Callable[[int], None] | None = None,
     grace_s: float = GRACE_S,
@@ -129,8 +161,8 @@ def run_process(
     (``PR_SET_PDEATHSIG``; SIGKILL for CP2K itself, SIGTERM for an MPI launcher, which then
     takes its ranks down). SIGTERM, SIGINT and SIGHUP sent to us are forwarded to the child's
     group as SIGTERM; when it has not ended ``grace_s`` seconds later (or a second signal
-    comes) the group gets SIGKILL. ``watch`` is called every ``poll_s`` seconds; a non-None
-    return is a reason to stop the process the same way. ``on_start`` receives the process id;
+    comes) the group gets SIGKILL. ``watch`` is called every ``poll_s`` seconds; a returned
+    :class:`Stop` stops the process the same way. ``on_start`` receives the process id;
     ``pass_fds`` are inherited by the child (the run directory's lock).
     """
     t0 = time.monotonic()
@@ -190,10 +222,10 @@ def run_process(
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     rc = proc.returncode
-    sig_name = signal.Signals(-rc).name if rc < 0 else None
     if received and stopped is None:
-        stopped = f"received {signal.Signals(received[0]).name}"
-    return ProcessResult(128 - rc if rc < 0 else rc, sig_name, time.monotonic() - t0, stopped, escalated)
+        stopped = Stop(StopReason.RECEIVED_SIGNAL, f"received {signal.Signals(received[0]).name}")
+    return ProcessResult(128 - rc if rc < 0 else rc, -rc if rc < 0 else None, time.monotonic() - t0, stopped,
+                         received[0] if received else None, escalated)
 
 
 def _signal_group(pid: int, sig: int) -> None:

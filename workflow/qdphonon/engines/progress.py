@@ -6,9 +6,12 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Callable, TextIO
+from typing import TYPE_CHECKING, Callable, TextIO
 
-from qdphonon.status import last_line_step
+from qdphonon.parsers.energies import last_line_step
+
+if TYPE_CHECKING:
+    from qdphonon.engines.process import Stop
 
 PROGRESS_EVERY_S = 300.0
 """Seconds between progress lines."""
@@ -47,13 +50,13 @@ class ProgressReporter:
         return None
 
 
-def combine_watches(*watches: Callable[[], str | None] | None) -> Callable[[], str | None] | None:
-    """One watch calling each given watch in turn; the first reason to stop wins."""
+def combine_watches(*watches: Callable[[], Stop | None] | None) -> Callable[[], Stop | None] | None:
+    """One watch calling each given watch in turn; the first :class:`~qdphonon.engines.process.Stop` wins."""
     active = [w for w in watches if w is not None]
     if not active:
         return None
 
-    def watch() -> str | None:
+    def watch() -> Stop | None:
         reasons = [w() for w in active]
         return next((r for r in reasons if r is not None), None)
 

@@ -6,7 +6,7 @@ directory's ``relax-state.json`` records the segments (``relax.inp``/``relax.out
 so a continuation never overwrites what the one before it left. The next call takes the last
 whole frame of the newest trajectory, the newest whole wavefunction (``SCF_GUESS RESTART``) and
 the iterations still allowed. The work directory is locked for the engine's life, like an MD run
-directory (:mod:`qdphonon.rundir_lock`).
+directory (:mod:`qdphonon.run.lock`).
 """
 
 from __future__ import annotations
@@ -24,16 +24,19 @@ from typing import Any, Mapping
 import numpy as np
 from qdphonon.cp2k.inputs import SCFSettings, cp2k_input_tree, merge_overrides
 from qdphonon.cp2k.xmlspec import cp2k_version, installed_xmlspec, render_input
-from qdphonon.engines.cp2k import ENGINES, _abort_message
-from qdphonon.engines.errors import EngineError, RunInterrupted
+from qdphonon.engines.cp2k import ENGINES
+from qdphonon.run.errors import EngineError, RunInterrupted
 from qdphonon.engines.process import GRACE_S, cp2k_command_line, cp2k_environment, find_cp2k, run_process
 from qdphonon.metadata import now_iso
-from qdphonon.rundir import LOCK_FILE, lock_run_dir, output_ended, read_json, write_json_atomic
-from qdphonon.rundir_records import fortran_file_whole, xyz_frames
-from qdphonon.rundir_recovery import remove_stale_temp_files
+from qdphonon.parsers.verdicts import GeoOptEnd, abort_message, geo_opt_end, output_end
+from qdphonon.run.layout import LOCK_FILE, lock_run_dir, read_json, write_json_atomic
+from qdphonon.run.files import (
+    RELAX_PROJECT, RELAX_STATE_FILE, RELAX_SUMMARY_FILE, relax_segment_files, relax_trajectory, relax_wavefunctions,
+)  # fmt: skip
+from qdphonon.run.records import fortran_file_whole, xyz_frames
+from qdphonon.run.recovery import remove_stale_temp_files
 from qdphonon.structures.io import _xyz_text, read_structure
 
-RELAX_STATE = "relax-state.json"
 
 
 def write_labelled_structure(dot, path: str | os.PathLike, relaxed: str, extra: Mapping[str, str] | None = None) -> None:
@@ -76,26 +79,19 @@ def recentre(positions_A: np.ndarray, box_A: float) -> np.ndarray:
     return positions_A + (0.5 * box_A - 0.5 * (lo + hi))
 
 
-def _segment_names(index: int, base: str) -> tuple[str, str, str]:
-    """(project, input, output) of relaxation segment ``index``: ``relax``, then ``relax_c1``, ..."""
-    if index == 0:
-        return base, "relax.inp", "relax.out"
-    return f"{base}_c{index}", f"relax_c{index}.inp", f"relax_c{index}.out"
-
-
 def _resume_point(workdir: Path, state: dict[str, Any]) -> dict[str, Any]:
     """Where the relaxation stands: last whole frame over the segments, newest whole wavefunction,
     optimisation iterations done; updates each segment's ``iterations``."""
     point: dict[str, Any] = {"positions": None, "wfn": None, "iterations": 0, "from": "structure", "comment": None}
     for seg in state["segments"]:
-        pos = workdir / f"{seg['project']}-pos-1.xyz"
+        pos = workdir / relax_trajectory(seg["project"])
         n = len(xyz_frames(pos.read_bytes())) if pos.is_file() else 0
         seg["iterations"] = n
         point["iterations"] += n
         if n:
             _, positions, comment = last_xyz_frame(pos)
             point.update(positions=positions, comment=comment, **{"from": f"{pos.name} frame {n}"})
-        for name in (f"{seg['project']}-RESTART.wfn", f"{seg['project']}-RESTART.wfn.bak-1"):
+        for name in relax_wavefunctions(seg["project"]):
             if fortran_file_whole(workdir / name):
                 point["wfn"] = name
                 break
@@ -104,7 +100,7 @@ def _resume_point(workdir: Path, state: dict[str, Any]) -> dict[str, Any]:
 
 def _wipe(workdir: Path, base: str) -> None:
     for p in workdir.iterdir():
-        if p.is_file() and p.name != LOCK_FILE and (p.name.startswith(base) or p.name.startswith("relax")):
+        if p.is_file() and p.name != LOCK_FILE and (p.name.startswith(base) or p.name.startswith(RELAX_PROJECT)):
             p.unlink()
 
 
@@ -164,7 +160,7 @@ def relax(
     sha = hashlib.sha256(first_text.encode()).hexdigest()
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    state_path = workdir / RELAX_STATE
+    state_path = workdir / RELAX_STATE_FILE
     with lock_run_dir(workdir, "relax", wait_s=lock_wait_s) as lock:
         remove_stale_temp_files(workdir)
         state = read_json(state_path)
@@ -174,13 +170,13 @@ def relax(
                      "project": base, "segments": []}  # fmt: skip
         for seg in state["segments"]:
             if seg.get("ended") == "running":
-                if output_ended(workdir / seg["output"]):
+                if output_end(workdir / seg["output"]).ended:
                     seg["ended"], seg["note"] = "completed", "engine process gone after CP2K finished"
                 else:
                     seg["ended"], seg["note"] = "killed", "engine process gone while CP2K ran (killed with its job)"
         point = _resume_point(workdir, state)
         index = len(state["segments"])
-        project, inp, out_name = _segment_names(index, base)
+        project, inp, out_name = relax_segment_files(index, base)
         remaining = int(max_iter) - point["iterations"]
         finished = bool(state["segments"]) and state["segments"][-1].get("ended") == "completed"
         if not finished and remaining > 0:
@@ -213,29 +209,26 @@ def relax(
                                  death_signal=signal.SIGTERM if int(tasks) > 1 else signal.SIGKILL)  # fmt: skip
             seg.update(exit_status=result.exit_status, signal=result.signal, wall_s=round(result.wall_s, 3))
             out = workdir / out_name
-            if result.stopped_by_us or result.signal:
-                seg["ended"], seg["note"] = "killed", result.stopped_by_us or f"CP2K killed by {result.signal}"
+            if result.stop is not None or result.signal_number is not None:
+                seg["ended"] = "killed"
+                seg["note"] = result.stop.note if result.stop is not None else f"CP2K killed by {result.signal}"
                 write_json_atomic(state_path, state)
-                status = 128 + int(signal.Signals[result.stopped_by_us[9:]]) if (result.stopped_by_us or "").startswith(
-                    "received SIG") else result.exit_status  # fmt: skip
+                status = 128 + result.received_signal if result.received_signal is not None else result.exit_status
                 raise RunInterrupted(f"CP2K geometry optimisation stopped ({seg['note']}); run again to continue", status)
             if result.exit_status != 0:
-                seg["ended"], seg["note"] = "failed", _abort_message(out)[:500]
+                seg["ended"], seg["note"] = "failed", abort_message(out)
                 write_json_atomic(state_path, state)
-                raise EngineError(
-                    f"CP2K geometry optimisation failed (exit status {result.exit_status}): {_abort_message(out)[:500]}"
-                )
+                raise EngineError(f"CP2K geometry optimisation failed (exit status {result.exit_status}): {seg['note']}")
             seg["ended"] = "completed"
             point = _resume_point(workdir, state)
         if not state["segments"]:
             raise EngineError(f"{workdir}: no geometry optimisation was run (max_iter {max_iter})")
         last_out = workdir / state["segments"][-1]["output"]
-        text_out = last_out.read_text(errors="replace") if last_out.is_file() else ""
-        converged = "GEOMETRY OPTIMIZATION COMPLETED" in text_out
+        converged = geo_opt_end(last_out) is GeoOptEnd.CONVERGED
         if point["positions"] is None:
             raise EngineError(f"{workdir}: the geometry optimisation wrote no whole frame")
         positions, comment = point["positions"], point["comment"]
-        last_pos = workdir / f"{state['segments'][-1]['project']}-pos-1.xyz"
+        last_pos = workdir / relax_trajectory(state["segments"][-1]["project"])
         symbols = last_xyz_frame(last_pos)[0] if last_pos.is_file() and xyz_frames(last_pos.read_bytes()) else list(dot.symbols)
         if symbols != list(dot.symbols):
             raise EngineError(f"{last_pos}: atoms differ from {structure_xyz}")
@@ -258,7 +251,7 @@ def relax(
             tmp.write_bytes((workdir / point["wfn"]).read_bytes())
             os.replace(tmp, wfn_out)
             summary["wfn"] = str(wfn_out)
-        write_json_atomic(workdir / "relax.json", summary)
+        write_json_atomic(workdir / RELAX_SUMMARY_FILE, summary)
         state["complete"] = True
         write_json_atomic(state_path, state)
     if not converged:

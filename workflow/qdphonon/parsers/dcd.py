@@ -47,6 +47,7 @@ from typing import Any
 import numpy as np
 
 from qdphonon.parsers.common import _require_file, _warn
+from qdphonon.run.files import run_files
 
 CP2K_BOHR_A = 0.52917720859
 """CP2K 2023.1's bohr in Angstrom (CODATA 2006, ``physcon``): the unit factor of its position prints."""
@@ -62,7 +63,8 @@ _MARKER = 4
 
 def dcd_files(project: str) -> dict[str, str]:
     """CP2K's DCD file names of ``project``: ``{project}-pos-1.dcd`` and ``{project}-vel-1.dcd``."""
-    return {"positions": f"{project}-pos-1.dcd", "velocities": f"{project}-vel-1.dcd"}
+    files = run_files(project, None, trajectory_format="dcd")
+    return {"positions": files.positions, "velocities": files.velocities}
 
 
 # --- header ------------------------------------------------------------------------------------

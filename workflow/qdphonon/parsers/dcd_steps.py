@@ -269,14 +269,15 @@ def read_dcd_run(run_dir: str | os.PathLike, key: str, symbols: Sequence[str] | 
     """Positions (``key="positions"``) or velocities of a run directory written as DCD, every step once;
     None when the run has no such DCD file.
 
-    The project and energy file come from :func:`qdphonon.rundir.discover` (unless ``project`` is
+    The project and energy file come from :func:`qdphonon.run.layout.discover` (unless ``project`` is
     given), and whether the last segment ended normally from its main output. ``symbols`` default
     to the ``&COORD`` of the first segment's input (``seg000.inp``, else the first ``*.inp`` holding
     one). Units are checked from the cell records, which CP2K scales like the values: positions
     against the input's ``ABC`` (Angstrom), velocities against the positions' cell (bohr/au_time,
     CP2K's default); a DCD printed with another ``UNIT`` is a ValueError.
     """
-    from qdphonon.rundir import discover, output_ended, run_files  # here: rundir may import this module
+    from qdphonon.parsers.verdicts import output_end
+    from qdphonon.run.layout import discover, run_files, segment_files  # here: run.layout may import this module
 
     run_dir = Path(run_dir)
     layout = discover(run_dir)
@@ -286,14 +287,14 @@ def read_dcd_run(run_dir: str | os.PathLike, key: str, symbols: Sequence[str] | 
     path = run_dir / name
     if not path.is_file():
         return None
-    inp = next((p for p in [run_dir / "seg000.inp", *sorted(run_dir.glob("*.inp"))]
+    inp = next((p for p in [run_dir / segment_files(0)[0], *sorted(run_dir.glob("*.inp"))]
                 if p.is_file() and _COORD_BLOCK.search(p.read_text(errors="replace"))), None)  # fmt: skip
     if symbols is None:
         if inp is None:
             raise ValueError(f"{path}: no input with a &COORD block in {run_dir}; pass the element symbols")
         symbols = symbols_from_input(inp)
     energies = run_dir / run_files(project)["energies"]
-    ended = bool(layout.outputs) and output_ended(layout.outputs[-1])
+    ended = bool(layout.outputs) and output_end(layout.outputs[-1]).ended
     traj = read_dcd_trajectory(path, energies, symbols, kind=key, last_segment_ended=ended, warn_sink=warn_sink)
     abc = _input_abc_A(inp.read_text(errors="replace")) if inp is not None else None
     cell = _first_cell(path)

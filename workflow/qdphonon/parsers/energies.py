@@ -67,3 +67,24 @@ def read_energies(path: str | os.PathLike, warn_sink: list[str] | None = None) -
         str(path), step, arr[:, 0], arr[:, 1] * HARTREE_eV, arr[:, 2], arr[:, 3] * HARTREE_eV,
         arr[:, 4] * HARTREE_eV, arr[:, 5], synthetic,
     )  # fmt: skip
+
+
+def last_line_step(path: str | os.PathLike) -> int | None:
+    """MD step of the last complete line of a CP2K ``.ener`` file (None when absent or unreadable);
+    reads only the file's last 4 kB, for progress and status while CP2K writes it."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            size = fh.tell()
+            fh.seek(max(0, size - 4096))
+            tail = fh.read().split(b"\n")
+    except FileNotFoundError:
+        return None
+    for line in reversed(tail[:-1] if tail and tail[-1] else tail):
+        fields = line.split()
+        if fields and not line.lstrip().startswith(b"#"):
+            try:
+                return int(fields[0])
+            except ValueError:
+                return None
+    return None

@@ -1,6 +1,6 @@
 """One CP2K MD run directory, ours or any, parsed into band edges, trajectories and energies.
 
-The files are found by :func:`qdphonon.rundir.discover` (any project name, any main-output
+The files are found by :func:`qdphonon.run.layout.discover` (any project name, any main-output
 name, continuations made by hand); band edges come from the MOLog when it holds the LUMO,
 else from the main outputs (OT); steps are aligned across segments so every MD step
 appears once. The SCF policy decides what happens to steps whose SCF did not converge.
@@ -20,11 +20,13 @@ from qdphonon.parsers.energies import Energies, read_energies
 from qdphonon.parsers.main_output import MainOutput, read_main_output
 from qdphonon.parsers.dcd_steps import read_dcd_run
 from qdphonon.parsers.xyz import Trajectory, read_positions, read_velocities
-from qdphonon.rundir import RunLayout, discover, read_output_header
+from qdphonon import settings
+from qdphonon.run.layout import RunLayout, discover, recorded_scf_policy
+from qdphonon.parsers.output_header import read_output_header
 from qdphonon.units import BOLTZMANN_meV_per_K
 
-SCF_POLICIES = ("drop_step", "keep_flagged", "fail")
-"""Values of the ``scf.on_failure`` setting (the schema holds the same list and the default)."""
+SCF_POLICIES = tuple(settings.choices("scf.on_failure"))
+"""Values of the ``scf.on_failure`` setting (the schema's)."""
 
 SMEARING_GAP_FACTOR = 10.0
 """Warn when a smeared gap is below this many k_B T_el (occupations of the edges no longer ~2/0)."""
@@ -72,16 +74,19 @@ def _optional(reader, path: Path | None, sink: list[str]):
     return reader(path, sink)
 
 
-def parse_run_dir(run_dir: str | os.PathLike, on_scf_failure: str = "drop_step",
+def parse_run_dir(run_dir: str | os.PathLike, on_scf_failure: str | None = None,
                   outputs: Sequence[str | os.PathLike] | None = None, molog: str | None = None) -> RunResult:
     """Parse an MD run directory into one result.
 
     on_scf_failure: what to do with band edges of steps whose SCF did not converge:
     ``drop_step`` (remove them, warn), ``keep_flagged`` (keep, ``scf_converged`` False)
-    or ``fail`` (ValueError listing them). Trajectories and energies are not affected.
+    or ``fail`` (ValueError listing them). Trajectories and energies are not affected. None: the
+    policy the run recorded (:func:`qdphonon.run.layout.recorded_scf_policy`), else the schema's default.
     outputs / molog: the main outputs in run order and the MOLog, when the directory
-    does not say (see :func:`qdphonon.rundir.discover`).
+    does not say (see :func:`qdphonon.run.layout.discover`).
     """
+    if on_scf_failure is None:
+        on_scf_failure = recorded_scf_policy(run_dir) or settings.default("scf.on_failure")
     if on_scf_failure not in SCF_POLICIES:
         raise ValueError(f"on_scf_failure must be one of {', '.join(SCF_POLICIES)}, got {on_scf_failure!r}")
     sink: list[str] = []

@@ -21,14 +21,14 @@ Any CP2K directory
     line and the MOLog is the one ``{project}-*.MOLog`` present. :func:`discover` returns
     the same :class:`RunLayout` for both kinds.
 Locking and recovery
-    ``engine.lock`` (:mod:`qdphonon.rundir_lock`): one engine, so one CP2K, per directory;
+    ``engine.lock`` (:mod:`qdphonon.run.lock`): one engine, so one CP2K, per directory;
     :func:`lock_holder` says who holds it. Before a continuation from the restart file of step
-    k, :mod:`qdphonon.rundir_recovery` trims the shared files back to what the continuation
+    k, :mod:`qdphonon.run.recovery` trims the shared files back to what the continuation
     rewrites (energies and trajectories to step k, the MOLog to the blocks of steps < k) and
     moves what it took out to ``set_aside/``; each segment records ``molog_blocks``, the MD
     blocks it left in the MOLog, which :func:`discover` hands to the parser. Record
     boundaries and restart files (:func:`restart_step`, :func:`restart_source`, re-exported
-    here): :mod:`qdphonon.rundir_records`.
+    here): :mod:`qdphonon.run.records`.
 """
 
 from __future__ import annotations
@@ -42,26 +42,16 @@ import tempfile
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from qdphonon.engines.errors import RunDirMismatchError
-from qdphonon.rundir_lock import LOCK_FILE, lock_holder, lock_run_dir  # noqa: F401  (part of the contract)
-from qdphonon.rundir_records import count_md_blocks, restart_source, restart_step, truncate_to_complete_records  # noqa: F401
+from qdphonon.run.errors import RunDirMismatchError
+from qdphonon.run.files import (  # noqa: F401  (the names are files' own; re-exported as part of the contract)
+    CP2K_DEFAULT_PROJECT, INITIAL_WFN_FILE, MD_PROJECT, MO_FILENAME, RECORD_FILE, SET_ASIDE_DIR, STATE_FILE, RunFiles,
+    is_segment_file, molog_name, run_files, segment_files,
+)
+from qdphonon.parsers.output_header import OutputHeader, project_line, read_output_header  # noqa: F401
+from qdphonon.parsers.verdicts import RunType
+from qdphonon.run.lock import LOCK_FILE, lock_holder, lock_run_dir  # noqa: F401  (part of the contract)
+from qdphonon.run.records import count_md_blocks, restart_source, restart_step, truncate_to_complete_records  # noqa: F401
 
-STATE_FILE = "segments.json"
-RECORD_FILE = "run.json"
-INITIAL_WFN_FILE = "initial-guess.wfn"
-"""The wavefunction a fresh run's first SCF starts from (a copy of the relaxation's); not a
-project file, so it survives a restart from step 0."""
-
-DEFAULT_PROJECT = "md"
-DEFAULT_MO_FILENAME = "mo"
-CP2K_DEFAULT_PROJECT = "PROJECT"
-"""CP2K's own default ``PROJECT_NAME`` when an input leaves it out."""
-SET_ASIDE_DIR = "set_aside"
-"""What recovery took out of the run (torn tails, empty outputs, torn restart files, EXIT files),
-per segment: ``set_aside/seg003/md-pos-1.xyz`` holds the bytes cut from ``md-pos-1.xyz``."""
-
-_SEGMENT_NAME = re.compile(r"seg(\d{3,})\.(inp|out)")
-_HEADER_BYTES = 65536
 
 
 class SegmentEnd(str, enum.Enum):
@@ -75,40 +65,6 @@ class SegmentEnd(str, enum.Enum):
     FAILED = "failed"
     EMPTY = "empty"
     """Killed before CP2K wrote its first byte: set aside, it holds no step."""
-
-
-def molog_name(project: str, mo_filename: str | None) -> str | None:
-    """CP2K's MOLog file name for the ``&MO`` print key's ``FILENAME`` (None: no MO print)."""
-    if mo_filename is None:
-        return None
-    if mo_filename.startswith("="):
-        return mo_filename[1:]
-    return f"{project}-{mo_filename}-1.MOLog"
-
-
-def run_files(project: str = DEFAULT_PROJECT, mo_filename: str | None = DEFAULT_MO_FILENAME,
-              molog: str | None = None, trajectory_format: str = "xyz") -> dict[str, str | None]:
-    """File names CP2K writes for an MD of ``project``; ``molog`` overrides the derived MOLog name;
-    ``trajectory_format`` (``xyz`` or ``dcd``) names the position and velocity files."""
-    ext = {"xyz": "xyz", "dcd": "dcd"}[trajectory_format]
-    return {
-        "positions": f"{project}-pos-1.{ext}",
-        "velocities": f"{project}-vel-1.{ext}",
-        "energies": f"{project}-1.ener",
-        "molog": molog if molog is not None else molog_name(project, mo_filename),
-        "restart": f"{project}-1.restart",
-        "wfn": f"{project}-RESTART.wfn",
-    }
-
-
-def segment_files(index: int) -> tuple[str, str]:
-    """Input and output file names of segment ``index``: ``seg000.inp``, ``seg000.out``."""
-    return f"seg{index:03d}.inp", f"seg{index:03d}.out"
-
-
-def is_segment_file(name: str) -> bool:
-    """Whether ``name`` is one of our engine's segment inputs or outputs."""
-    return _SEGMENT_NAME.fullmatch(name) is not None
 
 
 def write_json_atomic(path: str | os.PathLike, data: Mapping[str, Any]) -> None:
@@ -145,50 +101,6 @@ def read_json(path: str | os.PathLike) -> dict[str, Any] | None:
 
 # --- main outputs --------------------------------------------------------------------------
 
-@dataclasses.dataclass(frozen=True)
-class OutputHeader:
-    """What the banner of a CP2K main output says (first 64 KiB)."""
-
-    path: Path
-    started_at: str | None
-    cp2k_version: str | None
-    project: str | None
-    run_type: str | None
-
-
-_RE_STARTED = re.compile(rb"PROGRAM STARTED AT\s+(\S+ \S+)")
-_RE_VERSION = re.compile(rb"CP2K\|\s+version string:\s+CP2K version\s+(\S+)")
-_RE_PROJECT = re.compile(rb"^\s*GLOBAL\|\s+Project name\s+(\S+)\s*$", re.M)
-_RE_RUN_TYPE = re.compile(rb"^\s*GLOBAL\|\s+Run type\s+(\S+)\s*$", re.M)
-
-
-def _project_line(path: Path) -> int | None:
-    with open(path, "rb") as fh:
-        head = fh.read(_HEADER_BYTES)
-    m = _RE_PROJECT.search(head)
-    return head[: m.start()].count(b"\n") + 1 if m else None
-
-
-def read_output_header(path: str | os.PathLike) -> OutputHeader | None:
-    """The banner of a CP2K main output, or None when the file is not one (or is empty)."""
-    path = Path(path)
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(_HEADER_BYTES)
-    except (FileNotFoundError, IsADirectoryError, PermissionError):
-        return None
-    started = _RE_STARTED.search(head)
-    version = _RE_VERSION.search(head)
-    if started is None or version is None:
-        return None
-
-    def text(m):
-        return m.group(1).decode("ascii", "replace") if m else None
-
-    return OutputHeader(path, text(started), text(version), text(_RE_PROJECT.search(head)),
-                        text(_RE_RUN_TYPE.search(head)))  # fmt: skip
-
-
 _DATA_SUFFIXES = (".xyz", ".ener", ".MOLog", ".restart", ".wfn", ".inp", ".json", ".npz", ".dcd", ".cube")
 
 
@@ -200,7 +112,7 @@ def find_main_outputs(run_dir: str | os.PathLike) -> list[Path]:
         if not p.is_file() or re.search(r"\.bak-\d+$", p.name) or p.name.endswith(_DATA_SUFFIXES):
             continue
         h = read_output_header(p)
-        if h is not None and (h.run_type is None or h.run_type.upper() == "MD"):
+        if h is not None and (h.run_type in (None, RunType.MD)):
             headers.append(h)
     headers.sort(key=lambda h: (h.started_at or "", h.path.name))
     return [h.path for h in headers]
@@ -292,13 +204,13 @@ def discover(run_dir: str | os.PathLike, outputs: Sequence[str | os.PathLike] | 
         )
     if state is not None and state.get("project"):
         project = str(state["project"])
-        mo = state.get("molog") or molog_name(project, state.get("mo_filename", DEFAULT_MO_FILENAME))
+        mo = state.get("molog") or molog_name(project, state.get("mo_filename", MO_FILENAME))
     else:
         headers = [h for h in map(read_output_header, paths) if h is not None and h.project]
         projects = {h.project for h in headers}
         if len(projects) > 1:
             odd = next(h for h in headers if h.project != headers[0].project)
-            raise ValueError(f"{odd.path}: line {_project_line(odd.path)}: project {odd.project!r}, but "
+            raise ValueError(f"{odd.path}: line {project_line(odd.path)}: project {odd.project!r}, but "
                              f"{headers[0].path.name} has {headers[0].project!r}: main outputs of different projects "
                              f"{sorted(projects)}: " + ", ".join(p.name for p in paths))  # fmt: skip
         project = projects.pop() if projects else _project_from_files(run_dir)
@@ -308,9 +220,7 @@ def discover(run_dir: str | os.PathLike, outputs: Sequence[str | os.PathLike] | 
     elif mo is None or not (run_dir / mo).is_file():
         mo = _molog_in(run_dir, project)
     fmt = "dcd" if (run_dir / run_files(project, trajectory_format="dcd")["positions"]).is_file() else "xyz"
-    files = run_files(project, molog=mo, trajectory_format=fmt)
-    if mo is None:
-        files["molog"] = None
+    files = run_files(project, None if mo is None else MO_FILENAME, molog=mo, trajectory_format=fmt)
     counts = _molog_counts(state, run_dir, paths) if outputs is None and state is not None else None
     return RunLayout(run_dir, project, files, paths, state is not None, set_aside, counts)
 
@@ -326,33 +236,17 @@ def _molog_counts(state: Mapping[str, Any], run_dir: Path, paths: list[Path]) ->
 
 # --- how a segment ended, and the records ----------------------------------------------------
 
-def output_ended(output: Path) -> bool:
-    """Whether a CP2K main output reached its ``PROGRAM ENDED AT`` line."""
-    try:
-        with open(output, "rb") as fh:
-            fh.seek(max(0, output.stat().st_size - 4096))
-            return b"PROGRAM ENDED AT" in fh.read()
-    except FileNotFoundError:
-        return False
-
-
-def ended_on_walltime(output: Path) -> bool:
-    """Whether CP2K stopped an MD on its WALLTIME ("MD run terminated - exceeded requested execution time")."""
-    return _tail_has(output, b"run terminated - exceeded requested execution time")
-
-
-def ended_on_exit_file(output: Path) -> bool:
-    """Whether CP2K stopped on an ``EXIT`` file ("terminated by external request")."""
-    return _tail_has(output, b"terminated by external request")
-
-
-def _tail_has(output: Path, needle: bytes) -> bool:
-    try:
-        with open(output, "rb") as fh:
-            fh.seek(max(0, output.stat().st_size - 200_000))
-            return needle in fh.read()
-    except FileNotFoundError:
-        return False
+def recorded_scf_policy(run_dir: str | os.PathLike) -> str | None:
+    """The ``scf.on_failure`` policy the engine ran with (``segments.json``, else ``run.json``), or
+    None when the directory records none (a run made by hand, the mock)."""
+    for name in (STATE_FILE, RECORD_FILE):
+        try:
+            record = read_json(Path(run_dir) / name)
+        except ValueError:
+            continue
+        if record is not None and record.get("on_scf_failure"):
+            return str(record["on_scf_failure"])
+    return None
 
 
 def check_same_input(found_sha: str | None, sha: str, where: Path, input_path: Path) -> None:

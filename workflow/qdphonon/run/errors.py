@@ -22,7 +22,7 @@ class RunDirMismatchError(EngineError, ValueError):
 
 
 class RunDirLocked(EngineError):
-    """Another live engine holds the run directory's lock (:mod:`qdphonon.rundir_lock`); ``holder``
+    """Another live engine holds the run directory's lock (:mod:`qdphonon.run.lock`); ``holder``
     is what its lock file says (``pid``, ``host``, ``since``, ``purpose``, ``cp2k_pid``)."""
 
     def __init__(self, message: str, holder: dict[str, Any] | None = None):

@@ -1,7 +1,7 @@
 """Where the records of CP2K's shared MD files end, which MD step each one holds, and which
 restart file (step, whole or cut short) a continuation reads.
 
-Part of the run-directory contract (:mod:`qdphonon.rundir` re-exports what others use). Works
+Part of the run-directory contract (:mod:`qdphonon.run.layout` re-exports what others use). Works
 on bytes only, so it reads a file as a kill left it: XYZ frames (``N``, a comment line with
 ``i = <step>``, N atom lines), ``.ener`` lines (step first) and MOLog blocks (a line with
 ``EIGENVALUES AND OCCUPATION NUMBERS``, ``AFTER SCF STEP`` for a restart guess, ending with

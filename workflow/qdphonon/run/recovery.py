@@ -1,6 +1,6 @@
 """Recovery of an MD run directory after a kill at any moment (part of the run-directory contract).
 
-Called by the engine with the directory's lock held (:mod:`qdphonon.rundir_lock`), so no
+Called by the engine with the directory's lock held (:mod:`qdphonon.run.lock`), so no
 CP2K of this directory runs. Every leftover is recognised, recorded in ``segments.json`` and
 set aside under ``set_aside/<segment>/`` (never silently deleted, except the engine's own
 half-written temporary JSON files):
@@ -36,10 +36,9 @@ import time
 from pathlib import Path
 from typing import Any, Mapping
 
-from qdphonon.rundir import (
-    SET_ASIDE_DIR, SegmentEnd, ended_on_exit_file, ended_on_walltime, output_ended, restart_source,
-)  # fmt: skip
-from qdphonon.rundir_records import (
+from qdphonon.parsers.verdicts import OutputEnd, output_end
+from qdphonon.run.layout import SET_ASIDE_DIR, SegmentEnd, restart_source
+from qdphonon.run.records import (
     count_md_blocks, cut_after_step, cut_file, cut_molog_blocks, ener_lines, truncate_to_complete_records,
 )  # fmt: skip
 
@@ -113,13 +112,14 @@ def reconcile_killed(state: dict[str, Any], run_dir: Path, files: Mapping[str, s
             seg["ended"], seg["note"] = SegmentEnd.EMPTY.value, "killed before CP2K wrote its output; set aside"
             seg["molog_blocks"] = 0
             continue
-        if not output_ended(out):
+        end = output_end(out)
+        if not end.ended:
             seg["ended"], seg["note"] = SegmentEnd.KILLED.value, "engine process gone while CP2K ran (killed with its job)"
         elif seg["end_step"] is not None and seg["end_step"] >= state["steps"]:
             seg["ended"], seg["note"] = SegmentEnd.COMPLETED.value, "engine process gone after CP2K finished"
-        elif ended_on_walltime(out):
+        elif end is OutputEnd.WALLTIME:
             seg["ended"], seg["note"] = SegmentEnd.WALLTIME.value, "engine process gone after CP2K's WALLTIME stop"
-        elif ended_on_exit_file(out):
+        elif end is OutputEnd.EXIT_FILE:
             seg["ended"], seg["note"] = SegmentEnd.EXTERNAL_EXIT.value, "engine process gone after an EXIT-file stop"
         else:
             seg["ended"], seg["note"] = SegmentEnd.FAILED.value, "engine process gone; CP2K ended early for no stated reason"
@@ -164,7 +164,7 @@ def _cut_dcd(path: Path, ener_steps: list[int], k: int, owner: Mapping[str, Any]
     whole (CP2K writes the header only into a new file)."""
     from qdphonon.parsers.dcd_steps import dcd_length_through_step  # the DCD format is the parsers'
 
-    ended = owner is not None and output_ended(run_dir / owner["output"])
+    ended = owner is not None and output_end(run_dir / owner["output"]).ended
     keep = dcd_length_through_step(path, ener_steps, k, last_segment_ended=ended)
     if keep == 0:
         size = path.stat().st_size

@@ -1,6 +1,6 @@
 """One engine, and so one CP2K, per run directory: an exclusive lock held for the engine's life.
 
-Part of the run-directory contract (:mod:`qdphonon.rundir` re-exports :func:`lock_holder`,
+Part of the run-directory contract (:mod:`qdphonon.run.layout` re-exports :func:`lock_holder`,
 :func:`lock_run_dir` and :data:`LOCK_FILE`).
 
 The lock is ``fcntl.flock(LOCK_EX)`` on ``{run_dir}/engine.lock``, whose content (JSON)
@@ -13,7 +13,7 @@ lives, the directory stays locked even if the engine itself is gone.
 A second engine on a locked directory:
 
 - holder alive (or on another host): waits up to ``wait_s`` (default 0), then refuses with
-  :class:`~qdphonon.engines.errors.RunDirLocked` naming the holder's PID, host and start;
+  :class:`~qdphonon.run.errors.RunDirLocked` naming the holder's PID, host and start;
 - holder dead on this host (only its CP2K keeps the lock): those leftovers are CP2K processes
   whose engine is gone; they are found by the ``QDPHONON_RUN_DIR`` marker in their
   environment, killed (SIGKILL) and waited for, then the lock is taken.
@@ -35,9 +35,9 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
-from qdphonon.engines.errors import RunDirLocked
+from qdphonon.run.errors import RunDirLocked
+from qdphonon.run.files import LOCK_FILE
 
-LOCK_FILE = "engine.lock"
 MARKER_ENV = "QDPHONON_RUN_DIR"
 """Environment variable naming the run directory in every process the engine starts."""
 ORPHAN_WAIT_S = 30.0
@@ -224,7 +224,7 @@ def _refusal(run_dir: Path, info: dict[str, Any], waited: float | None) -> RunDi
 def lock_run_dir(run_dir: str | os.PathLike, purpose: str, *, wait_s: float = 0.0) -> Iterator[RunDirLock]:
     """Hold ``run_dir``'s exclusive lock for the ``with`` block (the directory must exist).
 
-    Raises :class:`~qdphonon.engines.errors.RunDirLocked` when a live engine holds it for
+    Raises :class:`~qdphonon.run.errors.RunDirLocked` when a live engine holds it for
     longer than ``wait_s`` seconds. See the module docstring for leftovers of a dead engine.
     """
     run_dir = Path(run_dir)

@@ -1,0 +1,99 @@
+"""docs/architecture.md is true to the code: every module its table names exists (with about the
+line count it gives), every module of the package is in the table, and every contract owner it
+names is an importable module."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+PACKAGE = REPO / "workflow" / "qdphonon"
+DOC = (REPO / "docs" / "architecture.md").read_text()
+
+ROW = re.compile(r"^\| `([\w/]+\.py)` \| (\d+) \|", re.MULTILINE)
+OWNER = re.compile(r"^### 2\.\d+ .*?`(qdphonon(?:\.\w+)*)`", re.MULTILINE)
+
+
+def table() -> dict[str, int]:
+    return {path: int(n) for path, n in ROW.findall(DOC)}
+
+
+def test_every_module_in_the_table_exists_with_about_its_line_count():
+    rows = table()
+    assert len(rows) > 40
+    wrong = []
+    for path, lines in rows.items():
+        f = PACKAGE / path
+        if not f.is_file():
+            wrong.append(f"{path}: no such module")
+            continue
+        actual = len(f.read_text().splitlines())
+        if abs(actual - lines) > max(25, 0.15 * actual):
+            wrong.append(f"{path}: table says {lines} lines, the module has {actual}")
+    assert not wrong, "docs/architecture.md §1 is stale:\n" + "\n".join(wrong)
+
+
+def test_every_module_of_the_package_is_in_the_table():
+    modules = {p.relative_to(PACKAGE).as_posix() for p in PACKAGE.rglob("*.py") if "__pycache__" not in p.parts}
+    missing = sorted(modules - set(table()))
+    assert not missing, f"modules missing from docs/architecture.md §1: {missing}"
+
+
+def test_no_module_exceeds_about_400_lines():
+    big = {p.relative_to(PACKAGE).as_posix(): n for p in PACKAGE.rglob("*.py")
+           if (n := len(p.read_text().splitlines())) > 420}  # fmt: skip
+    assert not big
+
+
+def test_every_contract_owner_is_a_module():
+    owners = OWNER.findall(DOC)
+    assert len(owners) >= 3
+    missing = [name for name in owners if importlib.util.find_spec(name) is None]
+    assert not missing, f"contract owners named in docs/architecture.md §2 that do not exist: {missing}"
+
+
+def _module_level_imports() -> dict[str, set[str]]:
+    """qdphonon module -> the qdphonon modules it imports at module level (not in functions or TYPE_CHECKING)."""
+    import ast
+
+    def name(path: Path) -> str:
+        return ".".join(("qdphonon", *path.relative_to(PACKAGE).with_suffix("").parts)).removesuffix(".__init__")
+
+    known = {name(p) for p in PACKAGE.rglob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for path in PACKAGE.rglob("*.py"):
+        src = name(path)
+        out = graph.setdefault(src, set())
+        for node in ast.parse(path.read_text()).body:
+            for sub in [node] if isinstance(node, (ast.Import, ast.ImportFrom)) else []:
+                if isinstance(sub, ast.ImportFrom) and (sub.module or "").startswith("qdphonon"):
+                    for alias in sub.names:
+                        full = f"{sub.module}.{alias.name}"
+                        out.add(full if full in known else sub.module)
+                elif isinstance(sub, ast.Import):
+                    out.update(a.name for a in sub.names if a.name.startswith("qdphonon"))
+        out.discard(src)
+    return graph
+
+
+def test_no_module_level_import_cycle_and_the_run_directory_imports_no_engine():
+    graph = _module_level_imports()
+    engines = sorted(f"{a} -> {b}" for a, bs in graph.items() if a.startswith("qdphonon.run")
+                     for b in bs if b.startswith("qdphonon.engines"))  # fmt: skip
+    assert not engines
+    state: dict[str, int] = {}
+
+    def visit(v: str, stack: list[str]) -> None:
+        state[v] = 1
+        for w in sorted(graph.get(v, ())):
+            if state.get(w) == 1:
+                raise AssertionError("import cycle: " + " -> ".join(stack[stack.index(w):] + [w]) if w in stack else w)
+            if w not in state:
+                visit(w, [*stack, w])
+        state[v] = 2
+
+    for v in sorted(graph):
+        if v not in state:
+            visit(v, [v])
