@@ -31,9 +31,11 @@ include: "workflow/rules/structures.smk"
 include: "workflow/rules/cp2k.smk"
 include: "workflow/rules/aimd.smk"
 include: "workflow/rules/analysis.smk"
+include: "workflow/rules/claims.smk"
 
 
 rule all:
     default_target: True
     input:
         all_targets(),
+        claims_targets(),

@@ -11,6 +11,7 @@ import sys
 
 from qdphonon import settings
 from qdphonon.cli_campaign import add_check_parser, add_status_parser
+from qdphonon.cli_claims import add_claims_parsers
 from qdphonon.cost import add_cost_parser
 from qdphonon.engines.launcher import LAUNCHERS, resolve_launcher
 
@@ -352,7 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="qdphonon", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (_add_build, _add_cp2k_input, _add_run, _add_parse, _add_analyze, _add_plot, add_check_parser, add_status_parser,
-                add_cost_parser):
+                add_cost_parser, add_claims_parsers):
         add(sub)
     for p in sub.choices.values():
         p.add_argument("--settings-json", type=_json_object, default=None, metavar="JSON",
