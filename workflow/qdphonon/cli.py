@@ -75,6 +75,7 @@ def _add_cp2k_input(sub: argparse._SubParsersAction) -> None:
     _opt(p, "--thermostat-timecon-fs", "md.thermostat_timecon_fs", float)
     _opt(p, "--trajectory-every-steps", "md.trajectory_every_steps", int)
     _opt(p, "--trajectory-format", "md.trajectory_format")
+    _opt(p, "--localisation-every-steps", "md.localisation_every_steps", int)
     _add_scf(p)
     _opt(p, "--geo-opt-max-iter", "relax.max_iter", int)
     p.add_argument("--walltime-s", type=int, default=None, help="CP2K's own WALLTIME in seconds (default: none)")
@@ -111,6 +112,8 @@ def _run_cp2k_input(args: argparse.Namespace) -> int:
         walltime_s=args.walltime_s,
         geo_opt_max_iter=args.geo_opt_max_iter,
         overrides=overrides,
+        regions=dot.regions,
+        localisation_every_steps=args.localisation_every_steps,
     )
     spec, description = installed_xmlspec(args.cp2k_command)
     text = render_input(tree, spec)
