@@ -48,7 +48,9 @@ rule summarize_campaign:
             f"{RESULTS}/analysis/{{system}}/linewidth.json", system=SYSTEMS
         ),
         structures=expand(f"{RESULTS}/structures/{{system}}.json", system=SYSTEMS),
-        attributions=expand(f"{RESULTS}/analysis/{{system}}/attribution.csv", system=SYSTEMS),
+        attributions=expand(
+            f"{RESULTS}/analysis/{{system}}/attribution.csv", system=SYSTEMS
+        ),
     output:
         report(
             f"{RESULTS}/summary.csv",

@@ -54,9 +54,3 @@ rule plot_claims:
         outdir=lambda wc, output: os.path.dirname(output.png),
     shell:
         "python -m qdphonon plot-claims --summary {input.summary:q} --outdir {params.outdir:q} > {log:q} 2>&1"
-
-
-def claims_targets():
-    return [
-        f"{RESULTS}/figures/attribution_vs_size.{ext}" for ext in ("png", "pdf")
-    ] + [f"{RESULTS}/analysis/{s}/attribution.csv" for s in SYSTEMS]
