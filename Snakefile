@@ -37,9 +37,11 @@ include: "workflow/rules/aimd.smk"
 include: "workflow/rules/external.smk"
 include: "workflow/rules/analysis.smk"
 include: "workflow/rules/harmonic.smk"
+include: "workflow/rules/claims.smk"
 
 
 rule all:
     default_target: True
     input:
         all_targets(),
+        claims_targets(),

@@ -17,6 +17,7 @@ from qdphonon.cli_analysis import add_analysis_parsers
 from qdphonon.cli_cost import add_cost_parser
 from qdphonon.report_pages import add_report_pages_parser
 from qdphonon.engines.launcher import resolve_launcher
+from qdphonon.cli_claims import add_claims_parsers
 
 
 def _opt(p: argparse.ArgumentParser, flag: str, key: str, type=None, **kw) -> None:
@@ -85,6 +86,7 @@ def _add_cp2k_input(sub: argparse._SubParsersAction) -> None:
     _opt(p, "--thermostat-timecon-fs", "md.thermostat_timecon_fs", float)
     _opt(p, "--trajectory-every-steps", "md.trajectory_every_steps", int)
     _opt(p, "--trajectory-format", "md.trajectory_format")
+    _opt(p, "--localisation-every-steps", "md.localisation_every_steps", int)
     _add_scf(p)
     _opt(p, "--relax-max-iter", "relax.max_iter", int)
     _alias(p, "--geo-opt-max-iter", "--relax-max-iter")
@@ -124,6 +126,8 @@ def _run_cp2k_input(args: argparse.Namespace) -> int:
         (None if args.walltime_min is None else round(60.0 * args.walltime_min)),
         geo_opt_max_iter=args.relax_max_iter,
         overrides=overrides,
+        regions=dot.regions,
+        localisation_every_steps=args.localisation_every_steps,
     )
     spec, description = installed_xmlspec(args.cp2k_command)
     text = render_input(tree, spec)
@@ -329,7 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"qdphonon {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (_add_build, _add_cp2k_input, _add_run, _add_parse, _add_analysis, _add_plot, add_report_pages_parser,
-                add_check_parser, add_status_parser, add_cost_parser, add_reevaluate_parser):
+                add_check_parser, add_status_parser, add_cost_parser, add_reevaluate_parser, add_claims_parsers):
         add(sub)
     add_harmonic_parsers(sub, _opt, _add_cp2k_launch, _json_object)
     for p in sub.choices.values():

@@ -47,6 +47,9 @@ rule summarize_campaign:
         linewidths=route_linewidths()
         + expand(f"{RESULTS}/analysis/{{system}}/linewidth.json", system=EXTERNAL),
         structures=expand(f"{RESULTS}/structures/{{system}}.json", system=SYSTEMS),
+        attributions=expand(
+            f"{RESULTS}/analysis/{{system}}/attribution.csv", system=SYSTEMS
+        ),
     output:
         report(
             f"{RESULTS}/summary.csv",

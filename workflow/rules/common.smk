@@ -72,6 +72,13 @@ def all_targets():
     )
 
 
+def claims_targets():
+    """Outputs of rules/claims.smk: attribution.csv per system and its figure."""
+    return [
+        f"{RESULTS}/figures/attribution_vs_size.{ext}" for ext in ("png", "pdf")
+    ] + [f"{RESULTS}/analysis/{s}/attribution.csv" for s in SYSTEMS]
+
+
 def relaxed_wfn_output():
     """The relaxation's last wavefunction (CP2K only; the MD's first SCF starts from it)."""
     if config["engine"] != "cp2k":

@@ -56,6 +56,7 @@ rule write_cp2k_input:
             timestep_fs=system_of(wc).md["timestep_fs"],
             steps=system_of(wc).md["steps"],
             trajectory_every_steps=system_of(wc).md["trajectory_every_steps"],
+            localisation_every_steps=config["md"]["localisation_every_steps"],
             trajectory_format=config["md"]["trajectory_format"],
             thermostat_timecon_fs=config["md"]["thermostat_timecon_fs"],
             seed=seed_of(wc),

@@ -102,6 +102,14 @@ def summary_row(linewidth: dict, structure: dict | None = None, config_digest: s
     return row
 
 
+def claims_columns(analysis_dir: Path) -> dict:
+    """Headline numbers of the study's further claims found beside linewidth.json (attribution.csv)."""
+    from qdphonon.analysis.attribution_io import attribution_summary
+
+    path = analysis_dir / "attribution.csv"
+    return attribution_summary(path) if path.is_file() else {}
+
+
 def write_summary(
     linewidth_jsons: Sequence[str | os.PathLike],
     structure_jsons: Sequence[str | os.PathLike] | None,
@@ -132,6 +140,7 @@ def write_summary(
         lw.setdefault("system", p.parent.name)
         rows.append(summary_row(lw, structures.get(lw["system"]), config_digest))
         messages.append(list(lw.get("warnings") or []))
+        rows[-1].update(claims_columns(p.parent))
     if not rows:
         raise ValueError("no linewidth files given")
     out = Path(out_csv)

@@ -259,6 +259,8 @@ def cp2k_input_tree(
     walltime_s: int | None = None,
     geo_opt_max_iter: int = 200,
     overrides: Mapping[str, Any] | None = None,
+    regions: Sequence[str] | None = None,
+    localisation_every_steps: int | None = None,
 ) -> dict[str, Any]:
     """The CP2K input of a relaxation (``GEO_OPT``), NVT AIMD (``MD``) or single point (``ENERGY_FORCE``:
     forces to ``{project}-forces``, band edges as in :func:`_single_point_prints`) of one dot, as a dict.
@@ -267,6 +269,8 @@ def cp2k_input_tree(
     (``CENTER_COORDINATES T``). ``walltime_s`` sets CP2K's own ``WALLTIME`` so a job ends
     cleanly with a restart file before a scheduler kills it (continuations: ``engines``). ``overrides`` (CP2K keyword
     tree, case-insensitive keys) is merged last, so a user can change any keyword.
+    With ``regions`` (one label per atom) and ``localisation_every_steps``, an MD input also prints
+    the frontier orbitals' weight on every region (:mod:`qdphonon.cp2k.localisation`).
     """
     _check_level(level)
     if run_type not in RUN_TYPES:
@@ -290,6 +294,13 @@ def cp2k_input_tree(
             },
         },
     }
+    if run_type == "MD" and regions is not None and localisation_every_steps:
+        from qdphonon.cp2k.localisation import localisation_print
+
+        if len(regions) != len(symbols):
+            raise ValueError(f"{len(regions)} region labels for {len(symbols)} atoms")
+        dft_print = tree["force_eval"]["dft"].setdefault("print", {})
+        dft_print["pdos"] = localisation_print(regions, localisation_every_steps)
     if run_type == "MD":
         tree["motion"] = {
             "md": {

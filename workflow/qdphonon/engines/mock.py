@@ -13,7 +13,7 @@ from qdphonon.engines.cp2k import _open_md_run
 from qdphonon.run.errors import RunDirMismatchError
 from qdphonon.run.files import segment_files
 from qdphonon.engines.mock_dcd import cp2k_cell_record, dcd_frames_bytes, dcd_header_bytes, mock_titles
-from qdphonon.engines.mock_model import BOLTZMANN_Ha_per_K, mock_atom_oscillators, mock_band_edges, mock_params, mock_seed, oscillator_energies_eV, oscillator_motion
+from qdphonon.engines.mock_model import BOLTZMANN_Ha_per_K, gap_coupling_record, mock_atom_oscillators, mock_band_edges, mock_params, mock_seed, oscillator_energies_eV, oscillator_motion
 from qdphonon.engines.mock_writers import ENER_HEADER, mock_output_text, molog_bytes, xyz_frames_bytes
 from qdphonon.engines.relax import recentre
 from qdphonon.metadata import SYNTHETIC_LABEL
@@ -107,7 +107,7 @@ def run_mock(
     times = steps * md.timestep_fs
     edges = mock_band_edges(times, size=dot.spec.size, shell_layers=dot.spec.shell_layers, lattice_A=dot.spec.lattice_A,
                             layers=dot.layers, temperature_K=md.temperature_K, seed=seed, params=p)  # fmt: skip
-    osc = mock_atom_oscillators(md.symbols, dot.regions, md.temperature_K, seed, p)
+    osc = mock_atom_oscillators(md.symbols, dot.regions, md.temperature_K, seed, p, edges, md.positions_A)
     kin_eV, harm_eV = oscillator_energies_eV(osc, times)
     base_Ha = sum(float(p["potential_Ha_per_atom"].get(s, -1.0)) for s in md.symbols)
     pot_Ha = base_Ha + harm_eV / units.HARTREE_eV
@@ -176,6 +176,7 @@ def run_mock(
                     float(units.FWHM_PER_SIGMA * edges.gap_std_meV * np.sqrt(300.0 / md.temperature_K)), 3
                 ),
             },
+            "gap_coupling": gap_coupling_record(osc, times, md.temperature_K),
             "scf_unconverged_steps": [],
         },
     )  # fmt: skip

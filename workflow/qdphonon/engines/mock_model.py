@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import hashlib
+import math
 from typing import Any, Mapping, Sequence
 import numpy as np
 from qdphonon import elements, units
@@ -45,6 +46,7 @@ MOCK_DEFAULTS: dict[str, Any] = {
     "confinement_eV_nm2": 1.8,
     "orbital_spacing_eV": 0.05,
     "calibrate_realised_variance": True,
+    "gap_coupling_region_weights": {"core": [0.15, 0.25, 0.6], "surface": [0.75, 0.6, 0.3], "shell": [0.1, 0.15, 0.1]},
     "surface_softening": 0.7,
     "oscillators_per_axis": 2,
     **_element_defaults(),
@@ -78,6 +80,18 @@ Band edges (a linear coupling to modes in three spectral regions):
   realised over the whole trajectory equals ``2 lambda_R k_B T`` exactly. Without it, a few
   periods of the ~2 meV modes in a trajectory of a few ps scatter the gap std by about 13 %
   (one sigma) between replicas, as a real finite MD would.
+
+The gap is a linear function of the written displacements, ``dE_gap(t) = sum_R |g_R| ghat_R . u(t)``:
+
+* ``gap_coupling_region_weights`` (atom region -> 3 floats): share of each spectral region's gap
+  modes (low, intermediate, LO) carried by the atoms of that region (normalised over the regions
+  with at least 3 atoms in the dot). Each region R gets a random unit pattern ``ghat_R`` over its
+  atoms with no net force and no net torque; the atoms move along it by
+  ``Q_R(t) = sum_m w_{s(m),R} a_m cos(w_m t + phi_m) / |g_R|`` (the gap modes above, with the
+  same amplitudes and phases), and the background oscillators below are projected off every
+  ``ghat_R``, so the gap is exactly ``sum_R |g_R| Q_R``. ``|g_R|`` (meV/Angstrom) is set so each
+  gap mode holds k_B T of energy (less in dots with fewer than 2 degrees of freedom per mode).
+  The known answer of the attribution, ``lambda_R = sum_s w_sR lambda_s``, goes into run.json.
 
 Atoms (independent harmonic oscillators around the input geometry, classical thermal ensemble
 at the MD temperature):
@@ -189,6 +203,13 @@ class MockBandEdges:
     gap_std_meV: float
     lambdas_meV: np.ndarray
     surface_fraction: float
+    gap_modes: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+    region_scale: np.ndarray | None = None
+
+    def mode_amplitudes_meV(self) -> np.ndarray:
+        """Gap amplitude of every gap mode after the realised-variance calibration (meV)."""
+        n = len(self.gap_modes[1]) // 3
+        return self.gap_modes[1] * np.repeat(self.region_scale, n)
 
 
 def mock_band_edges(
@@ -202,16 +223,18 @@ def mock_band_edges(
     common_lambdas = lambdas * float(params["common_shift_ratio"]) ** 2
     common_modes = mock_modes(np.random.default_rng([seed, 2]), common_lambdas, temperature_K, params)
     d_gap = region_signals(times_fs, *gap_modes, int(params["modes_per_region"]))
+    scale = np.ones(3)
     if params["calibrate_realised_variance"]:
         target = 2.0 * lambdas * units.BOLTZMANN_meV_per_K * temperature_K
         var = d_gap.var(axis=1)
-        d_gap = d_gap * np.sqrt(np.divide(target, var, out=np.zeros_like(var), where=var > 0))[:, None]
+        scale = np.sqrt(np.divide(target, var, out=np.zeros_like(var), where=var > 0))
+        d_gap = d_gap * scale[:, None]
     d_gap = d_gap.sum(axis=0) * 1e-3
     common = mode_signal(times_fs, *common_modes) * 1e-3
     vbm0, gap0 = mock_mean_levels_eV(size, shell_layers, lattice_A, params)
     vbm = vbm0 + common - float(params["vbm_share"]) * d_gap
     return MockBandEdges(vbm, vbm + gap0 + d_gap, gap0, mock_gap_std_meV(fraction, shell_layers, temperature_K, params),
-                         lambdas, fraction)  # fmt: skip
+                         lambdas, fraction, gap_modes, scale)  # fmt: skip
 
 
 @dataclasses.dataclass(frozen=True)
@@ -225,6 +248,7 @@ class AtomOscillators:
     omega_per_fs: np.ndarray
     phase: np.ndarray
     mass_amu: np.ndarray
+    gap: GapPatterns | None = None
 
     @property
     def energy_eV(self) -> np.ndarray:
@@ -233,11 +257,85 @@ class AtomOscillators:
         return 0.5 * AMU_eV_fs2_per_A2 * m * (self.omega_per_fs * self.amplitude_A) ** 2
 
 
+@dataclasses.dataclass(frozen=True)
+class GapPatterns:
+    """The motion the gap couples to: per atom region R (``regions``), a unit pattern ``direction``
+    (atoms, 3) moved by ``Q_R(t) = sum_m amplitude_A[R, m] cos(omega_m t + phase_m)``; the gap is
+    ``sum_R coupling_meV_per_A[R] Q_R(t)``. ``mu_amu[R] = sum_i m_i |ghat_i|^2``."""
+
+    regions: tuple[str, ...]
+    direction: np.ndarray
+    amplitude_A: np.ndarray
+    omega_per_fs: np.ndarray
+    phase: np.ndarray
+    mu_amu: np.ndarray
+    coupling_meV_per_A: np.ndarray
+    weights: np.ndarray
+    lambda_meV: np.ndarray
+
+    def energy_eV(self) -> np.ndarray:
+        """Energy of every (region, mode) oscillation: 1/2 mu omega^2 B^2 (constant)."""
+        return 0.5 * AMU_eV_fs2_per_A2 * self.mu_amu[:, None] * (self.omega_per_fs[None] * self.amplitude_A) ** 2
+
+
+def zero_force_pattern(rng: np.random.Generator, positions_A: np.ndarray) -> np.ndarray:
+    """A random unit vector over these atoms (n, 3) with no net force (sum = 0) and no net torque."""
+    r = positions_A - positions_A.mean(axis=0)
+    T = np.array([np.tile(a, len(r)) for a in np.eye(3)] + [np.cross(a, r).ravel() for a in np.eye(3)]).T
+    Q, _ = np.linalg.qr(T)
+    v = rng.normal(size=T.shape[0])
+    v -= Q @ (Q.T @ v)
+    return (v / np.linalg.norm(v)).reshape(-1, 3)
+
+
+def mock_gap_patterns(edges: MockBandEdges, positions_A: np.ndarray, regions: Sequence[str], masses_amu: np.ndarray,
+                      temperature_K: float, seed: int, params: Mapping[str, Any]) -> GapPatterns:  # fmt: skip
+    """The gap modes of ``edges`` as displacements along one zero-force pattern per atom region (see
+    ``gap_coupling_region_weights`` in :data:`MOCK_DEFAULTS`)."""
+    labels = np.asarray(regions)
+    present = [r for r in dict.fromkeys(labels.tolist()) if np.sum(labels == r) >= 3]
+    table = params["gap_coupling_region_weights"]
+    missing = [r for r in present if r not in table]
+    if missing:
+        raise ValueError(f"mock: gap_coupling_region_weights has no entry for region(s) {missing}")
+    w = np.array([np.asarray(table[r], dtype=float) for r in present])
+    if w.shape[1:] != (3,) or np.any(w < 0) or np.any(w.sum(axis=0) <= 0):
+        raise ValueError(f"mock: gap_coupling_region_weights needs 3 non-negative weights per region, "
+                         f"some positive in every spectral region, for the dot's regions {present}")  # fmt: skip
+    w = w / w.sum(axis=0)
+    energies, _, phases = edges.gap_modes
+    n_per = len(energies) // 3
+    amp = edges.mode_amplitudes_meV()
+    band = np.repeat(np.arange(3), n_per)
+    omega = np.asarray(energies) / units.HBAR_meV_fs
+    kT_eV = units.BOLTZMANN_meV_per_K * temperature_K * 1e-3
+    kT_mode = kT_eV * min(1.0, (3 * len(labels) - 6) / (2.0 * len(energies)))
+    rng = np.random.default_rng([seed, 5])
+    directions, B, mu, g = [], [], [], []
+    for i, r in enumerate(present):
+        d = np.zeros((len(labels), 3))
+        d[labels == r] = zero_force_pattern(rng, np.asarray(positions_A)[labels == r])
+        part = w[i, band] * amp
+        m_r = float(np.sum(masses_amu[:, None] * d**2))
+        target = kT_mode * float(np.sum(w[i, band]))
+        g_r = math.sqrt(0.5 * AMU_eV_fs2_per_A2 * m_r * np.sum((omega * part) ** 2) / target) if target > 0 else 0.0
+        directions.append(d)
+        B.append(part / g_r if g_r > 0 else np.zeros_like(part))
+        mu.append(m_r)
+        g.append(g_r)
+    lam = w @ np.asarray(edges.lambdas_meV)
+    return GapPatterns(tuple(present), np.array(directions), np.array(B), omega, np.asarray(phases), np.array(mu),
+                       np.array(g), w, lam)  # fmt: skip
+
+
 def mock_atom_oscillators(
-    symbols: Sequence[str], regions: Sequence[str], temperature_K: float, seed: int, params: Mapping[str, Any]
+    symbols: Sequence[str], regions: Sequence[str], temperature_K: float, seed: int, params: Mapping[str, Any],
+    edges: MockBandEdges | None = None, positions_A: np.ndarray | None = None,
 ) -> AtomOscillators:
     """Thermal oscillators of every atom: energies from the element's region weights (softer outside
-    the core), classical amplitudes with <E> = k_B T per oscillator set of an axis."""
+    the core), classical amplitudes with <E> = k_B T per oscillator set of an axis. With ``edges``
+    and ``positions_A``, also the gap's patterns (:func:`mock_gap_patterns`); the background then
+    holds the thermal energy the patterns do not, so the total stays 3N k_B T on average."""
     rng = np.random.default_rng([seed, 3])
     n_osc = int(params["oscillators_per_axis"])
     n = len(symbols)
@@ -260,7 +358,11 @@ def mock_atom_oscillators(
     mean_sq = 2.0 * kT_eV / (n_osc * AMU_eV_fs2_per_A2 * mass[:, None, None] * omega**2)
     amplitude = np.sqrt(mean_sq * rng.exponential(1.0, size=(n, 3, n_osc)))
     phase = rng.uniform(0.0, 2 * np.pi, size=(n, 3, n_osc))
-    return AtomOscillators(amplitude, omega, phase, mass)
+    if edges is None or positions_A is None or edges.gap_modes is None:
+        return AtomOscillators(amplitude, omega, phase, mass)
+    gap = mock_gap_patterns(edges, positions_A, regions, mass, temperature_K, seed, params)
+    held = float(gap.energy_eV().sum()) / (3 * n * kT_eV) if kT_eV > 0 else 0.0
+    return AtomOscillators(amplitude * math.sqrt(max(0.0, 1.0 - held)), omega, phase, mass, gap)
 
 
 def oscillator_motion(osc: AtomOscillators, times_fs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -268,7 +370,23 @@ def oscillator_motion(osc: AtomOscillators, times_fs: np.ndarray) -> tuple[np.nd
     theta = osc.omega_per_fs[None] * np.asarray(times_fs)[:, None, None, None] + osc.phase[None]
     disp = (osc.amplitude_A[None] * np.cos(theta)).sum(axis=-1)
     vel = -(osc.amplitude_A[None] * osc.omega_per_fs[None] * np.sin(theta)).sum(axis=-1)
-    return disp, vel
+    gap = osc.gap
+    if gap is None:
+        return disp, vel
+    d = gap.direction
+    disp -= np.einsum("fai,rai,rbj->fbj", disp, d, d)
+    vel -= np.einsum("fai,rai,rbj->fbj", vel, d, d)
+    phi = np.outer(np.asarray(times_fs), gap.omega_per_fs) + gap.phase
+    q = np.cos(phi) @ gap.amplitude_A.T
+    qdot = -np.sin(phi) @ (gap.amplitude_A * gap.omega_per_fs).T
+    return disp + np.einsum("fr,rai->fai", q, d), vel + np.einsum("fr,rai->fai", qdot, d)
+
+
+def gap_from_displacements_meV(osc: AtomOscillators, displacements_A: np.ndarray) -> np.ndarray:
+    """The mock gap fluctuation (meV) as the linear function of the displacements it is:
+    ``sum_R |g_R| ghat_R . u`` for displacements (frames, atoms, 3) from the input geometry."""
+    gap = osc.gap
+    return np.einsum("fai,rai,r->f", np.asarray(displacements_A), gap.direction, gap.coupling_meV_per_A)
 
 
 def oscillator_energies_eV(osc: AtomOscillators, times_fs: np.ndarray, chunk: int = 256) -> tuple[np.ndarray, np.ndarray]:
@@ -276,9 +394,36 @@ def oscillator_energies_eV(osc: AtomOscillators, times_fs: np.ndarray, chunk: in
     e = osc.energy_eV.ravel()
     w2 = 2.0 * osc.omega_per_fs.ravel()
     p2 = 2.0 * osc.phase.ravel()
+    if osc.gap is not None:
+        e = np.concatenate([e, osc.gap.energy_eV().ravel()])
+        w2 = np.concatenate([w2, np.tile(2.0 * osc.gap.omega_per_fs, len(osc.gap.regions))])
+        p2 = np.concatenate([p2, np.tile(2.0 * osc.gap.phase, len(osc.gap.regions))])
     s = np.empty(len(times_fs))
     for i in range(0, len(times_fs), chunk):
         t = np.asarray(times_fs[i : i + chunk])
         s[i : i + chunk] = np.cos(np.outer(t, w2) + p2) @ e
     total = e.sum()
     return 0.5 * (total - s), 0.5 * (total + s)
+
+
+def gap_coupling_record(osc: AtomOscillators, times_fs: np.ndarray, temperature_K: float) -> dict[str, Any] | None:
+    """run.json's account of the gap coupling (the attribution's known answer): per atom region the
+    coupling |g_R| (meV/Angstrom), the share of each spectral region's modes, the ensemble
+    ``lambda_R = sum_s w_sR lambda_s`` and the one realised over all MD steps, ``Cov(g_R . u_R, dE) / 2 k_B T``."""
+    gap = osc.gap
+    if gap is None:
+        return None
+    phi = np.outer(np.asarray(times_fs), gap.omega_per_fs) + gap.phase
+    parts = (np.cos(phi) @ gap.amplitude_A.T) * gap.coupling_meV_per_A
+    parts -= parts.mean(axis=0)
+    total = parts.sum(axis=1)
+    two_kT = 2.0 * units.BOLTZMANN_meV_per_K * temperature_K
+    realised = parts.T @ total / len(total) / two_kT
+    return {
+        "note": "synthetic (mock engine): the gap is sum_R |g_R| ghat_R . u; these are inputs, not findings",
+        "regions": list(gap.regions),
+        "coupling_meV_per_A": [round(float(x), 6) for x in gap.coupling_meV_per_A],
+        "spectral_region_weights": [[round(float(x), 6) for x in row] for row in gap.weights],
+        "lambda_meV": [round(float(x), 6) for x in gap.lambda_meV],
+        "lambda_realised_meV": [round(float(x), 6) for x in realised],
+    }

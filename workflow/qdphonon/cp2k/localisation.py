@@ -1,0 +1,40 @@
+"""The CP2K print of band-edge localisation: ``&PDOS`` with one ``&LDOS`` atom list per region of the
+dot (core, surface, shell, in that order, empty regions left out), every K MD steps, appended.
+
+CP2K 2023.1 supports it with GFN1-xTB (diagonalisation) and with OT (``NLUMO`` unoccupied orbitals
+are then computed for the print); it writes ``{project}-loc-list{k}-1.pdos`` (one block per print,
+``APPEND``) plus per-kind files. Measured cost: docs/physics.md §6.2.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from qdphonon.structures.model import REGIONS
+
+LOCALISATION_FILENAME = "loc"
+"""``FILENAME`` of the print: files ``{project}-loc-list{k}-1.pdos``."""
+
+
+def localisation_lists(regions: Sequence[str]) -> list[tuple[str, list[int]]]:
+    """(region, 1-based atom indices) of every non-empty region, in :data:`REGIONS` order: list k of
+    the print is the k-th entry. The one owner of the list order (inputs and parser use it)."""
+    unknown = sorted(set(regions) - set(REGIONS))
+    if unknown:
+        raise ValueError(f"unknown region label(s) {unknown}; expected {REGIONS}")
+    return [(r, [i + 1 for i, x in enumerate(regions) if x == r]) for r in REGIONS if r in regions]
+
+
+def localisation_print(regions: Sequence[str], every_steps: int, nlumo: int = 1) -> dict[str, Any]:
+    """The ``&PDOS`` print section (cp2k-input-tools dict) for these per-atom region labels."""
+    if int(every_steps) < 1:
+        raise ValueError(f"md.localisation_every_steps must be >= 1, got {every_steps}")
+    return {
+        "_": "ON",
+        "nlumo": int(nlumo),
+        "components": False,
+        "append": True,
+        "filename": LOCALISATION_FILENAME,
+        "each": {"md": int(every_steps)},
+        "ldos": [{"list": atoms} for _, atoms in localisation_lists(regions)],
+    }

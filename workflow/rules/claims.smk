@@ -1,0 +1,56 @@
+# The study's further claims (docs/physics.md): where in the dot the gap coupling lives.
+
+
+rule attribute_system:
+    """Region attribution of lambda: linear fit of the gap to the displacements, lambda split by atom region."""
+    input:
+        csvs=lambda wc: expand(
+            f"{RESULTS}/band_edges/{{system}}/{{replica}}.csv",
+            system=wc.system,
+            replica=system_of(wc).replicas,
+        ),
+        npzs=lambda wc: expand(
+            f"{RESULTS}/trajectories/{{system}}/{{replica}}.npz",
+            system=wc.system,
+            replica=system_of(wc).replicas,
+        ),
+    output:
+        attribution=f"{RESULTS}/analysis/{{system}}/attribution.csv",
+        spectrum=f"{RESULTS}/analysis/{{system}}/attribution_spectrum.csv",
+    log:
+        f"{RESULTS}/logs/attribute_system/{{system}}.log",
+    localrule: True
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        outdir=lambda wc, output: os.path.dirname(output.attribution),
+        settings=lambda wc: settings_record(
+            md_temperature_K=config["md"]["temperature_K"],
+            discard_fs=system_of(wc).md["equilibration_fs"],
+        ),
+    shell:
+        "python -m qdphonon attribute --band-edges {input.csvs:q} --trajectories {input.npzs:q}"
+        " --system {wildcards.system:q} --outdir {params.outdir:q}"
+        " --settings-json {params.settings:q} > {log:q} 2>&1"
+
+
+rule plot_claims:
+    """Figure: share of lambda per atom region vs size."""
+    input:
+        summary=f"{RESULTS}/summary.csv",
+    output:
+        png=report(
+            f"{RESULTS}/figures/attribution_vs_size.png",
+            caption="../report/attribution_vs_size.rst",
+            category="Figures",
+        ),
+        pdf=f"{RESULTS}/figures/attribution_vs_size.pdf",
+    log:
+        f"{RESULTS}/logs/plot_claims.log",
+    localrule: True
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        outdir=lambda wc, output: os.path.dirname(output.png),
+    shell:
+        "python -m qdphonon plot-claims --summary {input.summary:q} --outdir {params.outdir:q} > {log:q} 2>&1"
