@@ -23,6 +23,7 @@ from qdphonon.parsers.xyz import Trajectory, read_positions, read_velocities
 from qdphonon import settings
 from qdphonon.run.layout import RunLayout, discover, recorded_scf_policy
 from qdphonon.parsers.output_header import read_output_header
+from qdphonon.parsers.verdicts import RunType
 from qdphonon.units import BOLTZMANN_meV_per_K
 
 SCF_POLICIES = tuple(settings.choices("scf.on_failure"))
@@ -185,7 +186,7 @@ def _refuse_other_run_types(paths: Sequence[Path], mains: Sequence[MainOutput] |
     for i, p in enumerate(paths):
         if mains is None:
             h = read_output_header(p)
-            if h is None or h.run_type is None or h.run_type.upper() == "MD":
+            if h is None or h.run_type is None or h.run_type is RunType.MD:
                 continue
         mo = mains[i] if mains is not None else read_main_output(p)
         if mo.run_type is not None and mo.run_type != "MD":
