@@ -13,8 +13,11 @@ def add_claims_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--band-edges", nargs="+", required=True, metavar="CSV", help="one CSV per replica")
     p.add_argument("--trajectories", nargs="+", required=True, metavar="NPZ", help="one .npz per replica, same order")
     p.add_argument("--md-temperature-K", type=float, default=None,
-                   help="T_md in K (default: md_temperature_K of the band-edge tables' sidecars)")  # fmt: skip
-    p.add_argument("--discard-fs", type=float, default=settings.default("md.equilibration_fs"))
+                   help="T_md in K (config md.temperature_K; default: md_temperature_K of the band-edge tables' "
+                        "sidecars)")  # fmt: skip
+    p.add_argument("--md-equilibration-fs", type=float, default=settings.default("md.equilibration_fs"),
+                   help=settings.describe("md.equilibration_fs"))
+    p.add_argument("--discard-fs", type=float, dest="md_equilibration_fs", help=argparse.SUPPRESS)
     p.add_argument("--outdir", required=True)
     p.add_argument("--system", default=None)
     p.set_defaults(func=_run_attribute)
@@ -29,7 +32,7 @@ def _run_attribute(args: argparse.Namespace) -> int:
     from qdphonon.analysis.inputs import md_temperature_from_sidecars
 
     T_md = args.md_temperature_K if args.md_temperature_K is not None else md_temperature_from_sidecars(args.band_edges)
-    att, meta = attribute_system(args.band_edges, args.trajectories, T_md, args.discard_fs, args.outdir, args.system)
+    att, meta = attribute_system(args.band_edges, args.trajectories, T_md, args.md_equilibration_fs, args.outdir, args.system)
     print(f"explained variance {meta['explained_variance_cv']:.3f} (cross-validated); "
           + ", ".join(f"{r} {v:.3g} meV" for r, v in att.lambda_meV.items()))  # fmt: skip
     return 0

@@ -26,7 +26,7 @@ rule attribute_system:
         outdir=lambda wc, output: os.path.dirname(output.attribution),
         settings=lambda wc: settings_record(
             md_temperature_K=config["md"]["temperature_K"],
-            discard_fs=system_of(wc).md["equilibration_fs"],
+            md_equilibration_fs=system_of(wc).md["equilibration_fs"],
         ),
     shell:
         "python -m qdphonon attribute --band-edges {input.csvs:q} --trajectories {input.npzs:q}"

@@ -13,7 +13,8 @@ from qdphonon.engines.cp2k import _open_md_run
 from qdphonon.run.errors import RunDirMismatchError
 from qdphonon.run.files import segment_files
 from qdphonon.engines.mock_dcd import cp2k_cell_record, dcd_frames_bytes, dcd_header_bytes, mock_titles
-from qdphonon.engines.mock_model import BOLTZMANN_Ha_per_K, gap_coupling_record, mock_atom_oscillators, mock_band_edges, mock_params, mock_seed, oscillator_energies_eV, oscillator_motion
+from qdphonon.engines.mock_gap import gap_coupling_record
+from qdphonon.engines.mock_model import BOLTZMANN_Ha_per_K, mock_atom_oscillators, mock_band_edges, mock_params, mock_seed, oscillator_energies_eV, oscillator_motion
 from qdphonon.engines.mock_writers import ENER_HEADER, mock_output_text, molog_bytes, xyz_frames_bytes
 from qdphonon.engines.relax import recentre
 from qdphonon.metadata import SYNTHETIC_LABEL
