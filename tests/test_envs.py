@@ -72,6 +72,7 @@ CONDA_FORGE_VERSIONS = {
     "pymatgen": ("2025.6.14", "2025.10.7"),  # pymatgen-feedstock dc3a6a3
     "pyyaml": ("6.0.2", "6.0.3"),  # pyyaml-feedstock eaba673
     "jsonschema": ("4.25.1", "4.26.0"),  # jsonschema-feedstock bf336d5, noarch
+    "phonopy": ("2.47.1",),  # phonopy-feedstock 008be50 (the package is tested with PyPI 4.10)
     "openmpi": ("4.1.4", "4.1.5", "4.1.6", "4.1.7", "5.0.8", "5.0.10"),  # openmpi-feedstock
     "cp2k": CONDA_FORGE_CP2K_VERSIONS,
 }
@@ -93,6 +94,11 @@ NEEDS = {
     "analyze": BASE | {"numpy", "scipy", "pandas", "ase"},
     "summarize": BASE | {"pandas"},
     "plot": BASE | {"numpy", "pandas", "matplotlib-base"},
+    "report-pages": BASE | {"pandas"},
+    "attribute": BASE | {"numpy", "scipy", "pandas", "ase"},
+    "plot-claims": BASE | {"numpy", "pandas", "matplotlib-base"},
+    "harmonic-run": BASE | {"numpy", "cp2k-input-tools", "cp2k", "openmpi", "ase"},
+    "harmonic-analyze": BASE | {"numpy", "scipy", "pandas", "ase", "phonopy"},
 }
 # What each env is for beyond its rules' imports (envs/README.md).
 ENV_EXTRAS = {"structures": {"pymatgen"}, "cp2k": {"jsonschema"}, "analysis": set()}
@@ -101,7 +107,7 @@ ENV_EXTRAS = {"structures": {"pymatgen"}, "cp2k": {"jsonschema"}, "analysis": se
 IMPORTS = {
     "numpy": "numpy", "pandas": "pandas", "scipy": "scipy", "matplotlib": "matplotlib-base",
     "ase": "ase", "pymatgen": "pymatgen", "yaml": "pyyaml", "cp2k_input_tools": "cp2k-input-tools",
-    "jsonschema": "jsonschema", "snakemake": None,
+    "jsonschema": "jsonschema", "snakemake": None, "phonopy": "phonopy",
 }
 
 TESTED_CP2K = "2023.1"  # Debian bookworm's cp2k, installed by tests/run.sh; fixtures tests/data/cp2k-2023.1
