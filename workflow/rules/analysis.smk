@@ -48,7 +48,7 @@ rule summarize_campaign:
         + expand(f"{RESULTS}/analysis/{{system}}/linewidth.json", system=EXTERNAL),
         structures=expand(f"{RESULTS}/structures/{{system}}.json", system=SYSTEMS),
         attributions=expand(
-            f"{RESULTS}/analysis/{{system}}/attribution.csv", system=SYSTEMS
+            f"{RESULTS}/analysis/{{system}}/attribution.csv", system=MD_SYSTEMS
         ),
     output:
         report(

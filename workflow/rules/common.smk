@@ -73,10 +73,13 @@ def all_targets():
 
 
 def claims_targets():
-    """Outputs of rules/claims.smk: attribution.csv per system and its figure."""
+    """Outputs of rules/claims.smk: attribution.csv per system of the MD route (it fits the MD's
+    frames) and its figure."""
+    if not MD_SYSTEMS:
+        return []
     return [
         f"{RESULTS}/figures/attribution_vs_size.{ext}" for ext in ("png", "pdf")
-    ] + [f"{RESULTS}/analysis/{s}/attribution.csv" for s in SYSTEMS]
+    ] + [f"{RESULTS}/analysis/{s}/attribution.csv" for s in MD_SYSTEMS]
 
 
 def relaxed_wfn_output():
