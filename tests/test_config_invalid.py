@@ -123,12 +123,28 @@ def mutated(mutate: Callable[[dict], Any]) -> dict:
     return cfg if result is None else result
 
 
+EXTERNAL_ENTRY = {"name": "theirs", "level": "xtb"}  # plus run_dir or trajectory (oneOf)
+
+
+def walk(cfg: dict, path: list, leaf: Any = None) -> Any:
+    """The node at ``path``, creating missing mappings; a missing ``external[0]`` becomes a valid
+    entry (run_dir, or trajectory when that is the key under test) so only the key under test is wrong."""
+    node = cfg
+    for i, part in enumerate(path):
+        if isinstance(part, str):
+            following = path[i + 1] if i + 1 < len(path) else None
+            node = node.setdefault(part, [] if isinstance(following, int) else {})
+            continue
+        if len(node) <= part:
+            source = "trajectory" if [*path[i + 1:], leaf][0] == "trajectory" else "run_dir"
+            node.append({**EXTERNAL_ENTRY, source: "their_run"})
+        node = node[part]
+    return node
+
+
 def setitem(path: list, value: Any) -> Callable[[dict], None]:
     def mutate(cfg):
-        node = cfg
-        for part in path[:-1]:
-            node = node.setdefault(part, {}) if isinstance(part, str) else node[part]
-        node[path[-1]] = value
+        walk(cfg, path[:-1], leaf=path[-1])[path[-1]] = value
     return mutate
 
 
@@ -486,8 +502,9 @@ def hostile_values(marker: str) -> list[str]:
 
 def test_every_string_setting_has_an_enum_or_a_pattern():
     assert sorted(map(config_key_path, STRING_SETTINGS)) == [
-        "cp2k.command", "cp2k.mpi_launcher", "engine", "level", "md.trajectory_format", "scf.on_failure",
-        "systems[0].shell_metal"]
+        "cp2k.command", "cp2k.mpi_launcher", "engine", "external[0].format", "external[0].level",
+        "external[0].name", "external[0].run_dir", "external[0].trajectory", "external[0].type_map", "level",
+        "md.trajectory_format", "scf.on_failure", "systems[0].route", "systems[0].shell_metal"]
     for path, sub in schema_leaves(SCHEMA, []):
         if path in STRING_SETTINGS:
             assert "enum" in sub or "pattern" in sub, config_key_path(path)
@@ -518,9 +535,7 @@ def test_hostile_string_settings_are_refused(tmp_path, monkeypatch, path, valida
 @pytest.mark.parametrize("path", OBJECTS, ids=[config_key_path(p) or "top" for p in OBJECTS])
 def test_hostile_keys_are_refused_at_every_level(path):
     base = mutated(lambda c: None)
-    node = base
-    for part in path:
-        node = node.setdefault(part, {}) if isinstance(part, str) else node[part]
+    walk(base, path)
     for key in ("x; touch X;", "$(touch X)", "`touch X`", "a b", "Cs\n"):
         cfg = copy.deepcopy(base)
         target = cfg
