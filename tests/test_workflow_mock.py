@@ -173,7 +173,8 @@ def test_repeat_run_is_byte_identical(tmp_path, campaign):
     config["systems"] = config["systems"][:2]
     write_config(tmp_path, config)
     names = ("cspbbr3_3x3x3", "cspbbr3_4x4x4")
-    res = snakemake(tmp_path, "--cores", "2", *[f"results/analysis/{n}/linewidth.json" for n in names])
+    targets = [f"results/analysis/{n}/{f}" for n in names for f in ("linewidth.json", "attribution.csv")]
+    res = snakemake(tmp_path, "--cores", "2", *targets)
     assert res.returncode == 0, res.stderr[-3000:]
     for pattern in [p.format(n=n) for n in names for p in (
             "results/structures/{n}.*", "results/cp2k/{n}/*/md.inp", "results/band_edges/{n}/*.csv",
