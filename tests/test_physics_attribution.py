@@ -201,7 +201,7 @@ def test_cross_validation_regularises_collective_motion_and_reports_overfitting(
 def test_bad_input_is_named():
     with pytest.raises(ValueError, match="frames"):
         attribute_lambda([np.zeros((10, 2, 3))], [np.zeros(9)], ["core", "surface"], 1.0, 10.0)
-    with pytest.raises(ValueError, match="md_temperature_K"):
+    with pytest.raises(ValueError, match="temperature_K must be > 0"):
         attribute_lambda([np.zeros((10, 2, 3))], [np.zeros(10)], ["core", "surface"], 1.0, 0.0)
 
 

@@ -89,6 +89,16 @@ def test_reanalysis_reproduces_the_recorded_linewidth(shipped, tmp_path):
     assert recorded["fwhm_meV"] == pytest.approx(fwhm, rel=1e-2)
 
 
+def test_attribution_rows_add_up_to_the_linewidths_lambda(shipped):
+    """Region shares and linewidth divide the same gap variance by the same per-replica temperature."""
+    lw = json.loads((shipped / f"analysis/{SYSTEM}/linewidth.json").read_text())
+    rows = pd.read_csv(shipped / f"analysis/{SYSTEM}/attribution.csv")
+    side = json.loads((shipped / f"analysis/{SYSTEM}/attribution.json").read_text())
+    assert side["temperature_source"] == lw["temperature_source"] == "velocities"
+    assert side["normalisation_temperature_K_per_replica"] == pytest.approx(lw["normalisation_temperature_K_per_replica"])
+    assert rows["lambda_meV"].sum() == pytest.approx(lw["lambda_meV"], rel=1e-6)
+
+
 def test_every_shipped_table_opens_in_pandas(shipped):
     tables = sorted(shipped.rglob("*.csv"))
     assert len(tables) >= 4

@@ -8,8 +8,9 @@ mass-weighted Kabsch fit; :func:`aligned_displacements`), ``g_i`` (meV/Angstrom)
 regression with the penalty chosen by blocked cross-validation (:func:`fit_coupling`).
 
 Region shares, for any partition of the atoms into regions R:
-``lambda_R = Cov(g_R . u_R, dE) / (2 k_B T_md)``. They sum exactly to ``Cov(dE_fit, dE) / (2 k_B T_md)``,
-the explained part of lambda; the rest is ``lambda_unexplained``. Region spectra use the
+``lambda_R = Cov(g_R . u_R, dE) / (2 k_B T)``. They sum exactly to ``Cov(dE_fit, dE) / (2 k_B T)``,
+the explained part of lambda (T: the normalising temperature of the MD analysis, the internal
+temperature when velocities allow it; analysis/temperature.py); the rest is ``lambda_unexplained``. Region spectra use the
 cross-periodogram ``S_R,k = Re(X_k^* Y_R,k) ...`` with the normalisation of paper Eq. 1, so
 ``sum_R S_R + S_unexplained = S`` bin by bin and ``sum_k S_R,k hbar w_k = lambda_R``.
 Energies in meV, lengths in Angstrom, times in fs, temperatures in K.
@@ -200,7 +201,7 @@ class Attribution:
 
 
 def attribute_lambda(displacements_A: Sequence[np.ndarray], delta_E_meV: Sequence[np.ndarray], regions: Sequence[str],
-                     dt_fs: float, md_temperature_K: float, reference_A: np.ndarray | None = None,
+                     dt_fs: float, temperature_K: float | Sequence[float], reference_A: np.ndarray | None = None,
                      masses_amu: np.ndarray | None = None, folds: int = CV_FOLDS) -> Attribution:  # fmt: skip
     """Fit the coupling on all replicas together and split lambda and S(w) into ``regions`` (one label per atom).
 
@@ -208,9 +209,13 @@ def attribute_lambda(displacements_A: Sequence[np.ndarray], delta_E_meV: Sequenc
     ``delta_E_meV``: the gap on the same frames (its mean is removed here). lambda is the replica
     mean of ``Var(dE) / (2 k_B T)`` and each share the replica mean of its covariance, so the
     shares add up to lambda exactly. Spectra: replica means (replicas must share the frame count).
+    ``temperature_K``: the normalising temperature, one for all replicas or one per replica (the
+    internal temperature the MD analysis divides by, analysis/temperature.py), so the shares add up
+    to the linewidth's lambda.
     """
-    if md_temperature_K <= 0:
-        raise ValueError(f"md_temperature_K must be > 0, got {md_temperature_K}")
+    temps = np.broadcast_to(np.asarray(temperature_K, dtype=float), (len(delta_E_meV),))
+    if not np.all(temps > 0):
+        raise ValueError(f"temperature_K must be > 0, got {temperature_K}")
     labels = np.asarray(regions, dtype=str)
     if len(displacements_A) != len(delta_E_meV) or not displacements_A:
         raise ValueError("attribute_lambda: one gap series per displacement trajectory needed")
@@ -226,24 +231,24 @@ def attribute_lambda(displacements_A: Sequence[np.ndarray], delta_E_meV: Sequenc
         fit = dataclasses.replace(fit, g=zero_net_force_gauge(fit.g, reference_A, masses_amu))
     coord_labels = np.repeat(labels, 3)
     names = [r for r in dict.fromkeys(labels.tolist())]
-    two_kT = 2.0 * BOLTZMANN_meV_per_K * md_temperature_K
     lam = {r: 0.0 for r in names + ["unexplained"]}
     spectra: dict[str, list[np.ndarray]] = {r: [] for r in lam}
     energy = None
-    for X, y in zip(Xs, ys):
+    for X, y, T_K in zip(Xs, ys, temps):
+        two_kT = 2.0 * BOLTZMANN_meV_per_K * T_K
         explained = np.zeros_like(y)
         for r in names:
             cols = coord_labels == r
             part = X[:, cols] @ fit.g[cols]
             explained += part
             lam[r] += float(np.mean(part * y)) / two_kT / len(ys)
-            energy, S_r = cross_huang_rhys(y, part, dt_fs, md_temperature_K)
+            energy, S_r = cross_huang_rhys(y, part, dt_fs, T_K)
             spectra[r].append(S_r)
         lam["unexplained"] += float(np.mean((y - explained) * y)) / two_kT / len(ys)
-        spectra["unexplained"].append(cross_huang_rhys(y, y - explained, dt_fs, md_temperature_K)[1])
+        spectra["unexplained"].append(cross_huang_rhys(y, y - explained, dt_fs, T_K)[1])
     if len({s.size for s in spectra["unexplained"]}) > 1:
         raise ValueError("attribute_lambda: replicas of different lengths; region spectra need a common grid")
-    total = float(np.mean([np.mean(y**2) for y in ys])) / two_kT
+    total = float(np.mean([np.mean(y**2) / (2.0 * BOLTZMANN_meV_per_K * T_K) for y, T_K in zip(ys, temps)]))
     norms = {r: float(np.linalg.norm(fit.g[coord_labels == r])) for r in names}
     return Attribution(lam, total, energy, {r: np.mean(v, axis=0) for r, v in spectra.items()}, fit, norms,
                        [int(y.size) for y in ys])  # fmt: skip

@@ -12,7 +12,8 @@ import pandas as pd
 
 from qdphonon.analysis.attribution import CV_FOLDS, Attribution, aligned_displacements, attribute_lambda
 from qdphonon.analysis.inputs import check_uniform_time, discard_equilibration, read_band_edges
-from qdphonon.analysis.vdos import atomic_masses_amu
+from qdphonon.analysis.temperature import normalising_temperature
+from qdphonon.analysis.vdos import analyze_velocity_file, atomic_masses_amu
 from qdphonon.metadata import LEVEL_NOTES, write_table
 
 ATTRIBUTION_ASSUMPTION = (
@@ -24,7 +25,8 @@ ATTRIBUTION_ASSUMPTION = (
 
 ATTRIBUTION_COLUMNS = {
     "region": "atom region from the structure (core/surface/shell) or 'unexplained' (what the linear fit leaves)",
-    "lambda_meV": "Cov(g_R . u_R, dE) / (2 k_B T_md), replica mean; rows sum to lambda_total_meV",
+    "lambda_meV": "Cov(g_R . u_R, dE) / (2 k_B T), T the normalising temperature (normalisation_temperature_K, as in "
+                  "linewidth.json), replica mean; rows sum to lambda_total_meV",
     "share": "lambda_meV / lambda_total_meV (rows sum to 1; 'unexplained' included)",
     "coupling_norm_meV_per_A": "|g_R|: Euclidean norm of the fitted couplings of the region's atoms",
     "n_atoms": "atoms in the region",
@@ -92,12 +94,15 @@ def attribute_system(band_edge_csvs: Sequence[str | os.PathLike], trajectory_npz
     n = min(len(g) for g in gaps)
     masses = atomic_masses_amu(symbols)
     disp, reference = aligned_displacements([p[:n] for p in positions], masses)
-    att = attribute_lambda(disp, [g[:n] for g in gaps], regions, dts[0], md_temperature_K, reference, masses)
+    vel = [analyze_velocity_file(p, discard_fs) for p in trajectory_npzs]
+    temp = normalising_temperature(len(gaps), md_temperature_K, [float(np.mean(v.kinetic_temperature_K)) for v in vel],
+                                   all(v.dos.rigid_motion_removed for v in vel), system or "system")  # fmt: skip
+    att = attribute_lambda(disp, [g[:n] for g in gaps], regions, dts[0], temp.per_replica_K, reference, masses)
     level = "mock" if synthetic else (",".join(sorted(levels)) or None)
     fit = att.fit
     meta = {
         "system": system, "synthetic": bool(synthetic), "level": level, "level_note": LEVEL_NOTES.get(level or ""),
-        "md_temperature_K": float(md_temperature_K), "dt_fs": float(dts[0]), "n_replicas": len(gaps),
+        "md_temperature_K": float(md_temperature_K), **temp.record(), "dt_fs": float(dts[0]), "n_replicas": len(gaps),
         "n_frames_per_replica": att.n_frames_per_replica, "n_coordinates": fit.n_coordinates,
         "lambda_total_meV": att.lambda_total_meV, "lambda_explained_meV": att.lambda_explained_meV,
         "explained_variance": fit.r2, "explained_variance_cv": fit.r2_cv,
