@@ -11,6 +11,7 @@ the engine: by ``/proc/*/cwd``. Tests marked ``cp2k`` run Debian's CP2K 2023.1.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -619,7 +620,16 @@ def test_a_relaxation_killed_part_way_continues_from_its_last_geometry_and_wavef
     state = json.loads((work / "relax-state.json").read_text())
     assert [s["ended"] for s in state["segments"]] == ["killed", "completed"]
     assert state["segments"][1]["iterations_before"] >= 2
-    assert abs(summary["final_energy_Ha"] - relaxed["relax"]["final_energy_Ha"]) < 1e-5
+    # BFGS restarts without its Hessian, so where the continuation ends depends on where the kill fell
+    # (machine speed); a relaxation started on purpose from the same frame reaches the same minimum:
+    from_frame = tmp_path / "from_frame.xyz"
+    write_structure(dataclasses.replace(read_structure(relaxed["ideal"]), positions_A=last.positions), from_frame)
+    fresh = relax(from_frame, tmp_path / "fresh", tmp_path / "fresh.xyz", "xtb")
+    assert fresh["converged"]
+    np.testing.assert_allclose(read_structure(tmp_path / "r.xyz").positions_A,
+                               read_structure(tmp_path / "fresh.xyz").positions_A, atol=1e-3)  # fmt: skip
+    steps = [float(e) for e in re.findall(r"E =\s+(\S+)", (work / "relax_c1-pos-1.xyz").read_text())]
+    assert min(steps) == pytest.approx(fresh["final_energy_Ha"], abs=1e-6) and min(steps) <= e_last
     assert read_structure(tmp_path / "r.xyz").regions == read_structure(relaxed["ideal"]).regions
     assert lock_holder(work) is None and (work / LOCK_FILE).exists()
 
