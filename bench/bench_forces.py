@@ -85,7 +85,7 @@ def evaluate(level: str, c: bc.Candidate, frames: list[np.ndarray], symbols: lis
     if start_wfn is not None and start_wfn.is_file():
         shutil.copy(start_wfn, d / "start.wfn")
         wfn = "start.wfn"
-    reftraj = {"traj_file_name": "snapshots.xyz", "eval_energy_forces": True, "first_snapshot": 1,
+    reftraj = {"traj_file_name": "snapshots.xyz", "eval_energy_forces": True, "eval_forces": True, "first_snapshot": 1,
                "last_snapshot": len(frames), "stride": 1}  # fmt: skip
     tree = bc.md_tree(level, c, first, len(frames) - 1, wfn, reftraj)
     tree["motion"]["print"]["forces"] = {"_": "ON", "format": "XYZ", "each": {"md": 1}}
@@ -95,15 +95,35 @@ def evaluate(level: str, c: bc.Candidate, frames: list[np.ndarray], symbols: lis
     spec, _ = installed_xmlspec()
     (d / "md.inp").write_text(render_input(tree, spec))
     wall = bc.run_cp2k(d, c)
-    forces = read_forces_eV_per_A(next(d.glob("*-frc-1.xyz")), len(symbols))
     text = (d / "md.out").read_text(errors="replace")
     if start_wfn is not None and not start_wfn.is_file():
         wfns = sorted(d.glob("*-RESTART.wfn"))
         if wfns:
             shutil.copy(wfns[0], start_wfn)
-    return {"level": level, "candidate": c.name, "frames": len(frames), "wall_s": round(wall, 1),
-            "forces_eV_per_A": forces.round(7).tolist(),
+    return {"level": level, "candidate": c.name, "frames": len(frames), "wall_s": round(wall, 1), **read_workdir(d, len(symbols)),
             "unconverged": len(re.findall(r"SCF run NOT converged", text))}  # fmt: skip
+
+
+def read_workdir(d: Path, n_atoms: int) -> dict:
+    """Forces (eV/A) and energies (Ha) of every snapshot from a finished REFTRAJ work directory.
+    All-zero forces mean CP2K did not evaluate them (REFTRAJ without EVAL_FORCES): recorded as None."""
+    forces = read_forces_eV_per_A(next(d.glob("*-frc-1.xyz")), n_atoms)
+    energies = [float(e) for e in re.findall(r"E =\s+(\S+)", next(d.glob("*-pos-1.xyz")).read_text())]
+    return {"forces_eV_per_A": forces.round(7).tolist() if np.any(forces) else None, "energies_Ha": energies}
+
+
+def energy_metrics(cand: dict, ref: dict, frames: list[np.ndarray]) -> dict:
+    """Curvatures from energies alone: kappa_k = 2 (E_k - E_1) / |du_k|^2 (eV/A^2) along each displaced
+    snapshot (the relaxed frame's residual gradient enters at first order, the same for every setting),
+    and along the rigid rotation (zero for an exact calculation)."""
+    HA_eV = 27.211386245988
+    du2 = np.array([((f - frames[0]) ** 2).sum() for f in frames[1:]])
+    kc = 2 * (np.asarray(cand["energies_Ha"][1:]) - cand["energies_Ha"][0]) * HA_eV / du2
+    kr = 2 * (np.asarray(ref["energies_Ha"][1:]) - ref["energies_Ha"][0]) * HA_eV / du2
+    rel = (kc[:-1] - kr[:-1]) / kr[:-1]
+    return {"energy_curvature_eV_per_A2_reference": [round(float(x), 4) for x in kr[:-1]],
+            "energy_curvature_error": round(float(np.sqrt((rel**2).mean())), 4),
+            "energy_rotation_curvature_eV_per_A2": round(float(kc[-1]), 5)}  # fmt: skip
 
 
 def metrics(cand: dict, ref: dict, frames: list[np.ndarray]) -> dict:
@@ -133,6 +153,18 @@ def report(data: dict, frames: list[np.ndarray]) -> str:
     if ref is None:
         return "no reference force evaluation recorded"
     timing = {r["candidate"]: r for r in data["timing"] if r["level"] == "pbe" and r["size"] == 1}
+    if ref.get("forces_eV_per_A") is None:
+        out = ["Forces were not printed (recorded as None); curvatures from energies only.", "",
+               "| setting | wall s (all snapshots) | curvature error (≈ 2× frequency error) | rigid-rotation curvature eV/Å² |",
+               "|---|---|---|---|"]  # fmt: skip
+        for name, r in rows.items():
+            m = energy_metrics(r, ref, frames)
+            out.append(f"| {name} | {r['wall_s']} | {100 * m['energy_curvature_error']:.2f} % | "
+                       f"{m['energy_rotation_curvature_eV_per_A2']} |")
+        m = energy_metrics(ref, ref, frames)
+        out.append(f"\nReference curvatures along the random displacements: "
+                   f"{', '.join(f'{k:.3f}' for k in m['energy_curvature_eV_per_A2_reference'])} eV/Å².")
+        return "\n".join(out)
     out = ["| setting | s/step | largest residual force meV/Å | force rms error meV/Å | curvature error "
            "(≈ 2× frequency error) | rigid-rotation curvature eV/Å² |", "|---|---|---|---|---|---|"]
     for name, r in rows.items():
@@ -158,12 +190,27 @@ def main(argv=None) -> int:
     p.add_argument("--rotation-deg", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--report", action="store_true", help="print the table from bench/cp2k_bench.json")
+    p.add_argument("--reread", type=Path, default=None,
+                   help="record the rows from finished work directories under this folder (forces_pbe_<candidate>) "
+                        "without running CP2K")
     args = p.parse_args(argv)
     dot = read_structure(args.relaxed)
     symbols, relaxed = list(dot.symbols), np.asarray(dot.positions_A, dtype=float)
     frames = snapshots(relaxed, args.snapshots, args.rms_displacement_A, args.rotation_deg, args.seed)
     data = bc.load()
     if args.report:
+        print(report(data, frames))
+        return 0
+    if args.reread is not None:
+        for name in ["reference", *[n for n in args.only if n != "reference"]]:
+            d = args.reread / f"forces_pbe_{name}"
+            wall = next((r["wall_s"] for r in data.get("forces", []) if r["candidate"] == name), None)
+            row = {"level": "pbe", "candidate": name, "frames": len(frames), "wall_s": wall, **read_workdir(d, len(symbols)),
+                   "unconverged": len(re.findall(r"SCF run NOT converged", (d / "md.out").read_text(errors="replace"))),
+                   "snapshots": {"count": args.snapshots, "rms_displacement_A": args.rms_displacement_A,
+                                 "rotation_deg": args.rotation_deg, "seed": args.seed}}  # fmt: skip
+            data["forces"] = [r for r in data.get("forces", []) if r["candidate"] != name] + [row]
+        bc.save(data)
         print(report(data, frames))
         return 0
     bc.WORK.mkdir(parents=True, exist_ok=True)
