@@ -57,3 +57,34 @@ def test_walltime_is_the_smaller_of_runtime_and_allocation_less_the_margin():
     assert cp2k_walltime_s(None, 5, elapsed_s=2, allocation_end=1000 + 600, now_epoch=1000) == 300
     assert cp2k_walltime_s(None, 5, elapsed_s=2, allocation_end=None, now_epoch=1000) is None
     assert cp2k_walltime_s(60, 0, elapsed_s=0, allocation_end=None, now_epoch=1000) == 3600
+
+
+def test_inside_a_real_slurm_job_the_end_is_the_allocations(tmp_path, slurm_cluster):
+    """A job with a 3-minute limit on the real single-node SLURM: the end the engine reads (SLURM's
+    environment or squeue) is the EndTime scontrol reports, and a configured runtime of 60 min is
+    cut to what that allocation leaves."""
+    import sys
+
+    import slurm_helpers as sh
+
+    probe = tmp_path / "probe.py"
+    probe.write_text("import json, time\n"
+                     "from qdphonon.engines.allocation import allocation_end_epoch, cp2k_walltime_s\n"
+                     "end = allocation_end_epoch()\n"
+                     "now = time.time()\n"
+                     "print(json.dumps({'end': end, 'now': now, 'walltime_s': cp2k_walltime_s(60, 1, elapsed_s=0, "
+                     "allocation_end=end, now_epoch=now)}))\n")  # fmt: skip
+    env = dict(os.environ)
+    out = tmp_path / "probe.out"
+    job = sh.slurm_command(["sbatch", "--parsable", "--wait", "--time=3", "--ntasks=1", f"--output={out}",
+                            f"--chdir={tmp_path}", "--wrap", f"{sys.executable} {probe}"], env, timeout_s=240).strip()  # fmt: skip
+    record = __import__("json").loads(out.read_text().strip().splitlines()[-1])
+    end_time = sh.scontrol_job(job.split(";")[0])["EndTime"]
+    start_time = sh.scontrol_job(job.split(";")[0])["StartTime"]
+    assert record["end"] is not None
+    # scontrol's EndTime is the limit's end while the job runs; after it ends, the time it ended:
+    # the allocation's end is StartTime + 3 min
+    limit_end = datetime.datetime.fromisoformat(start_time).timestamp() + 180
+    assert record["end"] == pytest.approx(limit_end, abs=1.0), (start_time, end_time)
+    assert record["walltime_s"] == pytest.approx(record["end"] - record["now"] - 60.0, abs=1e-6)
+    assert record["walltime_s"] < 180 - 60
