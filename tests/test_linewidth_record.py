@@ -29,7 +29,8 @@ UNIT_TOKENS = {"meV": "meV", "eV": "eV", "K": "K", "fs": "fs", "nm": "nm", "A": 
 def shipped(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("pbe_n1")
     with tarfile.open(ARCHIVE) as tar:
-        names = [m for m in tar.getmembers() if m.name.startswith(("analysis/", "structures/")) or m.name == "summary.csv"]
+        names = [m for m in tar.getmembers()
+                 if m.name.startswith(("analysis/", "structures/")) or m.name == "summary.csv"]
         tar.extractall(out, members=names, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
     return out
 
@@ -155,7 +156,8 @@ def test_the_harmonic_route_writes_the_same_record_and_the_summary_reads_it(tmp_
     record = read_linewidth(json.loads((tmp_path / "springs" / "linewidth.json").read_text()), "springs")
     assert record.route == "harmonic" and record.n_modes == 9 and record.n_replicas is ABSENT
     row = pd.read_csv(write_summary([tmp_path / "springs" / "linewidth.json"], [], tmp_path / "s.csv")).iloc[0]
-    assert row["route"] == "harmonic" and row["level"] == "mock" and row["lambda_meV"] == pytest.approx(result["lambda_meV"])
+    assert row["route"] == "harmonic" and row["level"] == "mock"
+    assert row["lambda_meV"] == pytest.approx(result["lambda_meV"])
     assert pd.isna(row["n_replicas"]) and pd.isna(row["lambda_lo_meV"]) and pd.isna(row["S_low_err"])
     with pytest.raises(ValueError, match="lambda_meV_interval missing"):  # relabelled: the MD keys are not there
         LinewidthRecord(**{**result, "route": "md"})

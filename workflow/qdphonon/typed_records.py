@@ -45,8 +45,8 @@ def described(description: str, unit: str | None = None, *, optional: bool = Fal
     """A record field: what it is (``description``), its ``unit`` (None: a count, text or flag),
     whether a file may lack it (``optional``), the ``routes`` that write it (None: all) and how it
     becomes summary columns (``summary``, read by the record's owner; None: no column)."""
-    return dataclasses.field(default=ABSENT, metadata={
-        "description": description, "unit": unit, "optional": optional, "routes": routes, "summary": summary})  # fmt: skip
+    meta = {"description": description, "unit": unit, "optional": optional, "routes": routes, "summary": summary}
+    return dataclasses.field(default=ABSENT, metadata=meta)
 
 
 def _json_types(annotation) -> tuple[type, ...] | None:

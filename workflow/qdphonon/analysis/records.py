@@ -90,35 +90,38 @@ class LinewidthRecord(TypedRecord):
                                                summary=VALUE)
     temperature_source: str = described("what normalises lambda: velocities (internal kinetic temperature) or "
                                         "md_temperature (qdphonon.analysis.temperature)", routes=MD, summary=VALUE)
-    normalisation_temperature_K: float = described("replica mean of the normalising temperature", "K", routes=MD,
+    normalisation_temperature_K: float | None = described("replica mean of the normalising temperature", "K", routes=MD,
                                                    summary=VALUE)
     normalisation_temperature_K_per_replica: list = described("normalising temperature of each replica", "K",
                                                               routes=MD)
     lambda_meV_with_md_temperature: float | None = described("lambda had every replica been divided by T_md "
                                                              "(for comparison)", "meV", routes=MD)
-    confidence_level: float = described("probability content of every *_interval", routes=MD, summary=VALUE)
+    confidence_level: float | None = described("probability content of every *_interval", routes=MD, summary=VALUE)
     error_method: str = described("replicas (Student-t over replicas), spectrum (chi^2 of one replica's "
                                   "spectrum) or none (harmonic)", summary=VALUE)
     error_note: str = described("what the error bars mean, in words")
     spectral_interval: dict | None = described("one replica: the chi^2 interval's method and effective degrees of "
                                                "freedom (qdphonon.analysis.spectral_interval); null otherwise",
                                                routes=MD)
-    gap_mean_eV: float = described("mean band gap (LUMO - HOMO) over the production windows", "eV", summary=VALUE)
-    gap_std_meV: float = described("standard deviation of the gap (harmonic: classical at 10 K, see gap_std_note)",
+    gap_mean_eV: float | None = described("mean band gap (LUMO - HOMO) over the production windows", "eV",
+                                          summary=VALUE)
+    gap_std_meV: float | None = described("standard deviation of the gap (harmonic: classical at 10 K, gap_std_note)",
                                    "meV", summary=VALUE)
     n_samples: int = described("gap samples analysed, all replicas", routes=MD)
     n_samples_per_replica: list = described("gap samples analysed per replica", routes=MD)
-    duration_fs: float = described("production time analysed, summed over replicas", "fs", routes=MD, summary=VALUE)
+    duration_fs: float | None = described("production time analysed, summed over replicas", "fs", routes=MD,
+                                          summary=VALUE)
     duration_fs_per_replica: list = described("production time analysed per replica", "fs", routes=MD)
     dt_fs_per_replica: list = described("sampling interval of each replica's band edges", "fs", routes=MD)
-    discard_fs: float = described("equilibration dropped from the start of each replica", "fs", routes=MD)
-    frequency_resolution_meV: float = described("spectral bin spacing (the coarsest replica's)", "meV")
+    discard_fs: float | None = described("equilibration dropped from the start of each replica", "fs", routes=MD)
+    frequency_resolution_meV: float | None = described("spectral bin spacing (the coarsest replica's)", "meV")
     band_cutoff_meV: float | None = described("top of the phonon band for the quantum width and the lineshape "
                                               "(null: harmonic, every mode counts)", "meV", summary=VALUE)
-    lambda_band_meV: float = described("lambda below band_cutoff_meV", "meV")
-    lambda_above_band_meV: float = described("lambda above band_cutoff_meV (kept classically)", "meV", summary=VALUE)
-    lambda_above_band_fraction: float = described("lambda_above_band_meV / lambda_meV", routes=MD)
-    lambda_above_regions_meV: float = described("lambda above the last region edge", "meV")
+    lambda_band_meV: float | None = described("lambda below band_cutoff_meV", "meV")
+    lambda_above_band_meV: float | None = described("lambda above band_cutoff_meV (kept classically)", "meV",
+                                                    summary=VALUE)
+    lambda_above_band_fraction: float | None = described("lambda_above_band_meV / lambda_meV", routes=MD)
+    lambda_above_regions_meV: float | None = described("lambda above the last region edge", "meV")
     n_replicas: int = described("independent MD replicas analysed", routes=MD, summary=VALUE)
     n_blocks: int | None = described("blocks of the single-replica block errors (null: replicas or refused)",
                                      routes=MD)
@@ -146,7 +149,7 @@ class LinewidthRecord(TypedRecord):
                                                         optional=True, routes=MD)
     kinetic_temperature_deviation: float | None = described("kinetic_temperature_K / T_md - 1", optional=True,
                                                             routes=MD)
-    vdos_n_dof: float = described("degrees of freedom the vibrational DOS is normalised to", optional=True,
+    vdos_n_dof: float | None = described("degrees of freedom the vibrational DOS is normalised to", optional=True,
                                   routes=MD)
     rigid_motion_removed: bool = described("rigid translation and rotation removed from the velocities",
                                            optional=True, routes=MD)
@@ -192,10 +195,11 @@ class LinewidthRecord(TypedRecord):
     highest_mode_meV: float | None = described("highest mode", "meV", routes=HARMONIC)
     degeneracy: dict = described("band-edge degeneracy at the reference geometry and how it was treated",
                                  routes=HARMONIC)
-    max_residual_force_eV_A: float = described("largest force at the reference geometry", "eV/A", routes=HARMONIC)
-    displacement_step_A: float = described("finite-difference displacement", "A", routes=HARMONIC)
-    hessian_relative_asymmetry: float = described("|H - H^T| / |H| before symmetrising", routes=HARMONIC)
-    gap_gradient_rigid_fraction: float = described("share of the gap gradient along rigid motion (ideally 0)",
+    max_residual_force_eV_A: float | None = described("largest force at the reference geometry", "eV/A",
+                                                      routes=HARMONIC)
+    displacement_step_A: float | None = described("finite-difference displacement", "A", routes=HARMONIC)
+    hessian_relative_asymmetry: float | None = described("|H - H^T| / |H| before symmetrising", routes=HARMONIC)
+    gap_gradient_rigid_fraction: float | None = described("share of the gap gradient along rigid motion (ideally 0)",
                                                    routes=HARMONIC)
     n_single_points: int = described("single points read (reference and displacements)", optional=True,
                                      routes=HARMONIC)
