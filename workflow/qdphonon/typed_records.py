@@ -6,9 +6,9 @@ Reading refuses a key the class does not declare and a missing key that is not o
 the file and the key; values are checked against the field's type (outer JSON type only). A
 field left :data:`ABSENT` is not written, so an optional key stays out of the file as before.
 
-Route-dependent records (``linewidth.json`` of the MD and the harmonic route) name the field that
-holds the route (``ROUTE_FIELD``); a field declared with ``routes`` is required for those routes
-only and refused in a file of another route.
+Records whose keys depend on who wrote them (``linewidth.json``: the MD or the harmonic route;
+``run.json``: the cp2k or the mock engine) name the field that says so (``ROUTE_FIELD``); a field
+declared with ``routes`` is required for those values only and refused in a file of another.
 """
 
 from __future__ import annotations

@@ -9,8 +9,8 @@ from typing import Sequence
 from qdphonon.analysis.inputs import read_structure_json
 from qdphonon.analysis.qualifiers import check_linewidth_record, gamma_record, warning_kinds
 from qdphonon.analysis.records import Columns, LinewidthRecord, column_names, read_linewidth
-from qdphonon.typed_records import ABSENT
 from qdphonon.metadata import qdphonon_version, write_table
+from qdphonon.typed_records import ABSENT
 
 
 def _size_triplet(size) -> dict:
