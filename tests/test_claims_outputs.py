@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from qdphonon.analysis.summary import write_summary
+from qdphonon.analysis.system import analyze_system
 from qdphonon.cli import main
 from qdphonon.figures_claims import attribution_figure
 from qdphonon.figure_common import SYNTHETIC_LABEL, figure_texts
@@ -22,8 +23,8 @@ def analysed(tmp_path_factory):
     out = tmp / "analysis" / "dot"
     assert main(["attribute", "--band-edges", str(tmp / "edges.csv"), "--trajectories", str(tmp / "traj.npz"),
                  "--outdir", str(out), "--discard-fs", "0"]) == 0  # fmt: skip
-    (out / "linewidth.json").write_text(json.dumps({"system": "dot", "synthetic": True, "lambda_meV": 1.0,
-                                                  "fwhm_meV": 20.0, "report_temperature_K": 300.0}))
+    with pytest.warns(UserWarning):  # one short mock replica: resolution and normalisation warnings
+        analyze_system([tmp / "edges.csv"], 10.0, outdir=out, system="dot")
     return tmp, out
 
 

@@ -22,6 +22,8 @@ from qdphonon.structures.build import build_quantum_dot
 from qdphonon.structures.io import write_structure
 from qdphonon.structures.model import QuantumDotSpec
 
+from test_status import run_json
+
 MISSING_KIND = '{"force_eval": {"subsys": {"kind": [{"_": "Br", "element": "Br", "basis_set": "SZV-MOLOPT-SR-GTH", "potential": "GTH-PBE-q7"}]}}}'
 """PBE overrides whose KIND list names Br only: CP2K 2023.1 aborts at start-up for Cs."""
 
@@ -122,7 +124,8 @@ def write_config(path: Path) -> Path:
 
 
 def write_results(root: Path, system: str, *, complete: bool) -> dict[str, str]:
-    """A results tree of one system written by hand (contents arbitrary, hashes computed here)."""
+    """A results tree of one system written by hand (contents arbitrary, hashes computed here; run.json is the
+    shipped real one's, which ``check`` reads as a typed record)."""
     sha = {}
     (root / "structures").mkdir(parents=True, exist_ok=True)
     structure = root / "structures" / f"{system}.xyz"
@@ -135,7 +138,8 @@ def write_results(root: Path, system: str, *, complete: bool) -> dict[str, str]:
         sha[replica] = hashlib.sha256(inp.read_bytes()).hexdigest()
         run = root / "aimd" / system / replica / "run.json"
         run.parent.mkdir(parents=True, exist_ok=True)
-        run.write_text(json.dumps({"engine": "cp2k", "cp2k_version": "2023.1"}))
+        run_json(run.parent, [{"index": 0, "input": "seg000.inp", "output": "seg000.out", "start_step": 0,
+                               "end_step": 100, "ended": "completed", "wall_s": 1.0}])  # fmt: skip
         edges = root / "band_edges" / system / f"{replica}.csv"
         edges.parent.mkdir(parents=True, exist_ok=True)
         edges.write_text("step,time_fs,vbm_eV,cbm_eV\n")

@@ -4,10 +4,12 @@ engine leaves them: segments.json, CP2K's .ener, run.json only when complete."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import yaml
@@ -31,6 +33,24 @@ def segment(index, start, end, ended, wall_s=None, pid=None, started_epoch=None)
             "end_step": end, "ended": ended, "wall_s": wall_s, "pid": pid, "started_epoch": started_epoch}  # fmt: skip
 
 
+@functools.cache
+def shipped_run_json() -> str:
+    """run.json of the real PBE campaign shipped in validation/pbe_n1/ (replica r0, two segments)."""
+    archive = Path(__file__).resolve().parents[1] / "validation/pbe_n1/pbe_n1.tar.xz"
+    with tarfile.open(archive) as tar:
+        return tar.extractfile("aimd/cspbbr3_1x1x1/r0/run.json").read().decode()
+
+
+def run_json(run_dir: Path, segments: list[dict], project: str = "md") -> None:
+    """A run.json as the engine writes it (the shipped one's keys), for ``segments`` ending at 100 steps."""
+    record = json.loads(shipped_run_json())
+    segs = [{**record["segments"][0], **{k: s[k] for k in ("index", "input", "output", "start_step", "end_step",
+                                                          "ended", "wall_s")}} for s in segments]  # fmt: skip
+    record.update(segments=segs, total_steps=segs[-1]["end_step"], steps_requested=100, project=project,
+                  run_dir=str(run_dir))  # fmt: skip
+    (run_dir / "run.json").write_text(json.dumps(record, indent=2, sort_keys=True))
+
+
 def campaign(root: Path, which: str) -> Path:
     results = root / "results"
     a = results / "aimd/cspbbr3_1x1x1/r0"
@@ -41,7 +61,7 @@ def campaign(root: Path, which: str) -> Path:
     ener(a, 100, "qd")
     segs = [segment(0, 0, 40, "walltime", 80.0), segment(1, 40, 100, "completed", 60.0)]
     (a / "segments.json").write_text(json.dumps({"engine": "cp2k", "steps": 100, "project": "qd", "segments": segs}))
-    (a / "run.json").write_text(json.dumps({"engine": "cp2k", "total_steps": 100}))
+    run_json(a, segs, "qd")
     if which == "partial":
         ener(b, 30)
         segs = [segment(0, 0, 30, "walltime", 300.0)]
@@ -53,7 +73,7 @@ def campaign(root: Path, which: str) -> Path:
     else:
         ener(b, 100)
         segs = [segment(0, 0, 100, "completed", 150.0)]
-        (b / "run.json").write_text(json.dumps({"engine": "cp2k", "total_steps": 100}))
+        run_json(b, segs)
     (b / "segments.json").write_text(json.dumps({"engine": "cp2k", "steps": 100, "project": "md", "segments": segs}))
     cfg = root / "config.yaml"
     cfg.write_text(yaml.safe_dump(CONFIG))

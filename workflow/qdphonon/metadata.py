@@ -11,7 +11,8 @@ mock), ``command`` (first segment's launch line), ``qdphonon_command``, ``qdphon
 ``total_steps``, ``timestep_fs``, ``md_temperature_K``, ``seed``, ``smearing_K``, ``segments``
 (``index``, ``input``, ``output``, ``start_step``, ``end_step``, ``wall_s``, ``exit_status``,
 ``signal``, ``ended`` (:class:`qdphonon.run.layout.SegmentEnd`), ``note``, ``command``,
-``started_at``, ``restart_file``), ``completed_at``, plus what each engine adds.
+``started_at``, ``restart_file``), ``completed_at``, plus what each engine adds; every key is
+described (and checked) in :mod:`qdphonon.run.run_record`.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
 from qdphonon.run.layout import read_json, write_json_atomic
+from qdphonon.run.run_record import SEGMENT_KEYS, build_run_record
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -40,8 +42,6 @@ LEVEL_NOTES = {
     "mock": SYNTHETIC_LABEL + ": a harmonic model calibrated to the reference study's headline linewidths; not physics",
 }
 
-SEGMENT_KEYS = ("index", "input", "output", "start_step", "end_step", "wall_s", "exit_status", "signal",
-                "ended", "note", "command", "started_at", "restart_file")  # fmt: skip
 
 
 def now_iso() -> str:
@@ -57,7 +57,7 @@ def qdphonon_version() -> str:
 
 def run_record(*, engine: str, md: MDInput, input_path: Path, run_dir: Path, segments: list[dict[str, Any]],
                cp2k_version: str, synthetic: bool, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The ``run.json`` of a complete run (keys in the module docstring)."""
+    """The ``run.json`` of a complete run (keys described in :mod:`qdphonon.run.run_record`, which checks them)."""
     segs = [{k: s.get(k) for k in SEGMENT_KEYS} for s in segments]
     record = {
         "engine": engine,
@@ -85,7 +85,7 @@ def run_record(*, engine: str, md: MDInput, input_path: Path, run_dir: Path, seg
     if synthetic:
         record["note"] = SYNTHETIC_LABEL + ": no CP2K was run; files follow CP2K 2023.1 formats"
     record.update(extra or {})
-    return record
+    return build_run_record(record)
 
 
 def sidecar_path(table: str | os.PathLike) -> Path:

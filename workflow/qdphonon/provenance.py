@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from qdphonon.config import SystemConfig, campaign_from_config, settings_digest
+from qdphonon.run.files import RECORD_FILE
+from qdphonon.run.run_record import read_run_record
 
 PHYSICS_KEYS = ("structure", "level", "engine", "md", "scf", "relax", "cp2k", "mock")
 """Top-level config keys that change AIMD results; `analysis` changes only analysis outputs."""
@@ -60,13 +62,13 @@ def system_provenance(results: Path, config: Mapping[str, Any], system: SystemCo
     """Provenance and completeness of one system under ``results``."""
     replicas = []
     for replica in system.replicas:
-        record = _run_record(results / "aimd" / system.name / replica / "run.json")
+        record = read_run_record(results / "aimd" / system.name / replica / RECORD_FILE)
         replicas.append({
             "replica": replica,
             "input_sha256": file_sha256(results / "cp2k" / system.name / replica / "md.inp"),
-            "engine": record.get("engine"),
-            "cp2k_version": record.get("cp2k_version"),
-            "aimd_complete": bool(record),
+            "engine": record.engine if record else None,
+            "cp2k_version": record.cp2k_version if record else None,
+            "aimd_complete": record is not None,
             "band_edges": (results / "band_edges" / system.name / f"{replica}.csv").is_file(),
         })
     analysis = results / "analysis" / system.name

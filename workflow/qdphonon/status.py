@@ -17,18 +17,19 @@ from qdphonon.config import campaign_from_config
 from qdphonon.parsers.energies import last_line_step
 from qdphonon.run.lock import process_alive
 from qdphonon.run.layout import MD_PROJECT, RECORD_FILE, STATE_FILE, SegmentEnd, read_json, run_files
+from qdphonon.run.run_record import read_run_record
 
 
 def replica_status(run_dir: Path, planned_steps: int, now_s: float | None = None) -> dict[str, Any]:
     """Status of one replica's run directory (see the module docstring for the fields)."""
     now_s = time.time() if now_s is None else now_s
-    record = read_json(run_dir / RECORD_FILE) if run_dir.is_dir() else None
+    record = read_run_record(run_dir / RECORD_FILE) if run_dir.is_dir() else None
     state = read_json(run_dir / STATE_FILE) if run_dir.is_dir() else None
     segments = (state or {}).get("segments", [])
     files = run_files(str((state or {}).get("project") or MD_PROJECT))
     done = last_line_step(run_dir / files["energies"]) if state else None
     if record is not None:
-        done = record.get("total_steps", done)
+        done = record.total_steps
     planned = int((state or {}).get("steps") or planned_steps)
     last = segments[-1] if segments else None
     running = bool(last and last.get("ended") == SegmentEnd.RUNNING and process_alive(last.get("pid")))
@@ -60,7 +61,7 @@ def replica_status(run_dir: Path, planned_steps: int, now_s: float | None = None
         "segments": [str(s.get("ended")) for s in segments],
         "seconds_per_step": s_per_step,
         "seconds_left": None if s_per_step is None else s_per_step * left,
-        "engine": (record or state or {}).get("engine"),
+        "engine": record.engine if record is not None else (state or {}).get("engine"),
     }
 
 

@@ -8,14 +8,15 @@ from pathlib import Path
 from typing import Sequence
 from qdphonon.analysis.inputs import read_structure_json
 from qdphonon.analysis.qualifiers import check_linewidth_record, gamma_record, warning_kinds
+from qdphonon.analysis.records import Columns, LinewidthRecord, column_names, read_linewidth
 from qdphonon.metadata import qdphonon_version, write_table
+from qdphonon.typed_records import ABSENT
 
 
-def _size_triplet(structure: dict) -> list:
-    size = structure.get("size_octahedra") or structure.get("size")
+def _size_triplet(size) -> dict:
     if isinstance(size, (list, tuple)) and len(size) == 3:
-        return [int(x) for x in size]
-    return [None, None, None]
+        return dict(zip(("nx", "ny", "nz"), (int(x) for x in size)))
+    return {"nx": None, "ny": None, "nz": None}
 
 
 def _edges_nm(edge) -> dict:
@@ -28,75 +29,51 @@ def _edges_nm(edge) -> dict:
     return {"edge_x_nm": x, "edge_y_nm": y, "edge_z_nm": z, "edge_nm": (x + y + z) / 3.0}
 
 
-def _interval(key: str, linewidth: dict) -> dict:
-    """``<key>_lo`` and ``<key>_hi`` from linewidth.json's ``<key>_interval`` (blank when absent)."""
-    iv = linewidth.get(f"{key}_interval") or [None, None]
-    stem, unit = key.rsplit("_", 1)
-    return {f"{stem}_lo_{unit}": iv[0], f"{stem}_hi_{unit}": iv[1]}
+def _columns(name: str, spec: Columns, value) -> dict:
+    """The summary columns of one LinewidthRecord field (blank when the field is absent)."""
+    value = None if value is ABSENT else value
+    names = column_names(name, spec)
+    if spec.kind == "value":
+        return {name: value}
+    if spec.kind == "interval":
+        return dict(zip(names, value if isinstance(value, list) and len(value) == 2 else [None, None]))
+    if spec.kind == "size":
+        return _size_triplet(value)
+    if spec.kind == "edges":
+        return _edges_nm(value)
+    if spec.kind == "keys":
+        return {column: value.get(key) if isinstance(value, dict) else None for key, column in spec.keys}
+    row = {}
+    for reg in value or []:
+        row.update({column.format(name=reg["name"]): reg.get(key) for key, column in spec.keys})
+    return row
 
 
-def summary_row(linewidth: dict, structure: dict | None = None, config_digest: str | None = None) -> dict:
-    """One summary.csv row from a linewidth.json dict and the system's structure sidecar."""
-    st = dict(structure or {})
-    for key in ("formula", "n_atoms", "size_octahedra", "edge_nm", "shell_layers", "shell_metal"):
-        st.setdefault(key, linewidth.get(key))
-    nx, ny, nz = _size_triplet(st)
-    counts = st.get("counts_by_region") or linewidth.get("counts_by_region") or {}
-    line = linewidth.get("lineshape") or {}
-    conv = linewidth.get("convergence") or {}
-    row = {
-        "system": linewidth.get("system") or st.get("system"),
-        "route": linewidth.get("route") or "md",
-        "nx": nx,
-        "ny": ny,
-        "nz": nz,
-        **_edges_nm(st.get("edge_nm")),
-        "formula": st.get("formula"),
-        "shell_layers": st.get("shell_layers") if st.get("shell_layers") is not None else 0,
-        "shell_metal": st.get("shell_metal") if st.get("shell_layers") else None,
-        "n_atoms": st.get("n_atoms"),
-        "n_core": counts.get("core") if isinstance(counts, dict) else None,
-        "n_surface": counts.get("surface") if isinstance(counts, dict) else None,
-        "n_shell": counts.get("shell") if isinstance(counts, dict) else None,
-        "gap_mean_eV": linewidth.get("gap_mean_eV"),
-        "gap_std_meV": linewidth.get("gap_std_meV"),
-        "lambda_meV": linewidth.get("lambda_meV"),
-        "lambda_meV_err": linewidth.get("lambda_meV_err"),
-        **_interval("lambda_meV", linewidth), **_interval("fwhm_meV", linewidth),
-        "temperature_source": linewidth.get("temperature_source"),
-        "normalisation_temperature_K": linewidth.get("normalisation_temperature_K"),
-        "report_temperature_K": linewidth.get("report_temperature_K"),
-        "fwhm_meV": linewidth.get("fwhm_meV"),
-        "fwhm_meV_err": linewidth.get("fwhm_meV_err"),
-        "fwhm_quantum_meV": linewidth.get("fwhm_quantum_meV"),
-        "fwhm_quantum_meV_err": linewidth.get("fwhm_quantum_meV_err"),
-        "fwhm_lineshape_meV": linewidth.get("fwhm_lineshape_meV"),
-        "confidence_level": linewidth.get("confidence_level"),
-        "band_cutoff_meV": linewidth.get("band_cutoff_meV"),
-        "lambda_above_band_meV": linewidth.get("lambda_above_band_meV"),
-        "kinetic_temperature_K": linewidth.get("kinetic_temperature_K"),
-        "rigid_kinetic_fraction": linewidth.get("rigid_kinetic_fraction"),
-        "gaussian_valid": line.get("gaussian_valid"),
-        "zpl_weight": line.get("zpl_weight"),
-        "stokes_shift_meV": line.get("stokes_shift_meV"),
-        "dephasing_time_fs": line.get("dephasing_time_fs"),
-        "production_length_needed_fs": conv.get("production_length_needed_fs"),
-        "replicas_needed": conv.get("replicas_needed"),
-        "n_replicas": linewidth.get("n_replicas"),
-        "error_method": linewidth.get("error_method"),
-        "duration_fs": linewidth.get("duration_fs"),
-    }
-    for reg in linewidth.get("regions", []):
-        name = reg.get("name")
-        row[f"S_{name}"] = reg.get("S")
-        row[f"S_{name}_err"] = reg.get("S_err")
-        row[f"hw_{name}_meV"] = reg.get("hw_meV")
-        row[f"lambda_{name}_meV"] = reg.get("lambda_meV")
-        row[f"resolved_{name}"] = reg.get("resolved")
-    row["synthetic"] = bool(linewidth.get("synthetic", False))
-    row["level"] = "mock" if row["synthetic"] else linewidth.get("level")
-    row.update(gamma_record(linewidth))
-    row["warnings"] = ";".join(warning_kinds(linewidth))
+EXTRA_COLUMNS = ("timestep_fs", "gamma_scaling", "warnings", "qdphonon_version", "config_digest")
+"""Columns not read from a LinewidthRecord field: how Gamma was obtained (analysis.qualifiers.gamma_record),
+the warning kinds, provenance; the claims columns (attribution.csv) follow them."""
+
+
+def summary_row(linewidth: LinewidthRecord, structure: dict | None = None, config_digest: str | None = None) -> dict:
+    """One summary.csv row: the columns each :class:`LinewidthRecord` field declares, in the model's order
+    (the structure sidecar's value wins for structure fields), then :data:`EXTRA_COLUMNS`."""
+    st = structure or {}
+    row: dict = {}
+    for name, meta in LinewidthRecord.field_info().items():
+        spec = meta["summary"]
+        if spec is not None:
+            value = st[name] if spec.structure and st.get(name) is not None else getattr(linewidth, name)
+            row.update(_columns(name, spec, value))
+    if row["shell_layers"] is None:
+        row["shell_layers"] = 0
+    if not row["shell_layers"]:
+        row["shell_metal"] = None
+    row["synthetic"] = bool(row["synthetic"])
+    if row["synthetic"]:
+        row["level"] = "mock"
+    lw = linewidth.to_json()
+    row.update(gamma_record(lw))
+    row["warnings"] = ";".join(warning_kinds(lw))
     row["qdphonon_version"] = qdphonon_version()
     row["config_digest"] = config_digest
     return row
@@ -118,8 +95,9 @@ def write_summary(
 ) -> Path:
     """Campaign ``summary.csv``: one row per linewidth.json, joined to structure sidecars by system name.
 
-    A linewidth file's system is its ``system`` key (else its directory name); a structure's
-    is its ``system`` key (else its file stem). Missing structures leave blank columns.
+    Each linewidth.json is read as a :class:`LinewidthRecord` (an unknown, missing or mistyped key is
+    refused, naming the file and the key). A structure's system is its ``system`` key (else its file
+    stem). Missing structures leave blank columns.
     """
     import pandas as pd
 
@@ -136,10 +114,9 @@ def write_summary(
             lw = json.loads(p.read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:
             raise ValueError(f"{p}: not valid JSON ({exc})") from None
-        check_linewidth_record(lw, str(p))
-        lw.setdefault("system", p.parent.name)
-        rows.append(summary_row(lw, structures.get(lw["system"]), config_digest))
-        messages.append(list(lw.get("warnings") or []))
+        record = read_linewidth(check_linewidth_record(lw, str(p)), str(p))
+        rows.append(summary_row(record, structures.get(record.system), config_digest))
+        messages.append(list(record.warnings))
         rows[-1].update(claims_columns(p.parent))
     if not rows:
         raise ValueError("no linewidth files given")

@@ -19,6 +19,7 @@ from qdphonon.analysis.inputs import (BandEdgeTrajectory, check_uniform_time, di
                                       read_structure_json)  # fmt: skip
 from qdphonon.analysis.lineshape import LINESHAPE_ASSUMPTION, cumulant_lineshape
 from qdphonon.analysis.outputs import json_clean, write_analysis
+from qdphonon.analysis.records import LinewidthRecord
 from qdphonon.analysis.spectral_interval import SPECTRUM_NOTE, spectral_errors
 from qdphonon.analysis.spectrum import (DEFAULT_REGION_EDGES_meV, DEFAULT_TEMPERATURES_K, GAUSSIAN_ASSUMPTION,
                                         HARMONIC_ASSUMPTION, MAIN_LOBE_BINS, QUANTUM_ASSUMPTION, WINDOW_ASSUMPTION,
@@ -120,7 +121,7 @@ def analyze_system(
             messages.append(str(w.message))
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     result["warnings"] = sorted(set(messages), key=messages.index)
-    result = json_clean(result)
+    result = LinewidthRecord(**json_clean(result)).to_json()
     if outdir is not None:
         write_analysis(outdir, result, *arrays)
     return result

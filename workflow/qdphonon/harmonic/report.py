@@ -17,6 +17,7 @@ import json
 
 from qdphonon.analysis.lineshape import write_lineshape
 from qdphonon.analysis.outputs import json_clean, spectral_density_frame
+from qdphonon.analysis.records import LinewidthRecord
 from qdphonon.analysis.spectrum import (DEFAULT_REGION_EDGES_meV, DEFAULT_TEMPERATURES_K, frequency_resolution_meV,
                                         region_modes, validate_region_edges)  # fmt: skip
 from qdphonon.harmonic.assemble import HarmonicData
@@ -101,7 +102,7 @@ def harmonic_result(data: HarmonicData, positions_A: np.ndarray, masses_amu: np.
         "gap_gradient_rigid_fraction": rigid_fraction(data.gap_gradient_eV_A, positions_A, masses_amu),
         "assumptions": HARMONIC_ROUTE_ASSUMPTIONS, "warnings": warnings, **(extra or {}),
     }  # fmt: skip
-    return json_clean(result), (grid, S_bin, c, line)
+    return LinewidthRecord(**json_clean(result)).to_json(), (grid, S_bin, c, line)
 
 
 def write_harmonic(outdir: str | Path, result: dict, arrays: tuple) -> list[Path]:
