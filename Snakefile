@@ -45,3 +45,4 @@ rule all:
     input:
         all_targets(),
         claims_targets(),
+        route_comparison_targets(),

@@ -61,3 +61,13 @@ def test_mock_campaign_with_both_routes(tmp_path):
     md = json.loads((tmp_path / "results" / "analysis" / "cspbbr3_1x1x2" / "linewidth.json").read_text())
     assert md["route"] == "md"
     assert not list((tmp_path / "results" / "analysis" / "cspbbr3_1x1x1").glob("*"))  # no MD analysis of a harmonic-only system
+    # the system run by both routes gets their comparison, labelled mock
+    table = pd.read_csv(tmp_path / "results" / "analysis_harmonic" / "cspbbr3_1x1x2" / "route_comparison.csv")
+    assert table["quantity"].tolist()[:2] == ["lambda_meV", "fwhm_meV"]
+    h = json.loads((tmp_path / "results" / "analysis_harmonic" / "cspbbr3_1x1x2" / "linewidth.json").read_text())
+    assert table.set_index("quantity").loc["lambda_meV", "harmonic"] == pytest.approx(h["lambda_meV"])
+    assert table.set_index("quantity").loc["lambda_meV", "md"] == pytest.approx(md["lambda_meV"])
+    side = json.loads((tmp_path / "results" / "analysis_harmonic" / "cspbbr3_1x1x2" / "route_comparison.json").read_text())
+    assert side["synthetic"] is True and "built in, not found" in side["comparison_note"] and side["note"].startswith("synthetic")
+    assert (tmp_path / "results" / "figures" / "routes_cspbbr3_1x1x2.png").stat().st_size > 10_000
+    assert not (tmp_path / "results" / "figures" / "routes_cspbbr3_1x1x1.png").exists()

@@ -35,6 +35,14 @@ def add_harmonic_parsers(sub, opt, add_cp2k_launch, json_object) -> None:
     opt(a, "--region-edges-meV", "analysis.region_edges_meV", _floats)
     a.set_defaults(func=_analyze)
 
+    c = sub.add_parser("compare-routes", help="one system by both routes: route_comparison.csv and its figure")
+    c.add_argument("--md", required=True, help="the MD route's analysis directory (analysis/SYSTEM)")
+    c.add_argument("--harmonic", required=True, help="the harmonic route's analysis directory (analysis_harmonic/SYSTEM)")
+    c.add_argument("--out", required=True, help="route_comparison.csv to write (with its JSON sidecar)")
+    c.add_argument("--figure-dir", required=True, help="directory of the figure")
+    c.add_argument("--figure-stem", required=True, help="file name of the figure without .png/.pdf")
+    c.set_defaults(func=_compare)
+
 
 def _run(args: argparse.Namespace) -> int:
     from qdphonon.engines.launcher import resolve_launcher
@@ -82,4 +90,16 @@ def _analyze(args: argparse.Namespace) -> int:
                                   region_edges_meV=args.region_edges_meV)  # fmt: skip
     print(f"harmonic-analyze: lambda {result['lambda_meV']:.4g} meV, main mode "
           f"{result['main_mode']['energy_meV']} meV" + (" (synthetic)" if result["synthetic"] else ""), file=sys.stderr)
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from qdphonon.analysis.route_comparison import write_route_comparison
+    from qdphonon.figures_routes import plot_routes
+
+    table = write_route_comparison(args.md, args.harmonic, args.out)
+    plot_routes(args.md, args.harmonic, args.figure_dir, args.figure_stem)
+    for row in table.itertuples():
+        print(f"compare-routes: {row.quantity}: md {row.md:.4g}, harmonic {row.harmonic:.4g} "
+              f"(ratio {row.harmonic_over_md:.3g})", file=sys.stderr)
     return 0

@@ -183,6 +183,20 @@ def route_linewidths():
 
 
 MD_SYSTEMS = [name for name, s in SYSTEMS.items() if "md" in s.routes]
+BOTH_ROUTES = [
+    name for name, s in SYSTEMS.items() if {"md", "harmonic"} <= set(s.routes)
+]
+
+
+def route_comparison_targets():
+    """route_comparison.csv and its figure for every system run by both routes (docs/physics.md §5.6)."""
+    return [
+        f"{RESULTS}/analysis_harmonic/{s}/route_comparison.csv" for s in BOTH_ROUTES
+    ] + [
+        f"{RESULTS}/figures/routes_{s}.{ext}"
+        for s in BOTH_ROUTES
+        for ext in ("png", "pdf")
+    ]
 
 
 def cp2k_job_retries(steps_key="steps"):

@@ -104,3 +104,30 @@ rule analyze_harmonic:
     shell:
         "python -m qdphonon harmonic-analyze --structure {input.xyz:q} --workdir {params.workdir:q}"
         " --outdir {params.outdir:q} --settings-json {params.settings:q} > {log:q} 2>&1"
+
+
+rule compare_routes:
+    """One system by both routes: route_comparison.csv beside the harmonic analysis, and its figure."""
+    input:
+        md=f"{RESULTS}/analysis/{{system}}/linewidth.json",
+        harmonic=f"{RESULTS}/analysis_harmonic/{{system}}/linewidth.json",
+    output:
+        table=f"{RESULTS}/analysis_harmonic/{{system}}/route_comparison.csv",
+        png=report(
+            f"{RESULTS}/figures/routes_{{system}}.png",
+            caption="../report/routes.rst",
+            category="Figures",
+        ),
+        pdf=f"{RESULTS}/figures/routes_{{system}}.pdf",
+    log:
+        f"{RESULTS}/logs/compare_routes/{{system}}.log",
+    localrule: True
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        md=lambda wc, input: os.path.dirname(input.md),
+        harmonic=lambda wc, input: os.path.dirname(input.harmonic),
+        figdir=lambda wc, output: os.path.dirname(output.png),
+    shell:
+        "python -m qdphonon compare-routes --md {params.md:q} --harmonic {params.harmonic:q} --out {output.table:q}"
+        " --figure-dir {params.figdir:q} --figure-stem routes_{wildcards.system} > {log:q} 2>&1"
