@@ -38,6 +38,7 @@ include: "workflow/rules/external.smk"
 include: "workflow/rules/analysis.smk"
 include: "workflow/rules/harmonic.smk"
 include: "workflow/rules/claims.smk"
+include: "workflow/rules/anharmonicity.smk"
 
 
 rule all:
@@ -45,3 +46,4 @@ rule all:
     input:
         all_targets(),
         claims_targets(),
+        anharmonicity_targets(),

@@ -72,7 +72,7 @@ def campaign_status(results: str | os.PathLike, config: Mapping[str, Any]) -> li
     rows = []
     for system in campaign_from_config(config).values():
         warned = system_warnings(results, system.name)
-        for replica in system.replicas:
+        for replica in system.all_replicas:
             row = replica_status(results / "aimd" / system.name / replica, int(system.md["steps"]))
             rows.append({"system": system.name, "replica": replica, **row, "warnings": warned})
     return rows

@@ -42,7 +42,7 @@ os.environ.update(
 
 wildcard_constraints:
     system="|".join(SYSTEMS),
-    replica=r"r\d+",
+    replica=r"r\d+(_T\d+(p\d+)?K)?",
     batch=r"\d+",
 
 
@@ -183,6 +183,7 @@ def route_linewidths():
 
 
 MD_SYSTEMS = [name for name, s in SYSTEMS.items() if "md" in s.routes]
+ANHARMONIC_SYSTEMS = [n for n in MD_SYSTEMS if len(SYSTEMS[n].md_temperatures_K) > 1]
 
 
 def cp2k_job_retries(steps_key="steps"):
