@@ -22,7 +22,8 @@ def add_anharmonicity_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--trajectories", nargs="*", default=None, metavar="NPZ",
                    help="one .npz per band-edge table, same order (internal temperature of each replica)")
     p.add_argument("--reference-temperature-K", type=float, default=None,
-                   help="T_md whose harmonic extrapolation is tested (config md.temperature_K; default: the lowest)")
+                   help="T_md whose harmonic extrapolation is tested, in K (the campaign passes md.temperature_K; "
+                        "default: the lowest)")
     p.add_argument("--report-temperature-K", type=float, default=settings.default("analysis.report_temperature_K"),
                    help=settings.describe("analysis.report_temperature_K"))
     p.add_argument("--region-edges-meV", type=_floats, default=settings.default("analysis.region_edges_meV"),

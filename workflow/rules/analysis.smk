@@ -51,7 +51,8 @@ rule summarize_campaign:
             f"{RESULTS}/analysis/{{system}}/attribution.csv", system=MD_SYSTEMS
         ),
         anharmonicities=expand(
-            f"{RESULTS}/analysis/{{system}}/anharmonicity.csv", system=ANHARMONIC_SYSTEMS
+            f"{RESULTS}/analysis/{{system}}/anharmonicity.csv",
+            system=ANHARMONIC_SYSTEMS,
         ),
     output:
         report(

@@ -1,15 +1,6 @@
 # Anharmonicity check (docs/physics.md §6.3): systems run at several MD temperatures (md.temperatures_K).
 
 
-def anharmonicity_targets():
-    """anharmonicity.csv of every system run at several MD temperatures, and the figure."""
-    if not ANHARMONIC_SYSTEMS:
-        return []
-    return [f"{RESULTS}/figures/anharmonicity.{ext}" for ext in ("png", "pdf")] + [
-        f"{RESULTS}/analysis/{s}/anharmonicity.csv" for s in ANHARMONIC_SYSTEMS
-    ]
-
-
 rule anharmonicity_system:
     """lambda, Gamma(report T) and band centres at every MD temperature of one system; deviation from harmonic scaling."""
     input:
@@ -48,7 +39,8 @@ rule plot_anharmonicity:
     """Figure: lambda ratio and Gamma(report T) extrapolated from each MD temperature."""
     input:
         tables=expand(
-            f"{RESULTS}/analysis/{{system}}/anharmonicity.csv", system=ANHARMONIC_SYSTEMS
+            f"{RESULTS}/analysis/{{system}}/anharmonicity.csv",
+            system=ANHARMONIC_SYSTEMS,
         ),
     output:
         png=report(

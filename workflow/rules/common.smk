@@ -186,6 +186,15 @@ MD_SYSTEMS = [name for name, s in SYSTEMS.items() if "md" in s.routes]
 ANHARMONIC_SYSTEMS = [n for n in MD_SYSTEMS if len(SYSTEMS[n].md_temperatures_K) > 1]
 
 
+def anharmonicity_targets():
+    """anharmonicity.csv of every system run at several MD temperatures, and the figure."""
+    if not ANHARMONIC_SYSTEMS:
+        return []
+    return [f"{RESULTS}/figures/anharmonicity.{ext}" for ext in ("png", "pdf")] + [
+        f"{RESULTS}/analysis/{s}/anharmonicity.csv" for s in ANHARMONIC_SYSTEMS
+    ]
+
+
 def cp2k_job_retries(steps_key="steps"):
     """Retries of the CP2K rules, "steps" (AIMD) or "relax" (qdphonon.cost.cp2k_job_retries)."""
     job = "aimd" if steps_key == "steps" else "relax"
