@@ -100,6 +100,8 @@ def test_gap_quadratic_in_a_harmonic_coordinate_gives_the_closed_form_deviation(
     np.testing.assert_allclose(table["lambda_meV"], exact, rtol=2e-3)
     np.testing.assert_allclose(table["lambda_ratio"], exact / exact[0], rtol=3e-3)
     np.testing.assert_allclose(table["fwhm_deviation"], np.sqrt(exact / exact[0]) - 1, rtol=5e-3)
+    shift_eV = 1e-3 * B * BOLTZMANN_meV_per_K * (np.array(TEMPS) - TEMPS[0]) / K  # <b x^2> = b k_B T / K
+    np.testing.assert_allclose(table["gap_mean_eV"] - table["gap_mean_eV"].iloc[0], shift_eV, rtol=2e-3, atol=1e-9)
     assert table["lambda_ratio"].iloc[-1] > 1.5  # softening-like: a 10 K run underestimates Gamma(300 K)
     head = headline(table, 300.0, 10.0)
     assert head["anharmonic_md_temperature_K"] == 300.0 and head["anharmonic_reference_K"] == 10.0

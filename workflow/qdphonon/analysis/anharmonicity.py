@@ -75,6 +75,7 @@ def _temperature_row(gaps: Sequence[np.ndarray], dt_fs: float, T_md: float, norm
     fw_iv = [thermal_linewidth_fwhm_meV(max(x, 0.0), report_K) for x in iv] if iv else [None, None]
     row = {"md_temperature_K": float(T_md), "normalisation_temperature_K": float(np.mean(normalising_K)),
            "n_replicas": len(per), "error_method": method, "duration_fs": float(np.mean([a.spectrum.duration_fs for a in per])),
+           "gap_mean_eV": float(np.mean([a.gap_mean_eV for a in per])),
            "lambda_meV": lam, "lambda_meV_err": None if iv is None else 0.5 * (iv[1] - iv[0]),
            "lambda_lo_meV": iv[0] if iv else None, "lambda_hi_meV": iv[1] if iv else None,
            "fwhm_report_meV": fw, "fwhm_report_lo_meV": fw_iv[0], "fwhm_report_hi_meV": fw_iv[1]}  # fmt: skip
@@ -99,7 +100,8 @@ def anharmonicity_table(gaps_by_T: Mapping[float, Sequence[np.ndarray]], dt_fs: 
     is tested (default: the lowest T_md).
 
     Columns: ``md_temperature_K``, ``normalisation_temperature_K``, ``n_replicas``, ``error_method``,
-    ``duration_fs``, ``lambda_meV`` (+ ``_err`` half-width, ``lambda_lo_meV``/``lambda_hi_meV``),
+    ``duration_fs``, ``gap_mean_eV`` (a mean gap moving with T_md is the mark of a gap not linear in the
+    displacements), ``lambda_meV`` (+ ``_err`` half-width, ``lambda_lo_meV``/``lambda_hi_meV``),
     ``fwhm_report_meV`` (Eq. 2 at the report temperature from this T_md's lambda, + lo/hi),
     ``lambda_ratio`` = lambda(T_md)/lambda(reference) (1 if harmonic; + ``_lo``/``_hi``/``_err``),
     ``fwhm_deviation`` = sqrt(lambda_ratio) - 1 (+ lo/hi), and per spectral region

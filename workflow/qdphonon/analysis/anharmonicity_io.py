@@ -28,6 +28,8 @@ COLUMN_NOTES = {
     "md_temperature_K": "T_md of the runs (their sidecars' md_temperature_K)",
     "normalisation_temperature_K": "mean temperature lambda is divided by (internal kinetic temperature of each "
                                    "replica when trajectories with positions are given, else T_md)",
+    "gap_mean_eV": "mean gap over the replicas' production windows (moves with T_md when the gap is not linear "
+                   "in the displacements)",
     "lambda_meV": "Var(dE)/(2 k_B T), replica mean; _lo/_hi its interval at confidence_level",
     "fwhm_report_meV": "Gamma at report_temperature_K extrapolated harmonically (paper Eq. 2) from this T_md's lambda",
     "lambda_ratio": "lambda(T_md)/lambda(reference_temperature_K): 1 for harmonic motion and a linear gap",
