@@ -38,6 +38,13 @@ def test_replicas_per_temperature_keep_the_single_temperature_names():
         hot.replica_temperature_K("r1")
 
 
+def test_cost_counts_the_replicas_of_every_temperature():
+    from qdphonon.cost import campaign_cost
+
+    cost = campaign_cost(validate_config(copy.deepcopy(TINY)))
+    assert [r["replicas"] for r in cost["systems"]] == [3, 1] and cost["totals"]["replicas"] == 4
+
+
 def test_temperatures_must_include_the_main_temperature():
     cfg = copy.deepcopy(TINY)
     cfg["systems"][0]["md"]["temperatures_K"] = [100, 300]
@@ -125,3 +132,18 @@ def test_the_figure_says_synthetic_and_that_the_mock_cannot_show_anharmonicity(c
 @pytest.mark.workflow
 def test_finished_chain_dry_runs_to_nothing(chain):
     assert_nothing_to_be_done(snakemake(chain, "-n"))
+
+
+@pytest.mark.workflow
+def test_status_and_provenance_list_every_temperature(chain):
+    import yaml
+
+    from qdphonon.provenance import campaign_provenance
+    from qdphonon.status import campaign_status, format_status
+
+    cfg = validate_config(yaml.safe_load((chain / "config.yaml").read_text()))
+    rows = campaign_status(chain / "results", cfg)
+    assert [r["replica"] for r in rows] == ["r0", "r0_T100K", "r0_T300K"] and all(r["complete"] for r in rows)
+    assert "3 of 3 replicas complete" in format_status(rows)
+    (prov,) = campaign_provenance(chain / "results", cfg)
+    assert prov["complete"] and [r["replica"] for r in prov["replicas"]] == ["r0", "r0_T100K", "r0_T300K"]
