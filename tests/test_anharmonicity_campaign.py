@@ -32,6 +32,7 @@ def test_replicas_per_temperature_keep_the_single_temperature_names():
     assert hot.replicas == ["r0"] and hot.all_replicas == ["r0", "r0_T100K", "r0_T300K"]
     assert [hot.replica_temperature_K(r) for r in hot.all_replicas] == [10.0, 100, 300]
     assert plain.all_replicas == plain.replicas == ["r0"] and plain.md_temperatures_K == [10.0]
+    assert "temperatures_K" not in plain.md  # its md (and provenance digest) as before the option existed
     assert temperature_tag(77.5) == "77p5" and temperature_tag(300.0) == "300"
     assert replica_seed(2022, hot.name, "r0") != replica_seed(2022, hot.name, "r0_T300K")
     with pytest.raises(ValueError, match="no replica 'r1'"):

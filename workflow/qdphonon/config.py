@@ -325,7 +325,9 @@ def campaign_from_config(config: Mapping[str, Any]) -> dict[str, SystemConfig]:
                 f"{key('trajectory_every_steps')}: a stride of {md['trajectory_every_steps']} steps leaves no "
                 f"trajectory frame after step 0 in the {md['steps']} steps ({key('steps')}) of systems[{i}] ({name})"
             )
-        temps = md.get("temperatures_K")
+        temps = md.pop("temperatures_K", None)  # absent when null: a single-temperature system's md is as before
+        if temps is not None:
+            md["temperatures_K"] = temps
         if temps is not None and md["temperature_K"] not in temps:
             raise ConfigError(
                 f"{key('temperatures_K')}: {temps} must include md.temperature_K ({md['temperature_K']:g} K), "
