@@ -38,6 +38,7 @@ include: "workflow/rules/external.smk"
 include: "workflow/rules/analysis.smk"
 include: "workflow/rules/harmonic.smk"
 include: "workflow/rules/claims.smk"
+include: "workflow/rules/anharmonicity.smk"
 
 
 rule all:
@@ -46,3 +47,4 @@ rule all:
         all_targets(),
         claims_targets(),
         route_comparison_targets(),
+        anharmonicity_targets(),

@@ -52,7 +52,7 @@ def test_schema_fills_every_default():
     assert cfg["engine"] == "mock" and cfg["level"] == "pbe"
     assert cfg["md"] == {"temperature_K": 10.0, "timestep_fs": 2.0, "steps": 4000, "equilibration_fs": 1000.0,
                          "replicas": 4, "seed": 2022, "thermostat_timecon_fs": 100.0, "trajectory_every_steps": 5,
-                         "trajectory_format": "xyz", "localisation_every_steps": None}
+                         "trajectory_format": "xyz", "localisation_every_steps": None, "temperatures_K": None}
     assert cfg["analysis"] == {"report_temperature_K": 300.0, "region_edges_meV": [0.0, 4.5, 12.0, 30.0], "blocks": 4,
                                "band_cutoff_meV": None, "temperatures_K": [4, 10, 25, 50, 77, 100, 150, 200, 250, 300, 350, 400]}
     assert cfg["systems"][0] == {"size": [2, 2, 2], "shell_layers": 0, "shell_metal": "Ca", "route": "md", "md": {}}

@@ -18,6 +18,7 @@ from qdphonon.cli_cost import add_cost_parser
 from qdphonon.report_pages import add_report_pages_parser
 from qdphonon.engines.launcher import resolve_launcher
 from qdphonon.cli_claims import add_claims_parsers
+from qdphonon.cli_anharmonicity import add_anharmonicity_parsers
 
 
 def _opt(p: argparse.ArgumentParser, flag: str, key: str, type=None, **kw) -> None:
@@ -333,7 +334,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"qdphonon {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (_add_build, _add_cp2k_input, _add_run, _add_parse, _add_analysis, _add_plot, add_report_pages_parser,
-                add_check_parser, add_status_parser, add_cost_parser, add_reevaluate_parser, add_claims_parsers):
+                add_check_parser, add_status_parser, add_cost_parser, add_reevaluate_parser, add_claims_parsers,
+                add_anharmonicity_parsers):
         add(sub)
     add_harmonic_parsers(sub, _opt, _add_cp2k_launch, _json_object)
     for p in sub.choices.values():

@@ -30,7 +30,7 @@ from qdphonon import elements, settings
 
 from qdphonon.settings import SCHEMA_PATH
 
-MD_KEYS_PER_SYSTEM = ("steps", "timestep_fs", "equilibration_fs", "replicas", "trajectory_every_steps")
+MD_KEYS_PER_SYSTEM = ("steps", "timestep_fs", "equilibration_fs", "replicas", "trajectory_every_steps", "temperatures_K")
 
 
 
@@ -207,6 +207,30 @@ class SystemConfig:
         return [f"r{i}" for i in range(int(self.md["replicas"]))]
 
     @property
+    def md_temperatures_K(self) -> list[float]:
+        """The system's MD temperatures in K, ascending: ``md.temperatures_K``, or ``[md.temperature_K]``."""
+        return sorted(self.md.get("temperatures_K") or [self.md["temperature_K"]])
+
+    def replicas_at(self, temperature_K: float) -> list[str]:
+        """Replica names at one MD temperature: :attr:`replicas` at ``md.temperature_K`` (the paths of a
+        single-temperature campaign), ``r0_T300K``, ... at the others (:func:`temperature_tag`)."""
+        if temperature_K == self.md["temperature_K"]:
+            return self.replicas
+        return [f"{r}_T{temperature_tag(temperature_K)}K" for r in self.replicas]
+
+    @property
+    def all_replicas(self) -> list[str]:
+        """Every replica the system runs, at every MD temperature."""
+        return [r for T in self.md_temperatures_K for r in self.replicas_at(T)]
+
+    def replica_temperature_K(self, replica: str) -> float:
+        """T_md of a replica (as the config gives it); ValueError for a replica this system does not run."""
+        for T in self.md_temperatures_K:
+            if replica in self.replicas_at(T):
+                return self.md["temperature_K"] if T == self.md["temperature_K"] else T
+        raise ValueError(f"{self.name}: no replica {replica!r} (replicas: {', '.join(self.all_replicas)})")
+
+    @property
     def n_atoms(self) -> int:
         """Atom count of the neutral CsBr-terminated cuboid (docs/physics.md §2), without building it."""
         return cuboid_atom_count(self.size)
@@ -221,6 +245,11 @@ def system_name(size: tuple[int, int, int] | list[int], shell_layers: int = 0, s
         metal = shell_metal or settings.default("systems[].shell_metal")
         name += f"_{metal.lower()}{int(shell_layers)}"
     return name
+
+
+def temperature_tag(temperature_K: float) -> str:
+    """``300`` for 300 K, ``77p5`` for 77.5 K: a temperature in a replica name (no dot, no sign)."""
+    return f"{float(temperature_K):.6f}".rstrip("0").rstrip(".").replace(".", "p")
 
 
 def cuboid_atom_count(size: tuple[int, int, int] | list[int]) -> int:
@@ -296,6 +325,16 @@ def campaign_from_config(config: Mapping[str, Any]) -> dict[str, SystemConfig]:
                 f"{key('trajectory_every_steps')}: a stride of {md['trajectory_every_steps']} steps leaves no "
                 f"trajectory frame after step 0 in the {md['steps']} steps ({key('steps')}) of systems[{i}] ({name})"
             )
+        temps = md.pop("temperatures_K", None)  # absent when null: a single-temperature system's md is as before
+        if temps is not None:
+            md["temperatures_K"] = temps
+        if temps is not None and md["temperature_K"] not in temps:
+            raise ConfigError(
+                f"{key('temperatures_K')}: {temps} must include md.temperature_K ({md['temperature_K']:g} K), "
+                f"the temperature of the main analysis of systems[{i}] ({name})"
+            )
+        if temps is not None and len({temperature_tag(T) for T in temps}) < len(temps):
+            raise ConfigError(f"{key('temperatures_K')}: {temps} holds temperatures closer than 1e-6 K")
         systems[name] = SystemConfig(name, size, k, metal, md, entry.get("route", "md"))
         first_index[name] = i
     return systems

@@ -269,7 +269,7 @@ def campaign_cost(config: Mapping[str, Any]) -> dict[str, Any]:
     """CP2K cost of a validated campaign config, per system and in total.
 
     Per system: atoms, level, seconds per MD step on the reference layout and its status, MD steps
-    per replica (md.steps after step 0, equilibration included), replicas, core-hours (ranks x
+    per replica (md.steps after step 0, equilibration included), replicas (at every MD temperature), core-hours (ranks x
     threads x s/step x (steps + 1) / 3600) per replica and in total (relaxation included, priced at
     relax.max_iter steps: an upper bound), the relax and AIMD job resources and the wall-time
     segments per replica. With ``engine: mock`` the figures are what ``engine: cp2k`` would cost
@@ -282,7 +282,7 @@ def campaign_cost(config: Mapping[str, Any]) -> dict[str, Any]:
     level, margin_min = config["level"], config["cp2k"]["walltime_margin_min"]
     out = []
     for s in systems.values():
-        steps, reps = int(s.md["steps"]), len(s.replicas)
+        steps, reps = int(s.md["steps"]), len(s.all_replicas)
         ref = seconds_per_md_step(level, s.n_atoms)
         aimd, relax = ({"tasks": aimd_tasks(cp2k, s), "cpus_per_task": 1, "runtime_min": f(cp2k, s),
                         "mem_mb": aimd_mem_mb(cp2k, s)} for f in (aimd_runtime_min, relax_runtime_min))

@@ -61,7 +61,7 @@ def system_warnings(results: str | Path, system: str) -> list[str] | None:
 def system_provenance(results: Path, config: Mapping[str, Any], system: SystemConfig) -> dict[str, Any]:
     """Provenance and completeness of one system under ``results``."""
     replicas = []
-    for replica in system.replicas:
+    for replica in system.all_replicas:
         record = read_run_record(results / "aimd" / system.name / replica / RECORD_FILE)
         replicas.append({
             "replica": replica,
@@ -73,7 +73,8 @@ def system_provenance(results: Path, config: Mapping[str, Any], system: SystemCo
         })
     analysis = results / "analysis" / system.name
     complete = all(r["aimd_complete"] and r["band_edges"] for r in replicas) and all(
-        (analysis / f).is_file() for f in ("spectral_density.csv", "linewidth.json", "vdos.csv"))
+        (analysis / f).is_file() for f in ("spectral_density.csv", "linewidth.json", "vdos.csv")
+        + (("anharmonicity.csv",) if len(system.md_temperatures_K) > 1 else ()))
     return {
         "system": system.name,
         "config_sha": system_config_digest(config, system),

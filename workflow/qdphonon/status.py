@@ -73,7 +73,7 @@ def campaign_status(results: str | os.PathLike, config: Mapping[str, Any]) -> li
     rows = []
     for system in campaign_from_config(config).values():
         warned = system_warnings(results, system.name)
-        for replica in system.replicas:
+        for replica in system.all_replicas:
             row = replica_status(results / "aimd" / system.name / replica, int(system.md["steps"]))
             rows.append({"system": system.name, "replica": replica, **row, "warnings": warned})
     return rows
@@ -87,11 +87,12 @@ def _hours(seconds: float | None) -> str:
 
 def format_status(rows: list[dict[str, Any]]) -> str:
     """A fixed-width table: one line per replica, then the campaign's totals."""
-    head = f"{'system':<20} {'rep':<4} {'state':<22} {'steps':>13} {'s/step':>8} {'left':>9}  segments"
+    w = max([4, *(len(r["replica"]) for r in rows)])  # r0_T300K: replicas at other MD temperatures
+    head = f"{'system':<20} {'rep':<{w}} {'state':<22} {'steps':>13} {'s/step':>8} {'left':>9}  segments"
     lines = [head]
     for r in rows:
         sps = "-" if r["seconds_per_step"] is None else f"{r['seconds_per_step']:.3g}"
-        lines.append(f"{r['system']:<20} {r['replica']:<4} {r['state']:<22} "
+        lines.append(f"{r['system']:<20} {r['replica']:<{w}} {r['state']:<22} "
                      f"{r['steps_done']:>6}/{r['steps_planned']:<6} {sps:>8} {_hours(r['seconds_left']):>9}  "
                      f"{','.join(r['segments']) or '-'}")  # fmt: skip
     n_done = sum(r["complete"] for r in rows)

@@ -50,6 +50,10 @@ rule summarize_campaign:
         attributions=expand(
             f"{RESULTS}/analysis/{{system}}/attribution.csv", system=MD_SYSTEMS
         ),
+        anharmonicities=expand(
+            f"{RESULTS}/analysis/{{system}}/anharmonicity.csv",
+            system=ANHARMONIC_SYSTEMS,
+        ),
     output:
         report(
             f"{RESULTS}/summary.csv",

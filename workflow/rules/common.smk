@@ -42,7 +42,7 @@ os.environ.update(
 
 wildcard_constraints:
     system="|".join(SYSTEMS),
-    replica=r"r\d+",
+    replica=r"r\d+(_T\d+(p\d+)?K)?",
     batch=r"\d+",
 
 
@@ -196,6 +196,18 @@ def route_comparison_targets():
         f"{RESULTS}/figures/routes_{s}.{ext}"
         for s in BOTH_ROUTES
         for ext in ("png", "pdf")
+    ]
+
+
+ANHARMONIC_SYSTEMS = [n for n in MD_SYSTEMS if len(SYSTEMS[n].md_temperatures_K) > 1]
+
+
+def anharmonicity_targets():
+    """anharmonicity.csv of every system run at several MD temperatures, and the figure."""
+    if not ANHARMONIC_SYSTEMS:
+        return []
+    return [f"{RESULTS}/figures/anharmonicity.{ext}" for ext in ("png", "pdf")] + [
+        f"{RESULTS}/analysis/{s}/anharmonicity.csv" for s in ANHARMONIC_SYSTEMS
     ]
 
 

@@ -52,7 +52,7 @@ rule write_cp2k_input:
     params:
         settings=lambda wc: settings_record(
             level=config["level"],
-            md_temperature_K=config["md"]["temperature_K"],
+            md_temperature_K=system_of(wc).replica_temperature_K(wc.replica),
             timestep_fs=system_of(wc).md["timestep_fs"],
             steps=system_of(wc).md["steps"],
             trajectory_every_steps=system_of(wc).md["trajectory_every_steps"],

@@ -84,7 +84,16 @@ def claims_columns(analysis_dir: Path) -> dict:
     from qdphonon.analysis.attribution_io import attribution_summary
 
     path = analysis_dir / "attribution.csv"
-    return attribution_summary(path) if path.is_file() else {}
+    out = attribution_summary(path) if path.is_file() else {}
+    return out | anharmonicity_columns(analysis_dir)
+
+
+def anharmonicity_columns(analysis_dir: Path) -> dict:
+    """Deviation from harmonic scaling (anharmonicity.csv's headline) when the system ran at several T_md."""
+    from qdphonon.analysis.anharmonicity_io import anharmonicity_summary
+
+    path = analysis_dir / "anharmonicity.csv"
+    return anharmonicity_summary(path) if path.is_file() else {}
 
 
 def write_summary(
