@@ -100,6 +100,8 @@ NEEDS = {
     "harmonic-run": BASE | {"numpy", "cp2k-input-tools", "cp2k", "openmpi", "ase"},
     "harmonic-analyze": BASE | {"numpy", "scipy", "pandas", "ase", "phonopy"},
     "compare-routes": BASE | {"numpy", "pandas", "matplotlib-base"},
+    "anharmonicity": BASE | {"numpy", "scipy", "pandas"},
+    "plot-anharmonicity": BASE | {"numpy", "pandas", "matplotlib-base"},
 }
 # What each env is for beyond its rules' imports (envs/README.md).
 ENV_EXTRAS = {"structures": {"pymatgen"}, "cp2k": {"jsonschema"}, "analysis": set()}
