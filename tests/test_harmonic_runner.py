@@ -74,3 +74,29 @@ def test_single_point_inputs_validate_against_the_installed_cp2k(dot_xyz, cp2k_e
     assert "&FORCES ON" in upper and "MO_INDEX_RANGE" in upper
     if level == "pbe":
         assert "NLUMO 8" in upper and "EPS_SCF 1E-07" in upper
+
+
+@pytest.mark.cp2k
+def test_single_points_started_from_the_relaxations_wavefunction_give_the_same_result(dot_xyz, cp2k_exe, tmp_path):
+    """Real GFN1-xTB: the relaxation's wavefunction as every single point's start (what the PBE route needs
+    to be affordable) leaves forces and band edges as from CP2K's own guess, to the SCF threshold."""
+    import numpy as np
+
+    from qdphonon.engines.relax import relax
+    from qdphonon.parsers.single_point import read_single_point
+
+    relax(dot_xyz, tmp_path / "relax", tmp_path / "relaxed.xyz", "xtb", wfn_out=tmp_path / "relaxed.wfn")
+    names = [REFERENCE, "a0002xp"]
+    run_single_points(tmp_path / "relaxed.xyz", tmp_path / "guess", names, "xtb")
+    run_single_points(tmp_path / "relaxed.xyz", tmp_path / "restart", names, "xtb", initial_wfn=tmp_path / "relaxed.wfn")
+    for name in names:
+        text = (tmp_path / "restart" / name / "sp.inp").read_text().upper()
+        assert "SCF_GUESS RESTART" in text and "WFN_RESTART_FILE_NAME START.WFN" in text
+        a = read_single_point(tmp_path / "guess" / name, "sp", OUTPUT)
+        b = read_single_point(tmp_path / "restart" / name, "sp", OUTPUT)
+        assert a.scf_converged and b.scf_converged
+        np.testing.assert_allclose(b.forces_eV_A, a.forces_eV_A, atol=1e-4)
+        np.testing.assert_allclose(b.occupied_eV[-3:], a.occupied_eV[-3:], atol=1e-5)
+        np.testing.assert_allclose(b.unoccupied_eV[:3], a.unoccupied_eV[:3], atol=1e-5)
+    with pytest.raises(FileNotFoundError, match="start from is missing"):
+        run_single_points(tmp_path / "relaxed.xyz", tmp_path / "x", names, "xtb", initial_wfn=tmp_path / "none.wfn")

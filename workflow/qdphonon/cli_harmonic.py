@@ -15,6 +15,8 @@ def add_harmonic_parsers(sub, opt, add_cp2k_launch, json_object) -> None:
     p.add_argument("--batch", type=int, required=True, help="batch index: 0 = the reference, 1.. = displacements")
     p.add_argument("--per-job", type=int, required=True, help="displacements per batch")
     p.add_argument("--done", required=True, help="JSON record written when the batch is complete")
+    p.add_argument("--initial-wfn", default=None,
+                   help="wavefunction every SCF starts from (the relaxation's; cp2k engine)")
     opt(p, "--engine", "engine")
     opt(p, "--level", "level")
     opt(p, "--step-A", "harmonic.step_A", float)
@@ -58,7 +60,7 @@ def _run(args: argparse.Namespace) -> int:
         status = run_single_points(args.structure, args.workdir, groups[args.batch], args.level, step_A=args.step_A,
                                    cp2k_command=args.cp2k_command, mpi=resolve_launcher(args.mpi_launcher), tasks=args.tasks,
                                    threads=args.threads, overrides=json_object_or_none(args.overrides_json),
-                                   engine=args.engine)  # fmt: skip
+                                   engine=args.engine, initial_wfn=args.initial_wfn)  # fmt: skip
     except SinglePointFailed as exc:
         print(f"qdphonon harmonic-run: error: {exc}", file=sys.stderr)
         return 1

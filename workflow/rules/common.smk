@@ -89,6 +89,14 @@ def relaxed_wfn_output():
     return {"wfn": f"{RESULTS}/relaxed/{{system}}.wfn"}
 
 
+def harmonic_wfn(kind):
+    """The tight relaxation's last wavefunction (CP2K only): an output of relax_harmonic, the input every
+    single point's SCF starts from."""
+    if config["engine"] != "cp2k":
+        return {}
+    return {kind: f"{RESULTS}/harmonic/{{system}}/relaxed.wfn"}
+
+
 def quoted_option(flag, path):
     """`flag 'path'` quoted for the shell, or nothing when there is no path."""
     return "" if not path else f"{flag} {shlex.quote(str(path))}"

@@ -9,6 +9,7 @@ rule relax_harmonic:
     input:
         xyz=f"{RESULTS}/structures/{{system}}.xyz",
     output:
+        **harmonic_wfn("wfn"),
         xyz=f"{RESULTS}/harmonic/{{system}}/relaxed.xyz",
     log:
         f"{RESULTS}/logs/relax_harmonic/{{system}}.log",
@@ -24,6 +25,7 @@ rule relax_harmonic:
         mem_mb=aimd_mem_mb,
     params:
         workdir=f"{RESULTS}/harmonic/{{system}}/relax",
+        wfn_out=lambda wc, output: quoted_option("--wfn-out", output.get("wfn")),
         settings=settings_record(
             engine=config["engine"],
             level=config["level"],
@@ -35,13 +37,15 @@ rule relax_harmonic:
         ),
     shell:
         "python -m qdphonon relax --structure {input.xyz:q} --workdir {params.workdir:q}"
-        " --out {output.xyz:q} --tasks {resources.tasks:q}"
+        " --out {output.xyz:q} {params.wfn_out} --tasks {resources.tasks:q}"
         " --threads {resources.cpus_per_task:q} --settings-json {params.settings:q} > {log:q} 2>&1"
 
 
 rule harmonic_single_points:
-    """One batch of single points (batch 0: the reference); resumable, a displacement at a time."""
+    """One batch of single points (batch 0: the reference); resumable, a displacement at a time; each
+    SCF starts from the relaxation's wavefunction."""
     input:
+        **harmonic_wfn("wfn"),
         xyz=f"{RESULTS}/harmonic/{{system}}/relaxed.xyz",
     output:
         done=f"{RESULTS}/harmonic/{{system}}/batches/b{{batch}}.json",
@@ -59,6 +63,7 @@ rule harmonic_single_points:
         mem_mb=aimd_mem_mb,
     params:
         workdir=f"{RESULTS}/harmonic/{{system}}/sp",
+        initial_wfn=lambda wc, input: quoted_option("--initial-wfn", input.get("wfn")),
         settings=lambda wc: settings_record(
             engine=config["engine"],
             level=config["level"],
@@ -70,7 +75,7 @@ rule harmonic_single_points:
         ),
     shell:
         "python -m qdphonon harmonic-run --structure {input.xyz:q} --workdir {params.workdir:q}"
-        " --batch {wildcards.batch} --done {output.done:q} --tasks {resources.tasks:q}"
+        " --batch {wildcards.batch} --done {output.done:q} {params.initial_wfn} --tasks {resources.tasks:q}"
         " --threads {resources.cpus_per_task:q} --settings-json {params.settings:q} > {log:q} 2>&1"
 
 
