@@ -50,6 +50,7 @@ rule summarize_campaign:
         attributions=expand(
             f"{RESULTS}/analysis/{{system}}/attribution.csv", system=MD_SYSTEMS
         ),
+        localisations=localisation_targets(),
     output:
         report(
             f"{RESULTS}/summary.csv",
