@@ -1,8 +1,9 @@
 """Band-edge localisation: CP2K's &PDOS/&LDOS print of the frontier orbitals' weight per region.
 
 Real CP2K 2023.1 (GFN1-xTB, Cs4PbBr6, 11 atoms; its atoms split into two lists here, since every
-atom of this dot is a surface atom): the generated input prints every K steps, the parser's
-VBM/CBM weights equal an independent reading of the printed files (plain line splitting), and
+atom of this dot is a surface atom): the generated input prints every K steps, the parser's and
+the campaign reader's VBM/CBM weights equal an independent reading of the printed files (plain
+line splitting; lists matched to regions through the LIST lines of the input CP2K ran), and
 the weights of each orbital sum to 1 within the print's 8 decimals. Hand-made files: a block cut
 short is dropped, a malformed row is an error naming the file and line.
 """
@@ -16,6 +17,7 @@ import pandas as pd
 import pytest
 
 from qdphonon.analysis.localisation import frontier_weights, write_localisation
+from qdphonon.analysis.localisation_run import replica_weights
 from qdphonon.cp2k.inputs import MDSettings, SCFSettings, cp2k_input_tree, homo_index
 from qdphonon.cp2k.localisation import localisation_lists
 from qdphonon.cp2k.readback import render_tree
@@ -84,6 +86,17 @@ def test_real_cp2k_xtb_prints_frontier_weights_that_sum_to_one(tmp_path, cp2k_ex
     files = list_pdos_files(tmp_path / "run", "md", "loc")
     assert [f.name for f in files] == ["md-loc-list1-1.pdos", "md-loc-list2-1.pdos"]
     homo = homo_index(dot.symbols, "xtb")
+    # the campaign's reader maps each list to its region by the atoms of its &LDOS in the input CP2K ran
+    ran = [line.split()[1:] for line in (tmp_path / "run" / "seg000.inp").read_text().splitlines()
+           if line.strip().startswith("LIST ")]  # fmt: skip
+    by_text = {regions[int(atoms[0]) - 1]: k for k, atoms in enumerate(ran)}
+    campaign, info = replica_weights(tmp_path / "run" / "run.json", dot.symbols, regions)
+    assert info["homo_index"] == homo and info["level"] == "xtb" and list(campaign["step"]) == [0, 3, 6]
+    for edge, orb in (("vbm", homo), ("cbm", homo + 1)):
+        for region, k in by_text.items():
+            np.testing.assert_allclose(campaign[f"{edge}_{region}"], _independent_weights(files[k], orb), atol=1e-12)
+        assert (campaign[f"{edge}_shell"] == 0).all()
+    files = [files[by_text["core"]], files[by_text["surface"]]]
     df = write_localisation(files, ["core", "surface"], homo, tmp_path / "localisation.csv",
                             {"synthetic": False, "level": "xtb"}, timestep_fs=2.0)  # fmt: skip
     assert list(df["step"]) == [0, 3, 6]
