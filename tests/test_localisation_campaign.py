@@ -136,6 +136,14 @@ def test_bad_prints_are_refused_with_the_file(tmp_path):
         replica_weights(record, dot.symbols, wrong)
     with pytest.raises(ValueError, match="no printed step after the equilibration"):
         replica_weights(record, dot.symbols, dot.regions, md_equilibration_fs=1e6)
+    data = json.loads(record.read_text())
+    seg0 = (tmp_path / "r0" / "seg000.inp").read_text()
+    first, second = [line for line in seg0.splitlines() if line.strip().startswith("LIST ")]
+    (tmp_path / "r0" / "seg001.inp").write_text(seg0.replace(first, "@").replace(second, first).replace("@", second))
+    record.write_text(json.dumps(data | {"segments": data["segments"] + [{"input": "seg001.inp"}]}))
+    with pytest.raises(ValueError, match=r"seg001\.inp: its &LDOS lists differ from those of seg000\.inp"):
+        replica_weights(record, dot.symbols, dot.regions)
+    record.write_text(json.dumps(data))
     for p in (tmp_path / "r0").glob("*.pdos"):
         p.unlink()
     with pytest.raises(FileNotFoundError, match="md.localisation_every_steps"):

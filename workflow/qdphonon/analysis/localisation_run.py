@@ -37,18 +37,24 @@ LOCALISATION_COLUMNS = {
 }
 
 
-def _run_inputs(record_path: Path) -> tuple[Path, dict, Path]:
-    """(run directory, run.json record, the input of its first segment: what the engine ran)."""
+def _run_lists(record_path: Path) -> tuple[Path, dict, Path, list[list[int]]]:
+    """(run directory, run.json record, the first segment's input, its ``&LDOS`` atom lists). Every
+    segment must print the same lists (with ``APPEND`` they write into the same files)."""
     if not record_path.is_file():
         raise FileNotFoundError(f"{record_path}: run record not found")
     record = json.loads(record_path.read_text(encoding="utf-8"))
     run_dir = record_path.parent
-    segments = record.get("segments") or []
-    name = segments[0].get("input") if segments else None
-    if not name or not (run_dir / name).is_file():
-        raise FileNotFoundError(f"{record_path}: no segment input in {run_dir} (segments[0].input); cannot tell "
-                                "which atoms each &LDOS list holds")  # fmt: skip
-    return run_dir, record, run_dir / name
+    names = [seg.get("input") for seg in record.get("segments") or []]
+    if not names or not all(names) or not all((run_dir / n).is_file() for n in names):
+        raise FileNotFoundError(f"{record_path}: a segment input listed in its segments is missing from {run_dir}; "
+                                "cannot tell which atoms each &LDOS list holds")  # fmt: skip
+    lists = None
+    for name in dict.fromkeys(names):
+        found = input_ldos_lists(parse_input_text((run_dir / name).read_text(encoding="utf-8"), bundled_xmlspec()))
+        if lists is not None and found != lists:
+            raise ValueError(f"{run_dir / name}: its &LDOS lists differ from those of {names[0]}")
+        lists = found
+    return run_dir, record, run_dir / names[0], lists
 
 
 def replica_weights(record_path: str | os.PathLike, symbols: Sequence[str], regions: Sequence[str],
@@ -60,9 +66,8 @@ def replica_weights(record_path: str | os.PathLike, symbols: Sequence[str], regi
     FileNotFoundError when the run printed no list files (``md.localisation_every_steps`` was null);
     ValueError when the lists do not match the structure's regions (names the file)."""
     record_path = Path(record_path)
-    run_dir, record, inp = _run_inputs(record_path)
-    tree = parse_input_text(inp.read_text(encoding="utf-8"), bundled_xmlspec())
-    names = list_regions(input_ldos_lists(tree), regions, str(inp))
+    run_dir, record, inp, ldos = _run_lists(record_path)
+    names = list_regions(ldos, regions, str(inp))
     project = record.get("project") or "md"
     files = list_pdos_files(run_dir, project, LOCALISATION_FILENAME)
     if not files:
