@@ -76,7 +76,7 @@ def localisation_figure(summary: pd.DataFrame):
                 order = np.argsort(edge[sel])
                 ax.errorbar(edge[sel][order], w[sel][order], yerr=np.nan_to_num(sd.to_numpy(dtype=float)[sel][order]),
                             fmt=marker + ("-" if not cs else ""), color=f"C{i}", capsize=2,
-                            label=f"{band.upper()}, {kind}", mfc="white" if band == "cbm" else None)  # fmt: skip
+                            label=f"{band.upper()}, {kind}", mfc="none" if band == "cbm" else None)  # fmt: skip
                 drawn = True
     if not drawn:
         ax.text(0.5, 0.5, "no localisation.csv in this campaign\n(md.localisation_every_steps is null)", ha="center",
@@ -85,7 +85,7 @@ def localisation_figure(summary: pd.DataFrame):
     ax.set_xlabel("edge length (nm)")
     ax.set_ylabel("weight on the core atoms")
     ax.set_title("where the band edges live (bars: spread over MD frames)")
-    ax.legend(fontsize=7, frameon=False)
+    ax.legend(fontsize=7, frameon=False, loc="lower right")
     synthetic, xtb, levels = _flags([], summary)
     if synthetic:
         ax.text(0.02, 0.98, "mock: where the band edges live is an input, not a finding", transform=ax.transAxes,
