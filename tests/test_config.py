@@ -97,7 +97,7 @@ def test_default_config_dry_run_lists_whole_pipeline(tmp_path):
     jobs = planned_jobs(snakemake(tmp_path, "-n", timeout_s=300))
     assert jobs == {"build_structure": 6, "relax_structure": 6, "write_cp2k_input": 24, "run_aimd": 24,
                     "parse_band_edges": 24, "analyze_system": 6, "summarize_campaign": 1, "plot_figures": 1, "report_pages": 1,
-                    "attribute_system": 6, "plot_claims": 1, "all": 1}
+                    "attribute_system": 6, "plot_claims": 1, "localise_system": 6, "plot_localisation": 1, "all": 1}
     assert not (tmp_path / "results").exists()
 
 

@@ -173,7 +173,7 @@ def test_repeat_run_is_byte_identical(tmp_path, campaign):
     config["systems"] = config["systems"][:2]
     write_config(tmp_path, config)
     names = ("cspbbr3_3x3x3", "cspbbr3_4x4x4")
-    targets = [f"results/analysis/{n}/{f}" for n in names for f in ("linewidth.json", "attribution.csv")]
+    targets = [f"results/analysis/{n}/{f}" for n in names for f in ("linewidth.json", "attribution.csv", "localisation.csv")]
     res = snakemake(tmp_path, "--cores", "2", *targets)
     assert res.returncode == 0, res.stderr[-3000:]
     for pattern in [p.format(n=n) for n in names for p in (
@@ -233,3 +233,20 @@ def test_check_reports_provenance_of_a_finished_campaign(campaign, tmp_path):
     (tmp_path / "empty").mkdir()
     res3 = subprocess.run(cmd[:5] + [str(tmp_path / "empty")] + cmd[6:], capture_output=True, text=True, cwd=tmp_path)
     assert res3.returncode == 3 and not any(r["complete"] for r in json.loads(res3.stdout))
+
+
+def test_default_campaign_shows_where_the_band_edges_live(campaign):
+    """md.localisation_every_steps is set in the default config: every system gets localisation.csv
+    from the mock's synthetic &PDOS/&LDOS files, the summary its core weights, and the figure exists."""
+    import pandas as pd
+
+    work, _ = campaign
+    summary = pd.read_csv(work / "results/summary.csv").set_index("system")
+    for system in summary.index:
+        table = pd.read_csv(work / f"results/analysis/{system}/localisation.csv")
+        assert set(table["replica"]) == {f"r{i}" for i in range(4)} and (table["time_fs"] >= 1000.0).all()
+    core = summary["vbm_core_weight"]
+    assert core["cspbbr3_6x6x6_ca1"] > 0.9 > core["cspbbr3_6x6x6"] > core["cspbbr3_3x3x3"]  # the mock's input
+    assert (summary["cbm_core_weight_sd"] > 0).all()
+    for ext in ("png", "pdf"):
+        assert (work / f"results/figures/localisation_vs_size.{ext}").stat().st_size > 1000

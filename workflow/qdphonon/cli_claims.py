@@ -1,5 +1,5 @@
-"""Sub-commands of the study's further claims: ``attribute`` (region attribution of lambda) and
-``plot-claims`` (their figures). Thin calls into the package."""
+"""Sub-commands of the study's further claims: ``attribute`` (region attribution of lambda),
+``localise`` (where the band edges live) and ``plot-claims`` (their figures). Thin calls into the package."""
 
 from __future__ import annotations
 
@@ -21,9 +21,20 @@ def add_claims_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--outdir", required=True)
     p.add_argument("--system", default=None)
     p.set_defaults(func=_run_attribute)
-    q = sub.add_parser("plot-claims", help="attribution figure (PNG + PDF) from summary.csv")
+    loc = sub.add_parser("localise", help="the &PDOS/&LDOS prints of one system's AIMD runs -> localisation.csv")
+    loc.add_argument("--run-records", nargs="+", required=True, metavar="JSON",
+                     help="run.json of every replica (the list files are read from its directory)")
+    loc.add_argument("--structure", required=True, help="the MD's structure (extended XYZ with region labels)")
+    loc.add_argument("--md-equilibration-fs", type=float, default=settings.default("md.equilibration_fs"),
+                     help=settings.describe("md.equilibration_fs"))
+    loc.add_argument("--out", required=True, help="localisation.csv (its JSON sidecar is written beside it)")
+    loc.add_argument("--system", default=None)
+    loc.set_defaults(func=_run_localise)
+    q = sub.add_parser("plot-claims", help="claims figures (PNG + PDF) from summary.csv")
     q.add_argument("--summary", required=True)
     q.add_argument("--outdir", required=True)
+    q.add_argument("--figures", nargs="+", choices=["attribution", "localisation"], default=["attribution"],
+                   help="which figures (default: attribution)")
     q.set_defaults(func=_run_plot_claims)
 
 
@@ -38,9 +49,19 @@ def _run_attribute(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_localise(args: argparse.Namespace) -> int:
+    from qdphonon.analysis.localisation_run import localise_system
+
+    table, meta = localise_system(args.run_records, args.structure, args.out, args.md_equilibration_fs, args.system)
+    s = meta["summary"]
+    print(f"{len(table)} printed frames; core weight VBM {s['vbm_core']['mean']:.3f}, CBM {s['cbm_core']['mean']:.3f}"
+          + (" (synthetic)" if meta["synthetic"] else ""))  # fmt: skip
+    return 0
+
+
 def _run_plot_claims(args: argparse.Namespace) -> int:
     from qdphonon.figures_claims import plot_claims
 
-    for path in plot_claims(args.summary, args.outdir):
+    for path in plot_claims(args.summary, args.outdir, args.figures):
         print(path)
     return 0

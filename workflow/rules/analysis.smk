@@ -54,6 +54,7 @@ rule summarize_campaign:
             f"{RESULTS}/analysis/{{system}}/anharmonicity.csv",
             system=ANHARMONIC_SYSTEMS,
         ),
+        localisations=localisation_targets(),
     output:
         report(
             f"{RESULTS}/summary.csv",

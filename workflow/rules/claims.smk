@@ -1,4 +1,5 @@
-# The study's further claims (docs/physics.md): where in the dot the gap coupling lives.
+# The study's further claims (docs/physics.md): where in the dot the gap coupling lives, and
+# where the band edges live.
 
 
 rule attribute_system:
@@ -54,3 +55,51 @@ rule plot_claims:
         outdir=lambda wc, output: os.path.dirname(output.png),
     shell:
         "python -m qdphonon plot-claims --summary {input.summary:q} --outdir {params.outdir:q} > {log:q} 2>&1"
+
+
+rule localise_system:
+    """Band-edge localisation: the weight of the VBM and CBM on every region, from the &PDOS/&LDOS
+    lists the AIMD runs printed (requested only when md.localisation_every_steps is set)."""
+    input:
+        records=lambda wc: expand(
+            f"{RESULTS}/aimd/{{system}}/{{replica}}/run.json",
+            system=wc.system,
+            replica=system_of(wc).replicas,
+        ),
+        xyz=f"{RESULTS}/relaxed/{{system}}.xyz",
+    output:
+        csv=f"{RESULTS}/analysis/{{system}}/localisation.csv",
+    log:
+        f"{RESULTS}/logs/localise_system/{{system}}.log",
+    localrule: True
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        equilibration=lambda wc: system_of(wc).md["equilibration_fs"],
+    shell:
+        "python -m qdphonon localise --run-records {input.records:q} --structure {input.xyz:q}"
+        " --md-equilibration-fs {params.equilibration:q} --system {wildcards.system:q}"
+        " --out {output.csv:q} > {log:q} 2>&1"
+
+
+rule plot_localisation:
+    """Figure: weight of the VBM and CBM on the core vs size."""
+    input:
+        summary=f"{RESULTS}/summary.csv",
+    output:
+        png=report(
+            f"{RESULTS}/figures/localisation_vs_size.png",
+            caption="../report/localisation_vs_size.rst",
+            category="Figures",
+        ),
+        pdf=f"{RESULTS}/figures/localisation_vs_size.pdf",
+    log:
+        f"{RESULTS}/logs/plot_localisation.log",
+    localrule: True
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        outdir=lambda wc, output: os.path.dirname(output.png),
+    shell:
+        "python -m qdphonon plot-claims --summary {input.summary:q} --figures localisation"
+        " --outdir {params.outdir:q} > {log:q} 2>&1"

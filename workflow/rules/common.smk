@@ -74,12 +74,27 @@ def all_targets():
 
 def claims_targets():
     """Outputs of rules/claims.smk: attribution.csv per system of the MD route (it fits the MD's
-    frames) and its figure."""
+    frames) and its figure; the localisation's tables and figure when the runs print it."""
     if not MD_SYSTEMS:
         return []
-    return [
-        f"{RESULTS}/figures/attribution_vs_size.{ext}" for ext in ("png", "pdf")
-    ] + [f"{RESULTS}/analysis/{s}/attribution.csv" for s in MD_SYSTEMS]
+    return (
+        [f"{RESULTS}/figures/attribution_vs_size.{ext}" for ext in ("png", "pdf")]
+        + [f"{RESULTS}/analysis/{s}/attribution.csv" for s in MD_SYSTEMS]
+        + localisation_targets()
+        + (
+            [f"{RESULTS}/figures/localisation_vs_size.{ext}" for ext in ("png", "pdf")]
+            if localisation_targets()
+            else []
+        )
+    )
+
+
+def localisation_targets():
+    """localisation.csv of every MD system, only when md.localisation_every_steps is set (the AIMD
+    inputs then print the &PDOS/&LDOS lists the table is read from; otherwise none exist)."""
+    if config["md"].get("localisation_every_steps") is None:
+        return []
+    return [f"{RESULTS}/analysis/{s}/localisation.csv" for s in MD_SYSTEMS]
 
 
 def relaxed_wfn_output():

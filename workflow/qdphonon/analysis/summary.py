@@ -80,12 +80,14 @@ def summary_row(linewidth: LinewidthRecord, structure: dict | None = None, confi
 
 
 def claims_columns(analysis_dir: Path) -> dict:
-    """Headline numbers of the study's further claims found beside linewidth.json (attribution.csv)."""
+    """Headline numbers of the study's further claims found beside linewidth.json (attribution.csv;
+    localisation.csv: its columns always present, blank when the run printed no localisation)."""
     from qdphonon.analysis.attribution_io import attribution_summary
+    from qdphonon.analysis.localisation_run import localisation_summary_columns
 
     path = analysis_dir / "attribution.csv"
     out = attribution_summary(path) if path.is_file() else {}
-    return out | anharmonicity_columns(analysis_dir)
+    return out | anharmonicity_columns(analysis_dir) | localisation_summary_columns(analysis_dir / "localisation.csv")
 
 
 def anharmonicity_columns(analysis_dir: Path) -> dict:

@@ -17,8 +17,10 @@ LOCALISATION_FILENAME = "loc"
 
 
 def localisation_lists(regions: Sequence[str]) -> list[tuple[str, list[int]]]:
-    """(region, 1-based atom indices) of every non-empty region, in :data:`REGIONS` order: list k of
-    the print is the k-th entry. The one owner of the list order (inputs and parser use it)."""
+    """(region, 1-based atom indices) of every non-empty region, in :data:`REGIONS` order: what the
+    generated input asks for. The rendered text may hold the ``&LDOS`` sections in another order
+    (cp2k-input-tools writes repeated sections reversed, and a re-rendered segment input reverses
+    them back), so readers map CP2K's list k to a region by its atoms: :func:`list_regions`."""
     unknown = sorted(set(regions) - set(REGIONS))
     if unknown:
         raise ValueError(f"unknown region label(s) {unknown}; expected {REGIONS}")
@@ -38,3 +40,38 @@ def localisation_print(regions: Sequence[str], every_steps: int, nlumo: int = 1)
         "each": {"md": int(every_steps)},
         "ldos": [{"list": atoms} for _, atoms in localisation_lists(regions)],
     }
+
+
+def input_ldos_lists(tree: dict[str, Any]) -> list[list[int]]:
+    """The 1-based atom indices of every ``&LDOS`` of a parsed CP2K input (canonical tree of
+    :func:`qdphonon.cp2k.xmlspec.parse_input_text`), in the order CP2K numbers its list files."""
+    from qdphonon.cp2k.readback import _sec
+
+    pdos = _sec(_sec(_sec(tree, "force_eval"), "dft"), "print", "pdos") or {}
+    lists = []
+    for ldos in pdos.get("+ldos", []):
+        atoms: list[int] = []
+        for row in ldos.get("list", []):
+            atoms += [int(x) for x in (row if isinstance(row, (list, tuple)) else str(row).split())]
+        lists.append(atoms)
+    return lists
+
+
+def list_regions(lists: Sequence[Sequence[int]], regions: Sequence[str], source: str = "input") -> list[str]:
+    """The region of each atom list (1-based indices into ``regions``). ValueError when a list holds
+    atoms of several regions or an index outside the structure, or the lists do not cover every atom once."""
+    names = []
+    for k, atoms in enumerate(lists, 1):
+        bad = [i for i in atoms if not 1 <= i <= len(regions)]
+        if bad:
+            raise ValueError(f"{source}: &LDOS list {k} names atom(s) {bad[:5]} outside the structure's {len(regions)}")
+        found = sorted({regions[i - 1] for i in atoms})
+        if len(found) != 1:
+            raise ValueError(f"{source}: &LDOS list {k} mixes regions {found}; one list per region is needed")
+        names.append(found[0])
+    covered = sorted(i for atoms in lists for i in atoms)
+    if covered != list(range(1, len(regions) + 1)):
+        raise ValueError(f"{source}: the &LDOS lists do not cover each of the {len(regions)} atoms exactly once")
+    if len(set(names)) != len(names):
+        raise ValueError(f"{source}: two &LDOS lists of one region: {names}")
+    return names

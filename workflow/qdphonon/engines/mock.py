@@ -14,6 +14,7 @@ from qdphonon.run.errors import RunDirMismatchError
 from qdphonon.run.files import segment_files
 from qdphonon.engines.mock_dcd import cp2k_cell_record, dcd_frames_bytes, dcd_header_bytes, mock_titles
 from qdphonon.engines.mock_gap import gap_coupling_record
+from qdphonon.engines.mock_localisation import pdos_print, write_mock_pdos
 from qdphonon.engines.mock_model import BOLTZMANN_Ha_per_K, mock_atom_oscillators, mock_band_edges, mock_params, mock_seed, oscillator_energies_eV, oscillator_motion
 from qdphonon.engines.mock_writers import ENER_HEADER, mock_output_text, molog_bytes, xyz_frames_bytes
 from qdphonon.engines.relax import recentre
@@ -58,6 +59,16 @@ def _mock_orbitals(md: MDInput, homo: int, vbm: np.ndarray, cbm: np.ndarray, see
         mid = 0.5 * (vbm + cbm)[:, None]
         occupations = 2.0 / (1.0 + np.exp(np.clip((energies - mid) / kT_eV, -700, 700)))
     return index, energies, occupations
+
+
+def _write_localisation(run_dir, md: MDInput, regions, homo: int, edges, seed: int, spacing_eV: float) -> dict | None:
+    """The input's &PDOS/&LDOS print as synthetic list files (:mod:`qdphonon.engines.mock_localisation`), or None."""
+    spec = pdos_print(md)
+    if spec is None:
+        return None
+    steps = _printed_steps(md.steps, spec.every)
+    index, orb_eV, occ = _mock_orbitals(md, homo, edges.vbm_eV[steps], edges.cbm_eV[steps], seed, spacing_eV)
+    return write_mock_pdos(run_dir, md.project, spec, regions, steps, index, orb_eV, occ, homo, edges.vbm_eV[steps], seed)
 
 
 def run_mock(
@@ -155,6 +166,7 @@ def run_mock(
         gap = (edges.cbm_eV - edges.vbm_eV)[mo_steps] if md.smearing_K is None and index[-1] > homo else None
         with open(run_dir / files["molog"], "wb") as fh:
             fh.write(label + molog_bytes(index, orb_eV, occ, 2 * homo, fermi, gap))
+    localisation = _write_localisation(run_dir, md, dot.regions, homo, edges, seed, float(p["orbital_spacing_eV"]))
     (run_dir / seg_out).write_text(
         mock_output_text(md, n_electrons=2 * homo, n_mo=max(int(index[-1]), homo), potential_Ha=pot_Ha,
                          kinetic_Ha=kin_Ha, temperature_K=temp_K, vbm_eV=edges.vbm_eV, cbm_eV=edges.cbm_eV)
@@ -178,6 +190,7 @@ def run_mock(
                 ),
             },
             "gap_coupling": gap_coupling_record(osc, times, md.temperature_K),
+            "localisation_model": localisation,
             "scf_unconverged_steps": [],
         },
     )  # fmt: skip

@@ -45,7 +45,8 @@ class ListPDOS:
 def read_list_pdos(path: str | Path) -> ListPDOS:
     """Read one ``-list{k}-`` PDOS file. ValueError naming the file and line for a malformed row, a
     header it cannot read, or blocks that list different orbitals; a block cut short at the end (an
-    interrupted run) is dropped."""
+    interrupted run) is dropped; a step printed twice (``APPEND`` across a restart: the continuation
+    re-runs the steps after its restart point) keeps its last block. Blocks in step order."""
     path = Path(path)
     lines, complete = _text_lines(path, "PDOS file")
     synthetic = bool(lines) and _is_synthetic_line(lines[0])
@@ -85,6 +86,8 @@ def read_list_pdos(path: str | Path) -> ListPDOS:
         widths = {len(b[1]) for b in blocks}
         if len(widths) != 1:
             raise ValueError(f"{path}: blocks list different numbers of orbitals {sorted(widths)}")
+    last = {step: i for i, (step, _) in enumerate(blocks)}  # a continuation re-prints the steps after its restart
+    blocks = [blocks[i] for _, i in sorted(last.items())]
     arrays = [np.array(rows) for _, rows in blocks]
     index = arrays[0][:, 0].astype(int)
     for (step, _), a in zip(blocks, arrays):
