@@ -100,6 +100,7 @@ NEEDS = {
     "harmonic-run": BASE | {"numpy", "cp2k-input-tools", "cp2k", "openmpi", "ase"},
     "harmonic-analyze": BASE | {"numpy", "scipy", "pandas", "ase", "phonopy"},
     "compare-routes": BASE | {"numpy", "pandas", "matplotlib-base"},
+    "localise": BASE | {"numpy", "pandas", "ase"},
     "anharmonicity": BASE | {"numpy", "scipy", "pandas"},
     "plot-anharmonicity": BASE | {"numpy", "pandas", "matplotlib-base"},
 }

@@ -15,6 +15,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+REPO = Path(__file__).resolve().parents[1]
+
 from qdphonon.analysis.localisation_run import SUMMARY_COLUMNS, replica_weights
 from qdphonon.analysis.summary import write_summary
 from qdphonon.cli import main
@@ -114,9 +116,12 @@ def test_summary_has_the_columns_blank_without_a_print_and_the_figure_is_labelle
     assert main(["localise", "--run-records", str(tmp_path / "r0" / "run.json"), "--structure", str(xyz),
                  "--md-equilibration-fs", "0", "--out", str(with_loc / "localisation.csv")]) == 0  # fmt: skip
     without.mkdir()
+    import tarfile
+
+    with tarfile.open(REPO / "validation" / "pbe_n1" / "pbe_n1.tar.xz") as tar:  # a whole linewidth.json
+        real = json.loads(tar.extractfile("analysis/cspbbr3_1x1x1/linewidth.json").read())
     for d in (with_loc, without):
-        (d / "linewidth.json").write_text(json.dumps({"system": d.name, "synthetic": True, "lambda_meV": 1.0,
-                                                      "fwhm_meV": 20.0, "report_temperature_K": 300.0}))  # fmt: skip
+        (d / "linewidth.json").write_text(json.dumps({**real, "system": d.name, "synthetic": True, "level": "mock"}))
     path = write_summary([with_loc / "linewidth.json", without / "linewidth.json"], [], tmp_path / "summary.csv")
     summary = pd.read_csv(path)
     assert set(SUMMARY_COLUMNS) <= set(summary.columns)

@@ -79,6 +79,10 @@ class RunRecord(TypedRecord):
                                  "Gamma(300 K)", routes=MOCK)
     gap_coupling: dict | None = described("the mock's gap coupling per region: the attribution's known answer "
                                           "(qdphonon.engines.mock_gap)", routes=MOCK)
+    localisation_model: dict | None = described("the mock's band-edge weight per region when it printed the "
+                                                "localisation lists: the localise command's known answer "
+                                                "(qdphonon.engines.mock_localisation); null without the print",
+                                                routes=MOCK)
 # fmt: on
 
 SEGMENT_KEYS = tuple(SegmentRecord.field_info())
