@@ -227,7 +227,7 @@ def test_campaign_cost_of_the_default_config():
         assert r["segments_per_replica"] == jobs.segments_needed(r["wall_h_per_replica"], job["runtime_min"],
                                                                  config["cp2k"]["walltime_margin_min"])
     assert result["totals"]["core_h"] == pytest.approx(sum(r["core_h"] for r in result["systems"]))
-    assert result["totals"]["replicas"] == sum(len(s.replicas) for s in systems.values())
+    assert result["totals"]["replicas"] == sum(len(s.all_replicas) for s in systems.values())
 
 
 def test_cost_command_prints_every_system_and_a_total():

@@ -174,6 +174,7 @@ def test_repeat_run_is_byte_identical(tmp_path, campaign):
     write_config(tmp_path, config)
     names = ("cspbbr3_3x3x3", "cspbbr3_4x4x4")
     targets = [f"results/analysis/{n}/{f}" for n in names for f in ("linewidth.json", "attribution.csv", "localisation.csv")]
+    targets.append("results/analysis/cspbbr3_3x3x3/anharmonicity.csv")
     res = snakemake(tmp_path, "--cores", "2", *targets)
     assert res.returncode == 0, res.stderr[-3000:]
     for pattern in [p.format(n=n) for n in names for p in (
