@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from qdphonon.analysis.localisation_run import SUMMARY_COLUMNS as LOCALISATION_COLUMNS
 from qdphonon.analysis.records import LinewidthRecord, read_linewidth, summary_columns
 from qdphonon.analysis.summary import EXTRA_COLUMNS, write_summary
 from qdphonon.typed_records import ABSENT
@@ -72,7 +73,10 @@ def test_the_summary_of_the_shipped_record_equals_the_one_shipped_with_it(shippe
     out = write_summary([lw_path(shipped)], [shipped / "structures" / f"{SYSTEM}.json"], tmp_path / "summary.csv",
                         config_digest=before.loc[0, "config_digest"])  # fmt: skip
     after = pd.read_csv(out)
-    assert sorted(after.columns) == sorted(before.columns)
+    added = sorted(set(after.columns) - set(before.columns))
+    assert added == sorted(LOCALISATION_COLUMNS)  # added after it was shipped; that run printed no localisation
+    assert after[added].isna().all().all()
+    assert set(before.columns) <= set(after.columns)
     pd.testing.assert_frame_equal(after[before.columns], before, check_exact=False, rtol=1e-7)
 
 
@@ -89,6 +93,7 @@ def test_summary_columns_are_those_the_model_declares(shipped, tmp_path):
     assert columns[:len(declared)] == declared
     assert columns[len(declared):len(declared) + len(EXTRA_COLUMNS)] == list(EXTRA_COLUMNS)
     claims = ["lambda_share_surface", "lambda_share_unexplained", "attribution_explained_variance_cv"]
+    claims += list(LOCALISATION_COLUMNS)  # blank: no localisation.csv beside this linewidth.json
     assert columns[len(declared) + len(EXTRA_COLUMNS):] == claims  # attribution.csv beside linewidth.json
     row = pd.read_csv(out).iloc[0]
     for name, meta in LinewidthRecord.field_info().items():

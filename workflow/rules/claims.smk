@@ -59,7 +59,8 @@ rule plot_claims:
 
 rule localise_system:
     """Band-edge localisation: the weight of the VBM and CBM on every region, from the &PDOS/&LDOS
-    lists the AIMD runs printed (requested only when md.localisation_every_steps is set)."""
+    lists the AIMD runs printed (requested only when md.localisation_every_steps is set).
+    """
     input:
         records=lambda wc: expand(
             f"{RESULTS}/aimd/{{system}}/{{replica}}/run.json",

@@ -74,7 +74,8 @@ def all_targets():
 
 def claims_targets():
     """Outputs of rules/claims.smk: attribution.csv per system of the MD route (it fits the MD's
-    frames) and its figure; the localisation's tables and figure when the runs print it."""
+    frames) and its figure; the localisation's tables and figure when the runs print it.
+    """
     if not MD_SYSTEMS:
         return []
     return (
@@ -91,7 +92,8 @@ def claims_targets():
 
 def localisation_targets():
     """localisation.csv of every MD system, only when md.localisation_every_steps is set (the AIMD
-    inputs then print the &PDOS/&LDOS lists the table is read from; otherwise none exist)."""
+    inputs then print the &PDOS/&LDOS lists the table is read from; otherwise none exist).
+    """
     if config["md"].get("localisation_every_steps") is None:
         return []
     return [f"{RESULTS}/analysis/{s}/localisation.csv" for s in MD_SYSTEMS]
