@@ -39,10 +39,12 @@ def test_mock_campaign_on_slurm(tmp_path, slurm_cluster):
 @pytest.mark.cp2k
 def test_real_cp2k_continues_across_wall_time_stops_on_slurm(tmp_path, slurm_cluster, cp2k_exe):
     """A real CP2K xTB MD whose job runtime (1 min, given with --set-resources on the command line,
-    which replaces the profile's set-resources block) lets CP2K's WALLTIME (runtime - 0.5 min) stop it
-    several times; Snakemake resubmits it by itself (the rule's retries) and the engine continues from
-    the restart file, launching CP2K with srun inside the allocation. Every step appears once."""
-    steps = 900
+    which replaces the profile's set-resources block) lets CP2K's WALLTIME (runtime - 0.5 min) stop it;
+    Snakemake resubmits it by itself (the rule's retries) and the engine continues from the restart
+    file, launching CP2K with srun inside the allocation. Every step appears once. How many stops
+    depends on the machine's speed (CI's machine needed two 30-s windows for 900 steps); one stop already
+    takes the resubmission path, so the test asks for at least one."""
+    steps = 1200
     write_config(tmp_path, {
         "systems": [{"size": [1, 1, 1]}], "level": "xtb", "engine": "cp2k",
         "md": {"steps": steps, "equilibration_fs": 100.0, "replicas": 1, "trajectory_every_steps": 10},
@@ -55,7 +57,8 @@ def test_real_cp2k_continues_across_wall_time_stops_on_slurm(tmp_path, slurm_clu
     run_dir = tmp_path / "results/aimd/cspbbr3_1x1x1/r0"
     segs = json.loads((run_dir / "segments.json").read_text())["segments"]
     ended = [s["ended"] for s in segs]
-    assert ended.count("walltime") >= 2 and ended[-1] == "completed", ended
+    assert ended.count("walltime") >= 1 and ended[-1] == "completed", ended
+    assert set(ended[:-1]) == {"walltime"}, ended
     assert all("srun" in s["command"].split()[0] and " -n 2 " in s["command"] for s in segs), segs[0]["command"]
     assert [s["start_step"] for s in segs[1:]] == [s["end_step"] for s in segs[:-1]]
     out = (run_dir / "seg000.out").read_text()

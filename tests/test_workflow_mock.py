@@ -55,11 +55,14 @@ def test_mock_outputs_are_labelled_synthetic(campaign):
     assert "mock" in relaxed
 
 
-def test_default_campaign_fits_in_200_MB(campaign):
-    """Positions and velocities in CP2K's binary DCD every 20 steps; nothing else is large."""
+def test_default_campaign_fits_in_10_MB_per_replica(campaign):
+    """Positions and velocities in CP2K's binary DCD every 20 steps; nothing else is large: the
+    default campaign's 32 replicas of 1500 steps take under 10 MB each, all outputs included."""
     work, _ = campaign
     total = sum(p.stat().st_size for p in (work / "results").rglob("*") if p.is_file())
-    assert total <= 200e6, f"{total / 1e6:.0f} MB"
+    replicas = len(list((work / "results/aimd").glob("*/*/run.json")))
+    assert replicas == 32
+    assert total <= 10e6 * replicas, f"{total / 1e6:.0f} MB for {replicas} replicas"
     assert next((work / "results/aimd").rglob("md-pos-1.dcd"), None) is not None
 
 

@@ -374,8 +374,8 @@ def oscillator_motion(osc: AtomOscillators, times_fs: np.ndarray) -> tuple[np.nd
     if gap is None:
         return disp, vel
     d = gap.direction
-    disp -= np.einsum("fai,rai,rbj->fbj", disp, d, d)
-    vel -= np.einsum("fai,rai,rbj->fbj", vel, d, d)
+    disp -= np.einsum("fr,rbj->fbj", np.einsum("fai,rai->fr", disp, d), d)
+    vel -= np.einsum("fr,rbj->fbj", np.einsum("fai,rai->fr", vel, d), d)
     phi = np.outer(np.asarray(times_fs), gap.omega_per_fs) + gap.phase
     q = np.cos(phi) @ gap.amplitude_A.T
     qdot = -np.sin(phi) @ (gap.amplitude_A * gap.omega_per_fs).T
