@@ -19,7 +19,8 @@ import pandas as pd
 
 from qdphonon.analysis.localisation import frontier_weights
 from qdphonon.cp2k.inputs import homo_index
-from qdphonon.cp2k.localisation import LOCALISATION_FILENAME, input_ldos_lists, list_regions
+from qdphonon.cp2k.localisation import LOCALISATION_FILENAME, list_regions
+from qdphonon.cp2k.readback import input_ldos_lists
 from qdphonon.cp2k.xmlspec import bundled_xmlspec, parse_input_text
 from qdphonon.metadata import LEVEL_NOTES, write_table
 from qdphonon.parsers.pdos import list_pdos_files, read_list_pdos

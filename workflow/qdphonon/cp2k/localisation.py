@@ -42,21 +42,6 @@ def localisation_print(regions: Sequence[str], every_steps: int, nlumo: int = 1)
     }
 
 
-def input_ldos_lists(tree: dict[str, Any]) -> list[list[int]]:
-    """The 1-based atom indices of every ``&LDOS`` of a parsed CP2K input (canonical tree of
-    :func:`qdphonon.cp2k.xmlspec.parse_input_text`), in the order CP2K numbers its list files."""
-    from qdphonon.cp2k.readback import _sec
-
-    pdos = _sec(_sec(_sec(tree, "force_eval"), "dft"), "print", "pdos") or {}
-    lists = []
-    for ldos in pdos.get("+ldos", []):
-        atoms: list[int] = []
-        for row in ldos.get("list", []):
-            atoms += [int(x) for x in (row if isinstance(row, (list, tuple)) else str(row).split())]
-        lists.append(atoms)
-    return lists
-
-
 def list_regions(lists: Sequence[Sequence[int]], regions: Sequence[str], source: str = "input") -> list[str]:
     """The region of each atom list (1-based indices into ``regions``). ValueError when a list holds
     atoms of several regions or an index outside the structure, or the lists do not cover every atom once."""

@@ -147,3 +147,16 @@ def read_md_input(input_path: str | os.PathLike, xmlspec: str | os.PathLike | No
         walltime=None if glob.get("walltime") is None else str(glob.get("walltime")),
         trajectory_format=formats.pop() if formats else "xyz",
     )
+
+
+def input_ldos_lists(tree: dict[str, Any]) -> list[list[int]]:
+    """The 1-based atom indices of every ``&LDOS`` of a parsed CP2K input (canonical tree of
+    :func:`qdphonon.cp2k.xmlspec.parse_input_text`), in the order CP2K numbers its list files."""
+    pdos = _sec(_sec(_sec(tree, "force_eval"), "dft"), "print", "pdos") or {}
+    lists = []
+    for ldos in pdos.get("+ldos", []):
+        atoms: list[int] = []
+        for row in ldos.get("list", []):
+            atoms += [int(x) for x in (row if isinstance(row, (list, tuple)) else str(row).split())]
+        lists.append(atoms)
+    return lists

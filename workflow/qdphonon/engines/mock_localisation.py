@@ -19,8 +19,7 @@ from typing import Sequence
 import numpy as np
 
 from qdphonon import units
-from qdphonon.cp2k.localisation import input_ldos_lists
-from qdphonon.cp2k.readback import MDInput, _each_md, _on, _sec
+from qdphonon.cp2k.readback import MDInput, _each_md, _on, _sec, input_ldos_lists
 from qdphonon.metadata import SYNTHETIC_LABEL
 
 MOCK_AFFINITY = {"vbm": {"core": 1.0, "surface": 0.5, "shell": 0.02},
