@@ -77,7 +77,34 @@ def test_the_summary_of_the_shipped_record_equals_the_one_shipped_with_it(shippe
     assert added == sorted(LOCALISATION_COLUMNS)  # added after it was shipped; that run printed no localisation
     assert after[added].isna().all().all()
     assert set(before.columns) <= set(after.columns)
-    pd.testing.assert_frame_equal(after[before.columns], before, check_exact=False, rtol=1e-7)
+    # shipped before the region_spill kind was read from edge_lines; that run has lines across edges
+    assert after.loc[0, "warnings"] == before.loc[0, "warnings"] + ";region_spill"
+    same = [c for c in before.columns if c != "warnings"]
+    pd.testing.assert_frame_equal(after[same], before[same], check_exact=False, rtol=1e-7)
+
+
+def test_lines_across_region_edges_reach_the_warning_kinds(shipped):
+    """The real PBE run's main line straddles the 4.5 and 12 meV edges (edge_lines, and the warning
+    text says so): the summary's warning kinds say region_spill; without edge_lines they do not."""
+    from qdphonon.analysis.qualifiers import warning_kinds
+
+    lw = json.loads(lw_path(shipped).read_text())
+    assert lw["edge_lines"] and any("straddles the region edge" in w for w in lw["warnings"])
+    assert "region_spill" in warning_kinds(lw)
+    assert "region_spill" not in warning_kinds({**lw, "edge_lines": []})
+
+
+def test_each_route_says_how_it_reaches_gamma():
+    """The harmonic route weights normal modes by their occupation; it does not scale from T_md."""
+    from qdphonon.analysis.qualifiers import gamma_record
+
+    with tarfile.open(REPO / "validation/pbe_n1_harmonic/pbe_n1_harmonic.tar.xz") as tar:
+        harmonic = json.load(tar.extractfile("analysis_harmonic/cspbbr3_1x1x1/linewidth.json"))
+    with tarfile.open(ARCHIVE) as tar:
+        md = json.load(tar.extractfile(f"analysis/{SYSTEM}/linewidth.json"))
+    assert gamma_record(harmonic)["gamma_scaling"] == "normal_mode_occupations"
+    assert gamma_record(harmonic)["md_temperature_K"] is None and gamma_record(harmonic)["route"] == "harmonic"
+    assert gamma_record(md)["gamma_scaling"] == "harmonic_from_T_md" and gamma_record(md)["md_temperature_K"] == 10.0
 
 
 def test_summary_columns_are_those_the_model_declares(shipped, tmp_path):

@@ -60,19 +60,25 @@ def warning_kinds(lw: Mapping[str, Any]) -> list[str]:
     blocks = lw.get("blocks") or {}
     if blocks.get("refused") or blocks.get("plateau_lambda") is False:
         kinds.append("block_errors")
-    if lw.get("region_spill") or any(r.get("spill") for r in lw.get("regions") or []):
+    if lw.get("edge_lines"):
         kinds.append("region_spill")
     if lw.get("warnings") and not kinds:
         kinds.append("other")
     return kinds
 
 
+GAMMA_SCALING = {"md": "harmonic_from_T_md", "harmonic": "normal_mode_occupations"}
+"""How each route reaches Γ(T): the MD route scales the spectrum sampled at T_md as a harmonic system
+would (docs/physics.md §1); the harmonic route weights each normal mode by its exact occupation (§5)."""
+
+
 def gamma_record(lw: Mapping[str, Any]) -> dict[str, Any]:
-    """How Γ(report_temperature_K) was obtained: route, T_md, MD time step and the scaling."""
+    """How Γ(report_temperature_K) was obtained: route, T_md, MD time step and the scaling (:data:`GAMMA_SCALING`)."""
     dts = sorted({round(float(d), 9) for d in lw.get("dt_fs_per_replica") or []})
+    route = lw.get("route") or "md"
     return {
-        "route": lw.get("route") or "md",
+        "route": route,
         "md_temperature_K": lw.get("md_temperature_K"),
         "timestep_fs": dts[0] if len(dts) == 1 else None,
-        "gamma_scaling": lw.get("gamma_scaling") or "harmonic_from_T_md",
+        "gamma_scaling": GAMMA_SCALING.get(route),
     }
