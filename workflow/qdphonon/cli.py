@@ -12,6 +12,7 @@ import sys
 from qdphonon import settings
 from qdphonon.cli_campaign import add_check_parser, add_status_parser
 from qdphonon.cli_harmonic import add_harmonic_parsers
+from qdphonon.cli_types import floats as _floats
 from qdphonon.cli_reevaluate import add_reevaluate_parser
 from qdphonon.cli_analysis import add_analysis_parsers
 from qdphonon.cli_cost import add_cost_parser
@@ -35,14 +36,6 @@ def _alias(p: argparse.ArgumentParser, old: str, new: str) -> None:
     action = next(a for a in p._actions if new in a.option_strings)  # noqa: SLF001
     p.add_argument(old, dest=action.dest, type=action.type, choices=action.choices, default=argparse.SUPPRESS,
                    help=argparse.SUPPRESS)
-
-
-def _floats(text: str) -> list[float]:
-    """Parse a comma-separated list of floats, e.g. ``0,4.5,12,30``."""
-    try:
-        return [float(x) for x in text.split(",") if x.strip()]
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from exc
 
 
 # --- build (structures) -------------------------------------------------------

@@ -6,13 +6,7 @@ from __future__ import annotations
 import argparse
 
 from qdphonon import settings
-
-
-def _floats(text: str) -> list[float]:
-    try:
-        return [float(x) for x in text.split(",") if x.strip()]
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from exc
+from qdphonon.cli_types import floats as _floats
 
 
 def add_anharmonicity_parsers(sub: argparse._SubParsersAction) -> None:

@@ -6,6 +6,8 @@ import argparse
 import json
 import sys
 
+from qdphonon.cli_types import floats as _floats
+
 
 def add_harmonic_parsers(sub, opt, add_cp2k_launch, json_object) -> None:
     """Register the two sub-commands (``opt``, ``add_cp2k_launch``, ``json_object``: the helpers of :mod:`qdphonon.cli`)."""
@@ -67,16 +69,6 @@ def _run(args: argparse.Namespace) -> int:
     write_json_atomic(args.done, {"batch": args.batch, "status": status, "synthetic": args.engine == "mock"})
     print(f"harmonic-run: batch {args.batch}: {json.dumps(status)}", file=sys.stderr)
     return 0
-
-
-def _floats(text):
-    """``0,4.5,12,30`` -> floats (a list from --settings-json passes through)."""
-    if isinstance(text, list):
-        return [float(x) for x in text]
-    try:
-        return [float(x) for x in text.split(",") if x.strip()]
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from exc
 
 
 def json_object_or_none(value):

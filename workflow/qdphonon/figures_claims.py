@@ -44,12 +44,7 @@ def attribution_figure(summary: pd.DataFrame):
     ax.set_ylabel("share of λ")
     ax.set_title("where the gap coupling lives: λ_R = Cov(g_R·u_R, δE)/2k_BT")
     ax.legend(fontsize=7, frameon=False)
-    synthetic, xtb, levels = _flags([], summary)
-    if synthetic:
-        ax.text(0.02, 0.98, "mock: the coupling geometry is an input, not a finding", transform=ax.transAxes,
-                fontsize=6.5, color="crimson", va="top")  # fmt: skip
-    annotate_provenance(fig, synthetic, xtb, levels)
-    return fig
+    return _with_provenance(fig, ax, summary, "mock: the coupling geometry is an input, not a finding")
 
 
 LOCALISATION_FIGURE = "localisation_vs_size"
@@ -86,12 +81,7 @@ def localisation_figure(summary: pd.DataFrame):
     ax.set_ylabel("weight on the core atoms")
     ax.set_title("where the band edges live (bars: spread over MD frames)")
     ax.legend(fontsize=7, frameon=False, loc="lower right")
-    synthetic, xtb, levels = _flags([], summary)
-    if synthetic:
-        ax.text(0.02, 0.98, "mock: where the band edges live is an input, not a finding", transform=ax.transAxes,
-                fontsize=6.5, color="crimson", va="top")  # fmt: skip
-    annotate_provenance(fig, synthetic, xtb, levels)
-    return fig
+    return _with_provenance(fig, ax, summary, "mock: where the band edges live is an input, not a finding")
 
 
 CLAIMS_FIGURES = {"attribution": (attribution_figure, ATTRIBUTION_FIGURE),
@@ -107,3 +97,12 @@ def plot_claims(summary_csv: str | os.PathLike, outdir: str | os.PathLike,
         make, stem = CLAIMS_FIGURES[name]
         paths += list(save_figure(make(summary), outdir, stem))
     return paths
+
+
+def _with_provenance(fig, ax, summary: pd.DataFrame, mock_note: str):
+    """The figure with its provenance banner, and ``mock_note`` in the axes when the rows are the mock's."""
+    synthetic, xtb, levels = _flags([], summary)
+    if synthetic:
+        ax.text(0.02, 0.98, mock_note, transform=ax.transAxes, fontsize=6.5, color="crimson", va="top")
+    annotate_provenance(fig, synthetic, xtb, levels)
+    return fig
