@@ -59,6 +59,12 @@ def test_real_cp2k_continues_across_wall_time_stops_on_slurm(tmp_path, slurm_clu
     ended = [s["ended"] for s in segs]
     assert ended.count("walltime") >= 1 and ended[-1] == "completed", ended
     assert set(ended[:-1]) == {"walltime"}, ended
+    # each stopped job ends at once (exit 75), no retry inside its spent allocation until SLURM's limit
+    job_logs = sorted((tmp_path / ".snakemake/slurm_logs/rule_run_aimd").rglob("*.log"))
+    assert job_logs, "no SLURM log of a stopped run_aimd job (kept only for failed jobs)"
+    for log in job_logs:
+        text = log.read_text()
+        assert "Trying to restart job" not in text and "DUE TO TIME LIMIT" not in text, log
     assert all("srun" in s["command"].split()[0] and " -n 2 " in s["command"] for s in segs), segs[0]["command"]
     assert [s["start_step"] for s in segs[1:]] == [s["end_step"] for s in segs[:-1]]
     out = (run_dir / "seg000.out").read_text()

@@ -237,6 +237,13 @@ def anharmonicity_targets():
 
 
 def cp2k_job_retries(steps_key="steps"):
-    """Retries of the CP2K rules, "steps" (AIMD) or "relax" (qdphonon.cost.cp2k_job_retries)."""
+    """Retries of the CP2K rules, "steps" (AIMD) or "relax" (qdphonon.cost.cp2k_job_retries).
+
+    0 inside a cluster job (Snakemake's remote mode): a retry there runs in the same allocation,
+    whose time a wall-time stop has used up, so the engine refuses at once, again and again, until
+    SLURM kills the job at its limit. The Snakemake that submits the jobs retries in a new one.
+    """
+    if workflow.remote_exec:
+        return 0
     job = "aimd" if steps_key == "steps" else "relax"
     return cost.cp2k_job_retries(config, SYSTEMS.values(), job)
