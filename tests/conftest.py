@@ -28,19 +28,6 @@ def require_executable(name: str, install_hint: str) -> str:
     return path
 
 
-SLURM_GROUP = "real-slurm-cluster"
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(config, items):
-    """Groups for pytest-xdist's ``--dist loadgroup`` (tests/run.sh runs two workers): the tests of one
-    file run on one worker, so a module fixture (a relaxation, a reference MD) is made once; every test
-    that uses the real SLURM cluster runs on one worker, the one that starts and stops the cluster."""
-    for item in items:
-        uses_slurm = "slurm_cluster" in getattr(item, "fixturenames", ())
-        item.add_marker(pytest.mark.xdist_group(SLURM_GROUP if uses_slurm else item.nodeid.split("::")[0]))
-
-
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO

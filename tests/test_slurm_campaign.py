@@ -44,7 +44,7 @@ def test_real_cp2k_continues_across_wall_time_stops_on_slurm(tmp_path, slurm_clu
     file, launching CP2K with srun inside the allocation. Every step appears once. How many stops
     depends on the machine's speed (CI's machine needed two 30-s windows for 900 steps); one stop already
     takes the resubmission path, so the test asks for at least one."""
-    steps = 1200
+    steps = 900
     write_config(tmp_path, {
         "systems": [{"size": [1, 1, 1]}], "level": "xtb", "engine": "cp2k",
         "md": {"steps": steps, "equilibration_fs": 100.0, "replicas": 1, "trajectory_every_steps": 10},
