@@ -1,7 +1,7 @@
 """The anharmonicity check on real CP2K: GFN1-xTB MD of the 11-atom dot (Cs4PbBr6) at 10, 100 and
-300 K, 300 steps each, one job at a time, through the campaign to anharmonicity.csv.
+300 K, 200 steps each, one job at a time, through the campaign to anharmonicity.csv.
 
-600 fs per temperature resolves nothing below ~7 meV and one replica leaves wide intervals: this
+400 fs per temperature (300 fs after equilibration) resolves nothing below ~14 meV and one replica leaves wide intervals: this
 checks the machinery on real output (the temperatures the runs record, the grouping, the intervals,
 the reference row's identity with linewidth.json), not the physics. Nothing here is synthetic.
 """
@@ -21,7 +21,7 @@ pytestmark = [pytest.mark.cp2k, pytest.mark.workflow]
 CONFIG = {
     "systems": [{"size": [1, 1, 1]}],
     "level": "xtb", "engine": "cp2k",
-    "md": {"temperature_K": 10.0, "temperatures_K": [10, 100, 300], "timestep_fs": 2.0, "steps": 300,
+    "md": {"temperature_K": 10.0, "temperatures_K": [10, 100, 300], "timestep_fs": 2.0, "steps": 200,
            "equilibration_fs": 100.0, "replicas": 1, "trajectory_every_steps": 1},
     "scf": {"smearing_K": 300.0, "on_failure": "keep_flagged"},
     "relax": {"max_iter": 25},
