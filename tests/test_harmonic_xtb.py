@@ -102,8 +102,8 @@ def _md_replica(structure: Path, run_dir: Path, seed: int) -> Path:
 
 
 def test_harmonic_route_agrees_with_the_md_route_at_10_K(harmonic):
-    """Four 2 ps xTB MD replicas at 10 K from the same relaxed structure (0.4 ps discarded each).
-    Measured (2026-12-07, loaded machine, 39 min in all): harmonic lambda 18.41 meV, main mode 8.08 meV
+    """Two 2 ps xTB MD replicas at 10 K from the same relaxed structure (0.4 ps discarded each).
+    Measured with four replicas (2026-12-07, loaded machine): harmonic lambda 18.41 meV, main mode 8.08 meV
     (Cs4 / PbBr6 breathing, A1); MD 15.6 +- 12.6 meV (68 %), strongest bin 7.72 meV (bins of 2.57 meV).
     The MD interval of two 2 ps replicas is wide (single replicas gave 9.7 to 18.6 meV): this check
     catches a normalisation error (a factor 2 or more), not a 10 % disagreement.
