@@ -56,7 +56,7 @@ def test_schema_fills_every_default():
     assert cfg["analysis"] == {"report_temperature_K": 300.0, "region_edges_meV": [0.0, 4.5, 12.0, 30.0], "blocks": 4,
                                "band_cutoff_meV": None, "temperatures_K": [4, 10, 25, 50, 77, 100, 150, 200, 250, 300, 350, 400]}
     assert cfg["systems"][0] == {"size": [2, 2, 2], "shell_layers": 0, "shell_metal": "Ca", "route": "md", "md": {}}
-    assert cfg["harmonic"] == {"step_A": 0.01, "degeneracy_tol_meV": 5.0, "job_minutes": 60}
+    assert cfg["harmonic"] == {"step_A": 0.01, "displacements": "symmetry", "degeneracy_tol_meV": 5.0, "job_minutes": 60}
     assert cfg["scf"] == {"eps_scf": None, "max_scf": 200, "smearing_K": None, "on_failure": "drop_step"}
     assert cfg["cp2k"] == {"command": "cp2k.psmp", "mpi_launcher": "auto", "walltime_margin_min": 10, "overrides": {}}
     assert cfg["structure"] == {"lattice_A": 5.87, "vacuum_A": 5.0}

@@ -503,7 +503,8 @@ def hostile_values(marker: str) -> list[str]:
 def test_every_string_setting_has_an_enum_or_a_pattern():
     assert sorted(map(config_key_path, STRING_SETTINGS)) == [
         "cp2k.command", "cp2k.mpi_launcher", "engine", "external[0].format", "external[0].level",
-        "external[0].name", "external[0].run_dir", "external[0].trajectory", "external[0].type_map", "level",
+        "external[0].name", "external[0].run_dir", "external[0].trajectory", "external[0].type_map",
+        "harmonic.displacements", "level",
         "md.trajectory_format", "scf.on_failure", "systems[0].route", "systems[0].shell_metal"]
     for path, sub in schema_leaves(SCHEMA, []):
         if path in STRING_SETTINGS:

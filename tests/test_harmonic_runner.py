@@ -28,7 +28,7 @@ def test_names_batches_and_their_count():
         assert _displacement(d.name, 0.01) == d
     groups = batches(names, 20)
     assert groups[0] == [REFERENCE] and sum(map(len, groups)) == 67 and max(map(len, groups)) == 20
-    assert len(groups) == n_batches(11, 20)
+    assert len(groups) == n_batches(66, 20)
     for bad in ("a3yp", "a0003wp", "a0003yq", "ref2", "x0003yp"):
         with pytest.raises(ValueError, match="not a displacement name"):
             _displacement(bad, 0.01)

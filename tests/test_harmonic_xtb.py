@@ -1,7 +1,9 @@
-"""The harmonic route on real CP2K (GFN1-xTB, Cs4PbBr6, 11 atoms): tight relaxation, 67 single points,
-modes and coupling, resumption, and the cross-check against the MD route at 10 K on the same level.
+"""The harmonic route on real CP2K (GFN1-xTB, Cs4PbBr6, 11 atoms): tight relaxation, the symmetry scheme's
+9 single points (the reference and phonopy's 8 symmetry-reduced displacements of the Td cut), modes and
+coupling, resumption, and the cross-check against the MD route at 10 K on the same level. (The symmetry
+scheme against all 66 Cartesian displacements on real PBE data: tests/test_validation_pbe_harmonic.py.)
 
-Cost on this 2-core machine (1 rank): relaxation ~6 s, 67 single points ~1 min idle (~2.5 min loaded),
+Cost on this 2-core machine (1 rank): relaxation ~6 s, 9 single points ~10 s idle,
 two 2 ps MD replicas of 250 steps at ~0.3 s a step idle (~0.8 s loaded), one after the other.
 """
 
@@ -20,7 +22,7 @@ from qdphonon.cp2k.xmlspec import installed_xmlspec, render_input
 from qdphonon.engines.cp2k import run_cp2k
 from qdphonon.engines.relax import relax
 from qdphonon.harmonic.report import analyze_harmonic_run
-from qdphonon.harmonic.runner import OUTPUT, batches, displacement_names, run_single_points
+from qdphonon.harmonic.runner import OUTPUT, batches, cut_plan, displacement_names, run_single_points
 from qdphonon.parsers.run_dir import parse_run_dir
 from qdphonon.parsers.writers import write_band_edges_csv
 from qdphonon.structures.build import build_quantum_dot
@@ -42,18 +44,21 @@ def harmonic(tmp_path_factory, cp2k_exe):
     w = tmp_path_factory.mktemp("harmonic_xtb")
     write_structure(build_quantum_dot(QuantumDotSpec(size=(1, 1, 1))), w / "ideal.xyz")
     relaxed = relax(w / "ideal.xyz", w / "relax", w / "relaxed.xyz", "xtb", overrides=TIGHT, max_iter=300)
-    names = displacement_names(11)
+    plan = cut_plan(w / "ideal.xyz", w / "relaxed.xyz", 0.01)
+    names = displacement_names(11, 0.01, plan)
     status = {}
-    for batch in batches(names, 20):
-        status.update(run_single_points(w / "relaxed.xyz", w / "sp", batch, "xtb"))
-    result = analyze_harmonic_run(w / "relaxed.xyz", w / "sp", w / "out", level="xtb", system="cspbbr3_1x1x1")
-    return {"dir": w, "relax": relaxed, "status": status, "result": result}
+    for batch in batches(names, 5):
+        status.update(run_single_points(w / "relaxed.xyz", w / "sp", batch, "xtb", plan=plan))
+    result = analyze_harmonic_run(w / "relaxed.xyz", w / "sp", w / "out", level="xtb", system="cspbbr3_1x1x1",
+                                  displacements="symmetry", cut_xyz=w / "ideal.xyz")  # fmt: skip
+    return {"dir": w, "relax": relaxed, "status": status, "result": result, "plan": plan, "names": names}
 
 
 def test_relaxation_is_tight_and_modes_obey_the_point_group(harmonic):
     r = harmonic["result"]
     assert harmonic["relax"]["converged"]
-    assert set(harmonic["status"].values()) == {"ran"} and len(harmonic["status"]) == 67
+    assert set(harmonic["status"].values()) == {"ran"} and len(harmonic["status"]) == 9
+    assert r["symmetry"]["scheme"] == "symmetry" and r["symmetry"]["symmetrization_shift_A"] < 1e-3
     assert r["max_residual_force_eV_A"] < 1e-3
     assert r["n_modes"] == 27 and r["n_rigid_modes_removed"] == 6 and r["n_imaginary_modes"] == 0
     assert r["n_scf_unconverged"] == 0 and r["hessian_relative_asymmetry"] < 1e-3
@@ -76,14 +81,15 @@ def test_relaxation_is_tight_and_modes_obey_the_point_group(harmonic):
 
 def test_single_points_resume_after_a_cut_short_one(harmonic):
     """A cut-short output (a kill) makes only that displacement run again; the others are done."""
-    w = harmonic["dir"]
-    out = w / "sp" / "a0004zm" / OUTPUT
+    w, names = harmonic["dir"], harmonic["names"]
+    cut = names[-1]
+    out = w / "sp" / cut / OUTPUT
     text = out.read_text()
     out.write_text(text[: len(text) // 2])
-    names = displacement_names(11)[:12] + ["a0004zm"]
-    status = run_single_points(w / "relaxed.xyz", w / "sp", names, "xtb")
-    assert status.pop("a0004zm") == "ran" and set(status.values()) == {"done"}
-    again = analyze_harmonic_run(w / "relaxed.xyz", w / "sp", None, level="xtb", system="cspbbr3_1x1x1")
+    status = run_single_points(w / "relaxed.xyz", w / "sp", names, "xtb", plan=harmonic["plan"])
+    assert status.pop(cut) == "ran" and set(status.values()) == {"done"}
+    again = analyze_harmonic_run(w / "relaxed.xyz", w / "sp", None, level="xtb", system="cspbbr3_1x1x1",
+                                 displacements="symmetry", cut_xyz=w / "ideal.xyz")  # fmt: skip
     assert again["lambda_meV"] == pytest.approx(harmonic["result"]["lambda_meV"], rel=1e-6)
 
 

@@ -118,7 +118,7 @@ def test_single_points_reassemble_to_the_shipped_result(shipped, record, tmp_pat
     _run(["harmonic-analyze", "--structure", str(shipped / f"harmonic/{SYSTEM}/relaxed.xyz"),
           "--workdir", str(shipped / f"harmonic/{SYSTEM}/sp"), "--outdir", str(tmp_path), "--system", SYSTEM,
           "--level", "pbe", "--engine", "cp2k", "--step-A", str(record["displacement_step_A"]),
-          "--degeneracy-tol-meV", str(record["degeneracy"]["tol_meV"]),
+          "--displacements", "cartesian", "--degeneracy-tol-meV", str(record["degeneracy"]["tol_meV"]),
           "--report-temperature-K", str(record["report_temperature_K"]),
           "--region-edges-meV", ",".join(map(str, edges))], REPO)  # fmt: skip
     again = json.loads((tmp_path / "linewidth.json").read_text())
@@ -132,6 +132,32 @@ def test_single_points_reassemble_to_the_shipped_result(shipped, record, tmp_pat
     for table in ("spectral_density_modes.csv", "spectral_density.csv", "lineshape.csv"):
         new, old = pd.read_csv(tmp_path / table), pd.read_csv(shipped / f"analysis_harmonic/{SYSTEM}/{table}")
         pd.testing.assert_frame_equal(new, old, rtol=1e-6, atol=1e-12)
+
+
+def test_the_symmetry_reduced_subset_gives_the_same_coupling(shipped, record, tmp_path):
+    """The symmetry scheme on real PBE data: phonopy's 8 symmetry-reduced displacements of the Td cut are a
+    subset of the 66 shipped ones; their force constants (phonopy) and gradients (expanded by the point
+    group) give the modes and λ of all 66 to far below the MD route's resolution."""
+    from qdphonon.harmonic.report import analyze_harmonic_run
+    from qdphonon.structures.build import build_quantum_dot
+    from qdphonon.structures.io import write_structure
+    from qdphonon.structures.model import QuantumDotSpec
+
+    write_structure(build_quantum_dot(QuantumDotSpec(size=(1, 1, 1))), tmp_path / "cut.xyz")
+    root = shipped / f"harmonic/{SYSTEM}"
+    sym = analyze_harmonic_run(root / "relaxed.xyz", root / "sp", None, level="pbe", displacements="symmetry",
+                               cut_xyz=tmp_path / "cut.xyz", step_A=record["displacement_step_A"])  # fmt: skip
+    assert sym["n_single_points"] == 9 and sym["symmetry"]["point_group"] == "-43m"
+    assert sym["symmetry"]["symmetrization_shift_A"] < 1e-4
+    assert sym["lambda_meV"] == pytest.approx(record["lambda_meV"], rel=1e-3)
+    assert sym["fwhm_meV"] == pytest.approx(record["fwhm_meV"], rel=1e-3)
+    assert sym["main_mode"]["energy_meV"] == pytest.approx(record["main_mode"]["energy_meV"], rel=1e-4)
+    for key in ("lowest_mode_meV", "highest_mode_meV"):
+        assert sym[key] == pytest.approx(record[key], rel=1e-3), key
+    assert sym["n_imaginary_modes"] == record["n_imaginary_modes"] == 0
+    # both routes read the same 8 displacements' central differences; the group expansion is consistent
+    assert sym["symmetry"]["cbm_gradient_symmetry_residual_eV_A"] < 1e-3
+    assert sym["symmetry"]["vbm_gradient_symmetry_residual_eV_A"] < 1e-3
 
 
 def test_route_comparison_reproduces_from_the_two_archives(shipped, md, tmp_path):

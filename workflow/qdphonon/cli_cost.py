@@ -17,7 +17,8 @@ def harmonic_cost_lines(config: Mapping[str, Any]) -> list[str]:
     """One line per system: the harmonic route priced beside the MD route (every system, whatever its route)."""
     from qdphonon.config import campaign_from_config
 
-    lines = [f"harmonic route (6N + 1 single points, each ~{SINGLE_POINT_IN_MD_STEPS[config['level']]:g} MD steps"
+    scheme = config["harmonic"]["displacements"]
+    lines = [f"harmonic route ({'symmetry-reduced' if scheme == 'symmetry' else '6N'} displacements + the reference, each ~{SINGLE_POINT_IN_MD_STEPS[config['level']]:g} MD steps"
              f"{' (estimate)' if config['level'] == 'pbe' else ' (measured)'}; route per system in brackets):"]
     for s in campaign_from_config(config).values():
         h = harmonic_cost(config, s)

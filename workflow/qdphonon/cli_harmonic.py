@@ -19,9 +19,11 @@ def add_harmonic_parsers(sub, opt, add_cp2k_launch, json_object) -> None:
     p.add_argument("--done", required=True, help="JSON record written when the batch is complete")
     p.add_argument("--initial-wfn", default=None,
                    help="wavefunction every SCF starts from (the relaxation's; cp2k engine)")
+    p.add_argument("--cut", default=None, help="the ideal cut (extended XYZ) whose point group plans the symmetry scheme")
     opt(p, "--engine", "engine")
     opt(p, "--level", "level")
     opt(p, "--step-A", "harmonic.step_A", float)
+    opt(p, "--displacements", "harmonic.displacements")
     opt(p, "--overrides-json", "cp2k.overrides", json_object)
     add_cp2k_launch(p)
     p.set_defaults(func=_run)
@@ -31,9 +33,11 @@ def add_harmonic_parsers(sub, opt, add_cp2k_launch, json_object) -> None:
     a.add_argument("--workdir", required=True)
     a.add_argument("--outdir", required=True)
     a.add_argument("--system", default=None)
+    a.add_argument("--cut", default=None, help="the ideal cut (extended XYZ) whose point group planned the symmetry scheme")
     opt(a, "--level", "level")
     opt(a, "--engine", "engine")
     opt(a, "--step-A", "harmonic.step_A", float)
+    opt(a, "--displacements", "harmonic.displacements")
     opt(a, "--degeneracy-tol-meV", "harmonic.degeneracy_tol_meV", float)
     opt(a, "--report-temperature-K", "analysis.report_temperature_K", float)
     opt(a, "--region-edges-meV", "analysis.region_edges_meV", _floats)
@@ -55,20 +59,32 @@ def _run(args: argparse.Namespace) -> int:
     from qdphonon.structures.io import read_structure
 
     n_atoms = len(read_structure(args.structure).symbols)
-    groups = batches(displacement_names(n_atoms, args.step_A), args.per_job)
+    plan = _plan(args)
+    groups = batches(displacement_names(n_atoms, args.step_A, plan), args.per_job)
     if not 0 <= args.batch < len(groups):
         raise ValueError(f"--batch {args.batch}: {n_atoms} atoms at {args.per_job} per job make batches 0-{len(groups) - 1}")
     try:
         status = run_single_points(args.structure, args.workdir, groups[args.batch], args.level, step_A=args.step_A,
                                    cp2k_command=args.cp2k_command, mpi=resolve_launcher(args.mpi_launcher), tasks=args.tasks,
                                    threads=args.threads, overrides=json_object_or_none(args.overrides_json),
-                                   engine=args.engine, initial_wfn=args.initial_wfn)  # fmt: skip
+                                   engine=args.engine, initial_wfn=args.initial_wfn, plan=plan)  # fmt: skip
     except SinglePointFailed as exc:
         print(f"qdphonon harmonic-run: error: {exc}", file=sys.stderr)
         return 1
     write_json_atomic(args.done, {"batch": args.batch, "status": status, "synthetic": args.engine == "mock"})
     print(f"harmonic-run: batch {args.batch}: {json.dumps(status)}", file=sys.stderr)
     return 0
+
+
+def _plan(args: argparse.Namespace):
+    """The point-group plan of the symmetry scheme (None: cartesian)."""
+    if args.displacements == "cartesian":
+        return None
+    if not args.cut:
+        raise ValueError("--displacements symmetry needs --cut (the ideal cut the displacements are planned on)")
+    from qdphonon.harmonic.runner import cut_plan
+
+    return cut_plan(args.cut, args.structure, args.step_A)
 
 
 def json_object_or_none(value):
@@ -79,7 +95,8 @@ def _analyze(args: argparse.Namespace) -> int:
     from qdphonon.harmonic.report import analyze_harmonic_run
 
     result = analyze_harmonic_run(args.structure, args.workdir, args.outdir, level=args.level, system=args.system,
-                                  step_A=args.step_A, degeneracy_tol_meV=args.degeneracy_tol_meV,
+                                  step_A=args.step_A, displacements=args.displacements, cut_xyz=args.cut,
+                                  degeneracy_tol_meV=args.degeneracy_tol_meV,
                                   report_temperature_K=args.report_temperature_K,
                                   region_edges_meV=args.region_edges_meV)  # fmt: skip
     print(f"harmonic-analyze: lambda {result['lambda_meV']:.4g} meV, main mode "

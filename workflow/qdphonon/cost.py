@@ -313,9 +313,11 @@ one. xtb: measured (Cs4PbBr6, 67 single points against 0.28 s MD steps, same loa
 estimate until single points are measured (bench)."""
 
 
-def harmonic_single_points(system) -> int:
-    """6N displaced single points plus the reference."""
-    return 6 * system.n_atoms + 1
+def harmonic_single_points(config: Mapping[str, Any], system) -> int:
+    """The displaced single points (``harmonic.displacements``: 6N, or the symmetry-reduced set) plus the reference."""
+    from qdphonon.harmonic.plan import n_displacements
+
+    return n_displacements(config, system) + 1
 
 
 def harmonic_sp_seconds(config: Mapping[str, Any], system) -> float:
@@ -328,14 +330,14 @@ def harmonic_sp_seconds(config: Mapping[str, Any], system) -> float:
 def harmonic_displacements_per_job(config: Mapping[str, Any], system) -> int:
     """Single points per job: as many as fit in ``harmonic.job_minutes`` by the cost model (at least 1)."""
     if config["engine"] == "mock":
-        return harmonic_single_points(system)
+        return harmonic_single_points(config, system)
     return max(1, int(config["harmonic"]["job_minutes"] * 60.0 // harmonic_sp_seconds(config, system)))
 
 
 def harmonic_cost(config: Mapping[str, Any], system) -> dict[str, Any]:
     """Single points, jobs and core-hours of the harmonic route of ``system`` (relaxation not included)."""
     cp2k = {**config, "engine": "cp2k"}
-    n_sp, tasks = harmonic_single_points(system), aimd_tasks(cp2k, system)
+    n_sp, tasks = harmonic_single_points(cp2k, system), aimd_tasks(cp2k, system)
     sp_s = harmonic_sp_seconds(cp2k, system)
     per_job = harmonic_displacements_per_job(cp2k, system)
     return {"single_points": n_sp, "sp_s": sp_s, "per_job": per_job, "jobs": 1 + math.ceil((n_sp - 1) / per_job),

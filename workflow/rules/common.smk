@@ -189,7 +189,9 @@ def harmonic_runtime_min(wildcards):
 def harmonic_batch_files(wildcards):
     """Every batch's completion record of a system's single points."""
     s = system_of(wildcards)
-    n = harmonic_plan.n_batches(s.n_atoms, harmonic_per_job(wildcards))
+    n = harmonic_plan.n_batches(
+        harmonic_plan.n_displacements(config, s), harmonic_per_job(wildcards)
+    )
     return [f"{RESULTS}/harmonic/{s.name}/batches/b{b}.json" for b in range(n)]
 
 

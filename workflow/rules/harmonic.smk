@@ -47,6 +47,7 @@ rule harmonic_single_points:
     input:
         **harmonic_wfn("wfn"),
         xyz=f"{RESULTS}/harmonic/{{system}}/relaxed.xyz",
+        cut=f"{RESULTS}/structures/{{system}}.xyz",
     output:
         done=f"{RESULTS}/harmonic/{{system}}/batches/b{{batch}}.json",
     log:
@@ -70,12 +71,13 @@ rule harmonic_single_points:
             cp2k_command=config["cp2k"]["command"],
             mpi_launcher=cp2k_launcher(),
             step_A=config["harmonic"]["step_A"],
+            displacements=config["harmonic"]["displacements"],
             per_job=harmonic_per_job(wc),
             overrides_json=config["cp2k"]["overrides"],
         ),
     shell:
         "python -m qdphonon harmonic-run --structure {input.xyz:q} --workdir {params.workdir:q}"
-        " --batch {wildcards.batch} --done {output.done:q} {params.initial_wfn} --tasks {resources.tasks:q}"
+        " --batch {wildcards.batch} --done {output.done:q} --cut {input.cut:q} {params.initial_wfn} --tasks {resources.tasks:q}"
         " --threads {resources.cpus_per_task:q} --settings-json {params.settings:q} > {log:q} 2>&1"
 
 
@@ -84,6 +86,7 @@ rule analyze_harmonic:
     input:
         batches=harmonic_batch_files,
         xyz=f"{RESULTS}/harmonic/{{system}}/relaxed.xyz",
+        cut=f"{RESULTS}/structures/{{system}}.xyz",
     output:
         linewidth=f"{RESULTS}/analysis_harmonic/{{system}}/linewidth.json",
         spectrum=f"{RESULTS}/analysis_harmonic/{{system}}/spectral_density.csv",
@@ -101,13 +104,14 @@ rule analyze_harmonic:
             level=config["level"],
             engine=config["engine"],
             step_A=config["harmonic"]["step_A"],
+            displacements=config["harmonic"]["displacements"],
             degeneracy_tol_meV=config["harmonic"]["degeneracy_tol_meV"],
             report_temperature_K=config["analysis"]["report_temperature_K"],
             region_edges_meV=config["analysis"]["region_edges_meV"],
             system=wc.system,
         ),
     shell:
-        "python -m qdphonon harmonic-analyze --structure {input.xyz:q} --workdir {params.workdir:q}"
+        "python -m qdphonon harmonic-analyze --structure {input.xyz:q} --cut {input.cut:q} --workdir {params.workdir:q}"
         " --outdir {params.outdir:q} --settings-json {params.settings:q} > {log:q} 2>&1"
 
 

@@ -138,26 +138,42 @@ def write_harmonic(outdir: str | Path, result: dict, arrays: tuple) -> list[Path
 
 
 def analyze_harmonic_run(structure_xyz: str | Path, workdir: str | Path, outdir: str | Path | None, *, level: str,
-                         system: str | None = None, step_A: float | None = None, **options) -> dict:
+                         system: str | None = None, step_A: float | None = None, displacements: str = "cartesian",
+                         cut_xyz: str | Path | None = None, **options) -> dict:
     """Read the single points of ``workdir``, assemble, analyse, write into ``outdir`` (None: nothing); returns
-    linewidth.json's dict. ``options``: those of :func:`harmonic_result`."""
+    linewidth.json's dict. ``displacements``: the scheme the single points were run with (``cartesian``, or
+    ``symmetry`` with the ideal cut ``cut_xyz`` whose point group planned them); ``options``: those of
+    :func:`harmonic_result`."""
     from ase.data import atomic_masses, atomic_numbers
 
     from qdphonon.harmonic.assemble import assemble
-    from qdphonon.harmonic.runner import DEFAULT_STEP_A, collect
-    from qdphonon.harmonic.symmetry import symmetry_report
+    from qdphonon.harmonic.runner import DEFAULT_STEP_A, collect, cut_plan, reference_positions
+    from qdphonon.harmonic.symmetry import assemble_symmetric, symmetry_report
     from qdphonon.structures.io import read_structure
 
     step = DEFAULT_STEP_A if step_A is None else float(step_A)
     dot = read_structure(structure_xyz)
-    reference, results, facts = collect(structure_xyz, workdir, step)
-    data = assemble(reference, results, **({"degeneracy_tol_meV": options.pop("degeneracy_tol_meV")}
-                                           if "degeneracy_tol_meV" in options else {}))  # fmt: skip
+    tol = {"degeneracy_tol_meV": options.pop("degeneracy_tol_meV")} if "degeneracy_tol_meV" in options else {}
+    if displacements == "symmetry":
+        if cut_xyz is None:
+            raise ValueError("harmonic.displacements symmetry needs the ideal cut its displacements were planned on (--cut)")
+        plan = cut_plan(cut_xyz, structure_xyz, step)
+        positions, shift_A = reference_positions(structure_xyz, plan)
+        reference, results, facts = collect(structure_xyz, workdir, step, plan)
+        data, residuals = assemble_symmetric(reference, results, plan, dot.symbols, positions, **tol)
+        scheme = {"scheme": "symmetry", "symmetrization_shift_A": shift_A, **residuals}
+    elif displacements == "cartesian":
+        positions = np.asarray(dot.positions_A, float)
+        reference, results, facts = collect(structure_xyz, workdir, step)
+        data = assemble(reference, results, **tol)
+        scheme = {"scheme": "cartesian"}
+    else:
+        raise ValueError(f"harmonic.displacements: {displacements!r} is not cartesian or symmetry")
     masses = np.array([atomic_masses[atomic_numbers[s]] for s in dot.symbols])
-    extra = {**facts, "symmetry": symmetry_report(dot.symbols, dot.positions_A, dot.box_A, step),
+    extra = {**facts, "symmetry": {**symmetry_report(dot.symbols, positions, dot.box_A, step), **scheme},
              "structure": str(structure_xyz), "single_points": str(workdir)}  # fmt: skip
     name = system or Path(outdir or workdir).name
-    result, arrays = harmonic_result(data, dot.positions_A, masses, system=name, level=level, extra=extra,
+    result, arrays = harmonic_result(data, positions, masses, system=name, level=level, extra=extra,
                                      synthetic=facts["synthetic"], **options)  # fmt: skip
     if facts["n_scf_unconverged"]:
         result["warnings"].append(f"{name}: {facts['n_scf_unconverged']} single point(s) with SCF not converged: "

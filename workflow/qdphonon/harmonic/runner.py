@@ -1,7 +1,9 @@
 """Single points of the harmonic route as resumable CP2K work: one directory per displacement.
 
 ``workdir/ref`` is the relaxed structure, ``workdir/a0003yp`` atom 3 displaced by +step along y, and so
-on (:func:`qdphonon.harmonic.assemble.cartesian_displacements`). A displacement is done when its
+on (:func:`qdphonon.harmonic.assemble.cartesian_displacements`; with a point-group plan, the
+``symmetry`` scheme, only phonopy's symmetry-reduced subset of them, displaced from the relaxed
+structure symmetrised onto the cut's point group: :mod:`qdphonon.harmonic.symmetry`). A displacement is done when its
 directory holds the same input (``sp.inp``, byte for byte) and its outputs parse completely
 (:func:`qdphonon.parsers.single_point.read_single_point`); a job given several displacements runs the
 ones not done, one after the other, so a kill loses at most the one in flight. Jobs given disjoint
@@ -13,6 +15,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 from typing import Any, Mapping, Sequence
+
+import numpy as np
 
 from qdphonon.cp2k.inputs import SCFSettings, cp2k_input_tree, merge_overrides
 from qdphonon.harmonic.plan import TIGHT_RELAX_OVERRIDES  # noqa: F401  (re-exported)
@@ -41,9 +45,33 @@ class SinglePointFailed(RuntimeError):
     """CP2K ended a single point without a whole result (the message names the directory and why)."""
 
 
-def displacement_names(n_atoms: int, step_A: float = DEFAULT_STEP_A) -> list[str]:
-    """The reference, then the 6N displacements, in the order the route runs them."""
-    return [REFERENCE] + [d.name for d in cartesian_displacements(n_atoms, step_A)]
+def displacement_names(n_atoms: int, step_A: float = DEFAULT_STEP_A, plan=None) -> list[str]:
+    """The reference, then the displacements (all 6N, or ``plan``'s symmetry-reduced ones), in the order the
+    route runs them."""
+    ds = cartesian_displacements(n_atoms, step_A) if plan is None else plan.displacements
+    return [REFERENCE] + [d.name for d in ds]
+
+
+def cut_plan(cut_xyz: str | Path, structure_xyz: str | Path, step_A: float):
+    """The point-group plan of the ideal cut ``cut_xyz`` (what the workflow planned its jobs with) for the
+    relaxed ``structure_xyz`` (same atoms in the same order, else ValueError)."""
+    from qdphonon.harmonic.symmetry import point_group_plan
+
+    cut, dot = read_structure(cut_xyz), read_structure(structure_xyz)
+    if list(cut.symbols) != list(dot.symbols) or abs(cut.box_A - dot.box_A) > 1e-6:
+        raise ValueError(f"{structure_xyz}: atoms or box differ from the cut {cut_xyz}")
+    return point_group_plan(cut.symbols, cut.positions_A, cut.box_A, step_A)
+
+
+def reference_positions(structure_xyz: str | Path, plan=None) -> tuple[np.ndarray, float]:
+    """The reference geometry (Angstrom) and how far it was moved: the relaxed structure itself, or with a
+    plan, that structure symmetrised onto the plan's point group (largest shift, Angstrom)."""
+    dot = read_structure(structure_xyz)
+    if plan is None:
+        return np.asarray(dot.positions_A, float), 0.0
+    from qdphonon.harmonic.symmetry import symmetrize
+
+    return symmetrize(dot.positions_A, plan)
 
 
 def batches(names: Sequence[str], per_job: int) -> list[list[str]]:
@@ -66,14 +94,16 @@ def _displacement(name: str, step_A: float) -> Displacement | None:
 
 def single_point_input(structure_xyz: str | Path, name: str, level: str, step_A: float = DEFAULT_STEP_A,
                        overrides: Mapping[str, Any] | None = None, xmlspec: str | Path | None = None,
-                       restart: bool = False) -> str:  # fmt: skip
+                       restart: bool = False, reference_A: np.ndarray | None = None) -> str:  # fmt: skip
     """The CP2K input text of one single point (validated against ``xmlspec``, default the bundled one);
-    ``restart``: its SCF starts from :data:`START_WFN` (``SCF_GUESS RESTART``)."""
+    ``restart``: its SCF starts from :data:`START_WFN` (``SCF_GUESS RESTART``); ``reference_A``: the
+    undisplaced positions (default: the structure's)."""
     from qdphonon.cp2k.xmlspec import render_input
 
     dot = read_structure(structure_xyz)
+    base = dot.positions_A if reference_A is None else reference_A
     d = _displacement(name, step_A)
-    positions = dot.positions_A if d is None else displaced_positions(dot.positions_A, d)
+    positions = base if d is None else displaced_positions(base, d)
     if restart:
         start = {"force_eval": {"dft": {"wfn_restart_file_name": START_WFN, "scf": {"scf_guess": "RESTART"}}}}
         overrides = merge_overrides(dict(overrides or {}), start)
@@ -98,12 +128,15 @@ def is_done(directory: Path, text: str) -> bool:
 def run_single_points(structure_xyz: str | Path, workdir: str | Path, names: Sequence[str], level: str, *,
                       step_A: float = DEFAULT_STEP_A, cp2k_command: str = "cp2k.psmp", mpi: str | None = None,
                       tasks: int = 1, threads: int = 1, overrides: Mapping[str, Any] | None = None,
-                      engine: str = "cp2k", initial_wfn: str | Path | None = None) -> dict[str, str]:
+                      engine: str = "cp2k", initial_wfn: str | Path | None = None, plan=None) -> dict[str, str]:
     """Run the single points ``names`` not yet done in ``workdir/<name>``; returns name -> ``done`` | ``ran``.
 
     ``initial_wfn`` (cp2k): every SCF starts from this wavefunction (the tight relaxation's), copied into
     each directory: a displacement of 0.01 A then converges in a few iterations instead of the ~50
     an atomic guess needs at PBE (the converged result does not depend on the guess, to EPS_SCF).
+
+    ``plan``: the point-group plan of the ``symmetry`` scheme; the displacements start from the structure
+    symmetrised onto it (:func:`reference_positions`).
 
     ``engine="mock"`` writes synthetic single points (:mod:`qdphonon.harmonic.mock`) instead of running CP2K.
     SinglePointFailed when CP2K ends one without a whole result (the ones before it stay done)."""
@@ -113,17 +146,17 @@ def run_single_points(structure_xyz: str | Path, workdir: str | Path, names: Seq
         raise ValueError(f"unknown engine {engine!r}; expected cp2k or mock")
     spec = installed_xmlspec(cp2k_command)[0] if engine == "cp2k" else None
     mock = None
+    base = reference_positions(structure_xyz, plan)[0]
     if engine == "mock":
         from qdphonon.harmonic.mock import SpringDot, write_single_point
 
-        dot = read_structure(structure_xyz)
-        mock = SpringDot(dot.symbols, dot.positions_A)
+        mock = SpringDot(read_structure(structure_xyz).symbols, base)
     status = {}
     restart = engine == "cp2k" and initial_wfn is not None
     if restart and not Path(initial_wfn).is_file():
         raise FileNotFoundError(f"{initial_wfn}: the wavefunction the single points should start from is missing")
     for name in names:
-        text = single_point_input(structure_xyz, name, level, step_A, overrides, spec, restart=restart)
+        text = single_point_input(structure_xyz, name, level, step_A, overrides, spec, restart=restart, reference_A=base)
         d = Path(workdir) / name
         if is_done(d, text):
             status[name] = "done"
@@ -136,8 +169,7 @@ def run_single_points(structure_xyz: str | Path, workdir: str | Path, names: Seq
             shutil.copyfile(initial_wfn, d / START_WFN)
         if mock is not None:
             disp = _displacement(name, step_A)
-            write_single_point(d, mock, dot.positions_A if disp is None else displaced_positions(dot.positions_A, disp),
-                               PROJECT, OUTPUT)  # fmt: skip
+            write_single_point(d, mock, base if disp is None else displaced_positions(base, disp), PROJECT, OUTPUT)
             exit_status = 0
         else:
             exit_status = _run_cp2k(d, cp2k_command, mpi, tasks, threads)
@@ -158,14 +190,15 @@ def _run_cp2k(directory: Path, cp2k_command: str, mpi: str | None, tasks: int, t
     return process.run_process(cmd, directory, process.cp2k_environment(threads, mpi)).exit_status
 
 
-def collect(structure_xyz: str | Path, workdir: str | Path, step_A: float = DEFAULT_STEP_A
+def collect(structure_xyz: str | Path, workdir: str | Path, step_A: float = DEFAULT_STEP_A, plan=None
             ) -> tuple[SinglePoint, dict[Displacement, SinglePoint], dict]:
-    """The reference and every displacement's single point, read from ``workdir``; ValueError naming the
-    first one missing or incomplete. Also returns facts for the report (SCF failures, electron count)."""
+    """The reference and every displacement's single point (all 6N, or ``plan``'s), read from ``workdir``;
+    ValueError naming the first one missing or incomplete. Also returns facts for the report (SCF
+    failures, electron count)."""
     dot = read_structure(structure_xyz)
     n_atoms = len(dot.symbols)
     outs = {}
-    for name in displacement_names(n_atoms, step_A):
+    for name in displacement_names(n_atoms, step_A, plan):
         try:
             outs[name] = read_single_point(Path(workdir) / name, PROJECT, OUTPUT)
         except SinglePointIncomplete as exc:
