@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -13,6 +14,8 @@ from qdphonon.cli_cost import cost_table_text
 from qdphonon.cost import harmonic_cost
 from qdphonon.harmonic.plan import n_batches, tight_relax_overrides
 from workflow_helpers import snakemake, write_config
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _config(systems, **extra):
@@ -33,6 +36,15 @@ def test_cost_prices_the_harmonic_route_for_every_system():
     text = cost_table_text(cfg)
     assert "harmonic route" in text and f"{h['single_points']} single points" in text
     assert "cspbbr3_1x1x1 [md]: 9 single points" in text and "cspbbr3_2x2x2 [both]" in text
+
+
+def test_single_point_jobs_are_resubmitted_with_real_cp2k_only():
+    from qdphonon.cost import HARMONIC_JOB_RETRIES, harmonic_job_retries
+
+    assert harmonic_job_retries(_config([{"size": [1, 1, 1]}], engine="cp2k")) == HARMONIC_JOB_RETRIES >= 1
+    assert harmonic_job_retries(_config([{"size": [1, 1, 1]}], engine="mock")) == 0
+    rules = (REPO / "workflow/rules/harmonic.smk").read_text()
+    assert "retries: harmonic_job_retries()" in rules.split("rule harmonic_single_points:")[1].split("\nrule ")[0]
 
 
 def test_tight_relaxation_overrides_win_over_the_users_and_keep_the_rest():

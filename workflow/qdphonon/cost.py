@@ -334,6 +334,16 @@ def harmonic_displacements_per_job(config: Mapping[str, Any], system) -> int:
     return max(1, int(config["harmonic"]["job_minutes"] * 60.0 // harmonic_sp_seconds(config, system)))
 
 
+HARMONIC_JOB_RETRIES = 2
+"""Resubmissions of a single-point job that ended early (SLURM's time limit, a node failure): each one
+continues with the single points not yet done (a killed job loses at most the one in flight)."""
+
+
+def harmonic_job_retries(config: Mapping[str, Any]) -> int:
+    """Snakemake ``retries`` of the single-point rule: :data:`HARMONIC_JOB_RETRIES` with real CP2K, 0 for the mock."""
+    return 0 if config["engine"] == "mock" else HARMONIC_JOB_RETRIES
+
+
 def harmonic_cost(config: Mapping[str, Any], system) -> dict[str, Any]:
     """Single points, jobs and core-hours of the harmonic route of ``system`` (relaxation not included)."""
     cp2k = {**config, "engine": "cp2k"}

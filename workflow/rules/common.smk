@@ -186,6 +186,12 @@ def harmonic_runtime_min(wildcards):
     return int(max(15, 1.5 * harmonic_per_job(wildcards) * sp_s / 60 + 5))
 
 
+def harmonic_job_retries():
+    """Retries of a single-point job (qdphonon.cost.harmonic_job_retries); 0 inside a cluster job, where
+    a retry would run in the same, spent allocation (see cp2k_job_retries)."""
+    return 0 if workflow.remote_exec else cost.harmonic_job_retries(config)
+
+
 def harmonic_batch_files(wildcards):
     """Every batch's completion record of a system's single points."""
     s = system_of(wildcards)

@@ -43,7 +43,8 @@ rule relax_harmonic:
 
 rule harmonic_single_points:
     """One batch of single points (batch 0: the reference); resumable, a displacement at a time; each
-    SCF starts from the relaxation's wavefunction."""
+    SCF starts from the relaxation's wavefunction. A job that ends early (time limit) is resubmitted
+    and goes on with the single points not yet done."""
     input:
         **harmonic_wfn("wfn"),
         xyz=f"{RESULTS}/harmonic/{{system}}/relaxed.xyz",
@@ -62,6 +63,7 @@ rule harmonic_single_points:
         mpi=mpi_job_marker,
         runtime=harmonic_runtime_min,
         mem_mb=aimd_mem_mb,
+    retries: harmonic_job_retries()
     params:
         workdir=f"{RESULTS}/harmonic/{{system}}/sp",
         initial_wfn=lambda wc, input: quoted_option("--initial-wfn", input.get("wfn")),
