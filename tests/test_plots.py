@@ -7,6 +7,7 @@ import json
 import math
 import warnings
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -21,6 +22,7 @@ from qdphonon.units import HBAR_meV_fs
 EXPECTED_STEMS = ("spectral_densities", "size_dependence", "core_shell_comparison", "phonon_dos",
                   "linewidth_vs_temperature", "lineshape")
 MOCK = {"synthetic": True, "level": "mock"}
+REPO = Path(__file__).resolve().parents[1]
 
 
 def make_system(root, name, size, shell, edge_nm, scale, sidecar=MOCK, duration_fs=6000.0, velocities=True):
@@ -327,3 +329,36 @@ def test_warnings_reach_the_titles_of_the_per_system_figures(campaign):
         title = fig.axes[0].get_title()
         for name, k in kinds.items():
             assert (f"{name} ({', '.join(k)})" in title) == bool(k), (name, title)
+
+
+def test_size_dependence_draws_the_shipped_real_points_apart_from_the_campaign(campaign):
+    """The real PBE results (data/real_points.csv) sit in the Γ panel with their own marker, colour and
+    a label that says real, the route, the source and the interval; the campaign's own series is unchanged."""
+    _, summary, _ = campaign
+    real = plots.real_points_for(pd.DataFrame({"level": ["pbe"]}))
+    assert len(real) >= 2 and set(real["route"]) >= {"md", "harmonic"}
+    fig = plots.size_dependence_figure(pd.read_csv(summary), real)
+    ax_g = fig.axes[1]
+    bars = {c.get_label(): c.lines[0] for c in ax_g.containers}
+    md = next(k for k in bars if k.startswith("real PBE, md route (validation/pbe_n1)"))
+    assert "Cs4PbBr6 326 meV [252–399]" in md
+    np.testing.assert_allclose(bars[md].get_xdata(), [0.587])
+    np.testing.assert_allclose(bars[md].get_ydata(), real[real.route == "md"].fwhm_meV)
+    harmonic = next(k for k in bars if k.startswith("real PBE, harmonic route"))
+    assert "no sampling error" in harmonic and bars[harmonic].get_marker() != bars[md].get_marker()
+    lo, hi = ax_g.get_xlim()
+    assert lo < 0.587 < hi and ax_g.get_ylim()[1] > 398.9
+    assert plots.MOCK_CALIBRATION_LABEL in plots.figure_texts(fig)
+    assert len(plots.real_points_for(pd.DataFrame({"level": ["xtb"]}))) == 0
+
+
+def test_shipped_real_points_are_what_the_archives_hold():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("real_points", REPO / "validation" / "real_points.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    shipped = pd.read_csv(REPO / "workflow" / "qdphonon" / "data" / "real_points.csv")
+    remade = module.real_points()
+    pd.testing.assert_frame_equal(shipped, remade, check_dtype=False, rtol=1e-7)
+    assert (shipped["level"] == "pbe").all()

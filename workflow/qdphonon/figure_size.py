@@ -34,6 +34,9 @@ CORE_SHELL_DODGE_nm = 0.08
 REGION_DODGE_nm = 0.04
 """In the S_R panel, neighbouring regions are drawn this far apart (centred on the edge), so equal values stay visible."""
 
+REAL_MARKERS = {"md": "D", "harmonic": "^"}
+"""Markers of the shipped real results (:func:`real_points`), per route."""
+
 HOLLOW_LABEL = "hollow: a warning qualifies the number (summary.csv warnings)"
 KINDS = {False: ("o", "x", "core-only"), True: ("s", "+", "core/shell")}
 """shell? -> (classical/S marker, quantum marker, label)."""
@@ -95,9 +98,42 @@ def _legend(ax, extra: list[Line2D]) -> None:
               loc="upper left", bbox_to_anchor=(0.0, -0.14), ncol=1)  # fmt: skip
 
 
-def size_dependence_figure(summary: pd.DataFrame) -> Figure:
+def real_points(level: str | None = "pbe") -> pd.DataFrame:
+    """The real results the package ships (``data/real_points.csv``, made by validation/real_points.py from
+    the validation archives) at ``level`` (None: all levels)."""
+    from importlib.resources import files
+
+    with files("qdphonon").joinpath("data/real_points.csv").open("r", encoding="utf-8") as fh:
+        table = pd.read_csv(fh)
+    return table if level is None else table[table["level"] == level].reset_index(drop=True)
+
+
+def _real_label(rows: pd.DataFrame, route: str) -> str:
+    parts = []
+    for r in rows.itertuples():
+        interval = f" [{r.fwhm_lo_meV:.0f}–{r.fwhm_hi_meV:.0f}]" if np.isfinite(r.fwhm_lo_meV) else " (no sampling error)"
+        parts.append(f"{r.formula} {r.fwhm_meV:.0f} meV{interval}")
+    sources = ", ".join(sorted(set(rows["source"])))
+    return f"real {str(rows['level'].iloc[0]).upper()}, {route} route ({sources}): " + "; ".join(parts)
+
+
+def _draw_real(ax, real: pd.DataFrame) -> list[float]:
+    """Γ of the shipped real results (one marker per route, 68 % interval where the route has one); returns
+    their tops for the axis range."""
+    tops = []
+    for route, rows in real.groupby("route", sort=True):
+        lo, hi, y = (rows[c].to_numpy(float) for c in ("fwhm_lo_meV", "fwhm_hi_meV", "fwhm_meV"))
+        yerr = np.vstack([y - lo, hi - y]) if np.isfinite(lo).all() else None
+        ax.errorbar(rows["edge_nm"].to_numpy(float), y, yerr=yerr, fmt=REAL_MARKERS.get(route, "v"), color="C2", ms=8, capsize=3,
+                    ls="none", zorder=5, label=_real_label(rows, route))  # fmt: skip
+        tops += list(np.where(np.isfinite(hi), hi, y))
+    return tops
+
+
+def size_dependence_figure(summary: pd.DataFrame, real: pd.DataFrame | None = None) -> Figure:
     """S_R per region and Γ vs edge length with error bars, classical (Eq. 2) and quantum-corrected, and
-    the study's reference values (seed Fig. 2d); with mock data, says the mock is calibrated to them."""
+    the study's reference values (seed Fig. 2d); with mock data, says the mock is calibrated to them.
+    ``real``: real results drawn beside the campaign's own in the Γ panel (:func:`real_points`)."""
     fig = new_figure(11.0, 6.4)
     ax_s, ax_g = fig.subplots(1, 2)
     edge = edge_lengths_nm(summary)
@@ -160,18 +196,23 @@ def size_dependence_figure(summary: pd.DataFrame) -> Figure:
             ax_g.plot([r[0] for r in refs], [r[1] for r in refs], marker=marker, ms=15, color="goldenrod", ls="none",
                       label=f"{REFERENCE_LABEL}, {'core/shell' if shell else 'core-only'}, 300 K: {values}",
                       zorder=2)  # fmt: skip
+    real_tops: list[float] = []
+    if real is not None and len(real) and not categorical:
+        real_tops = _draw_real(ax_g, real)
+    if not categorical:
         if synthetic:
             ax_g.text(0.02, 0.015, MOCK_CALIBRATION_LABEL, transform=ax_g.transAxes, fontsize=6.5, color="crimson",
                       va="bottom", wrap=True)  # fmt: skip
     _edge_axis(ax_g, summary, categorical)
-    finite = [v for v in list(x) + ([r[0] for r in REFERENCE_FWHM_300K_meV] if not categorical else [])
+    real_x = list(real["edge_nm"]) if real_tops else []
+    finite = [v for v in list(x) + real_x + ([r[0] for r in REFERENCE_FWHM_300K_meV] if not categorical else [])
               if np.isfinite(v)]  # fmt: skip
     for ax in (ax_s, ax_g):
         if finite:
             ax.set_xlim(min(finite) - 0.3, max(finite) + 0.3)
     ax_g.set_ylabel(f"FWHM Γ({T_txt}) (meV)")
     ax_g.set_title(f"thermal linewidth Γ at {T_txt} (harmonic scaling from T_md)")
-    top = np.nanmax(np.concatenate([fw + np.nan_to_num(fw_err), fq, [r[1] for r in REFERENCE_FWHM_300K_meV]]))
+    top = np.nanmax(np.concatenate([fw + np.nan_to_num(fw_err), fq, [r[1] for r in REFERENCE_FWHM_300K_meV], real_tops]))
     ax_g.set_ylim(0, 1.1 * top if np.isfinite(top) else None)
     extra = [Line2D([], [], marker="o", ls="none", mfc="white", mec="0.3", label=HOLLOW_LABEL)] if warned.any() else []
     _legend(ax_s, [])

@@ -270,6 +270,14 @@ def lineshape_figure(analyses: Sequence[dict]) -> Figure:
     return fig
 
 
+def real_points_for(summary: pd.DataFrame) -> pd.DataFrame:
+    """The shipped real results at the campaign's level (:func:`qdphonon.figure_size.real_points`)."""
+    from qdphonon.figure_size import real_points
+
+    levels = set(summary["level"].dropna().astype(str)) if "level" in summary else set()
+    return real_points(levels.pop()) if len(levels) == 1 else real_points(None).iloc[0:0]
+
+
 def plot_campaign(summary_csv: str | os.PathLike, analysis_dirs: Sequence[str | os.PathLike],
                   outdir: str | os.PathLike, stems: Sequence[str] = FIGURE_STEMS) -> list[Path]:
     """The figures ``stems`` (default: all of :data:`FIGURE_STEMS`) into ``outdir``; returns the files
@@ -282,7 +290,7 @@ def plot_campaign(summary_csv: str | os.PathLike, analysis_dirs: Sequence[str | 
         analyses = [load_analysis_dir(d) for d in analysis_dirs]
         makers = {
             "spectral_densities": lambda: spectral_density_figure(analyses),
-            "size_dependence": lambda: size_dependence_figure(summary),
+            "size_dependence": lambda: size_dependence_figure(summary, real_points_for(summary)),
             "core_shell_comparison": lambda: core_shell_comparison_figure(analyses),
             "phonon_dos": lambda: phonon_dos_figure(analyses),
             "linewidth_vs_temperature": lambda: linewidth_vs_temperature_figure(analyses),
