@@ -18,8 +18,8 @@ def harmonic_cost_lines(config: Mapping[str, Any]) -> list[str]:
     from qdphonon.config import campaign_from_config
 
     scheme = config["harmonic"]["displacements"]
-    lines = [f"harmonic route ({'symmetry-reduced' if scheme == 'symmetry' else '6N'} displacements + the reference, each ~{SINGLE_POINT_IN_MD_STEPS[config['level']]:g} MD steps"
-             f"{' (estimate)' if config['level'] == 'pbe' else ' (measured)'}; route per system in brackets):"]
+    lines = [f"harmonic route ({'symmetry-reduced' if scheme == 'symmetry' else '6N'} displacements + the reference, each "
+             f"~{SINGLE_POINT_IN_MD_STEPS[config['level']]:g} MD steps (measured at 11 atoms); route per system in brackets):"]
     for s in campaign_from_config(config).values():
         h = harmonic_cost(config, s)
         lines.append(f"  {s.name} [{s.route}]: {h['single_points']} single points x {h['sp_s']:.3g} s on "

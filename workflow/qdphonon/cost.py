@@ -306,11 +306,14 @@ def campaign_cost(config: Mapping[str, Any]) -> dict[str, Any]:
 
 
 # --- the harmonic route (docs/physics.md §5) ------------------------------------------------------
-SINGLE_POINT_IN_MD_STEPS = {"xtb": 8.0, "pbe": 3.0}
-"""Cost of one single point in MD steps of the same dot: a single point starts its SCF from scratch and
-converges it tighter (harmonic route: EPS_SCF 1e-8 xTB, 1e-7 PBE) where an MD step extrapolates the last
-one. xtb: measured (Cs4PbBr6, 67 single points against 0.28 s MD steps, same loaded machine); pbe: an
-estimate until single points are measured (bench)."""
+SINGLE_POINT_IN_MD_STEPS = {"xtb": 8.0, "pbe": 4.8}
+"""Cost of one single point in MD steps of the same dot: a single point starts its SCF from the relaxation's
+wavefunction and converges it tighter (harmonic route: EPS_SCF 1e-8 xTB, 1e-7 PBE) where an MD step
+extrapolates the last one, and pays CP2K's start-up. Both measured on Cs4PbBr6 (11 atoms), each against MD
+steps on the same loaded machine: xtb 67 single points against 0.28 s MD steps; pbe the 67 single points of
+validation/pbe_n1_harmonic (CP2K's total time, median 47.8 s, 17-109 s) against the MD steps of
+validation/pbe_n1 (.ener, median 10.0 s). The start-up share falls with size, so at n >= 2 this overestimates
+until single points there are measured."""
 
 
 def harmonic_single_points(config: Mapping[str, Any], system) -> int:
