@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import os
 import shlex
-import signal
 import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -34,11 +33,10 @@ from qdphonon.cp2k.xmlspec import cp2k_version, installed_xmlspec
 from qdphonon.engines.allocation import allocation_end_epoch, cp2k_walltime_s
 from qdphonon.run.errors import EXIT_WALLTIME, EngineError, RunDirMismatchError, RunInterrupted, SCFConvergenceError, WalltimeReached
 from qdphonon.engines.progress import ProgressReporter, combine_watches
-from qdphonon.engines.process import (
-    GRACE_S, ProcessResult, Stop, StopReason, cp2k_command_line, cp2k_environment, find_cp2k, run_process,
-)  # fmt: skip
+from qdphonon.engines.process import GRACE_S, ProcessResult, Stop, StopReason, cp2k_command_line, find_cp2k
+from qdphonon.engines.segment import killed_status, process_end, run_segment
 from qdphonon.parsers.main_output import read_main_output
-from qdphonon.parsers.verdicts import OutputEnd, abort_message, output_end, reports_scf_failure
+from qdphonon.parsers.verdicts import OutputEnd, output_end, reports_scf_failure
 from qdphonon.metadata import now_iso, run_record
 from qdphonon.parsers.energies import read_energies
 from qdphonon.run.layout import (
@@ -298,30 +296,17 @@ def _run_locked(input_path: Path, run_dir: Path, record_path: Path, sha: str, md
         seg = {"index": index, "input": inp_name, "output": out_name, "start_step": 0 if k is None else k,
                "restart_file": restart_name, "wfn_file": wfn if k is not None else guess,
                "command": shlex.join(cmd), "started_at": now_iso(), "started_epoch": time.time(),
-               "threads": int(threads), "tasks": int(tasks), "ended": SegmentEnd.RUNNING.value,
-               "engine_pid": os.getpid(), "walltime_s": None if walltime_s is None else round(walltime_s, 3),
+               "threads": int(threads), "tasks": int(tasks), "engine_pid": os.getpid(), "walltime_s": None if walltime_s is None else round(walltime_s, 3),
                "allocation_end_epoch": allocation_end}  # fmt: skip
         if molog is not None and md.mo_every == 1:
             seg["molog_start"] = molog.stat().st_size if molog.is_file() else 0
-        state["segments"].append(seg)
-        write_json_atomic(state_path, state)
         watch = combine_watches(
             _SCFWatch(run_dir / out_name, seg["start_step"]) if on_scf_failure == "fail" else None,
             ProgressReporter(run_dir / files["energies"], seg["start_step"], md.steps))
-
-        def started(pid: int) -> None:
-            seg["pid"] = pid
-            write_json_atomic(state_path, state)
-            lock.update(cp2k_pid=pid)
-
-        result = run_process(cmd, run_dir, cp2k_environment(threads, mpi, run_dir=run_dir), watch=watch,
-                             poll_s=poll_s, on_start=started, grace_s=grace_s, pass_fds=(lock.fd,),
-                             death_signal=signal.SIGTERM if int(tasks) > 1 else signal.SIGKILL)  # fmt: skip
-        lock.update(cp2k_pid=None)
+        result = run_segment(state, state_path, seg, cmd, run_dir, lock, threads=threads, mpi=mpi, tasks=tasks,
+                             grace_s=grace_s, watch=watch, poll_s=poll_s)  # fmt: skip
         end = restart_source(run_dir, files)[1]
-        seg.update(end_step=end, wall_s=round(result.wall_s, 3), exit_status=result.exit_status, signal=result.signal)
-        if result.escalated:
-            seg["escalated"] = f"CP2K ignored SIGTERM for {grace_s:g} s: SIGKILL"
+        seg["end_step"] = end
         if "molog_start" in seg:
             seg["molog_blocks"] = count_md_blocks(molog, seg["molog_start"])
         _classify_segment(seg, result, run_dir / out_name, end, md.steps)
@@ -355,13 +340,9 @@ def _classify_segment(seg: dict[str, Any], result: ProcessResult, output: Path, 
     from the process's outcome and :func:`~qdphonon.parsers.verdicts.output_end`."""
     reason = result.stop_reason
     seg["stop_reason"] = None if reason is None else reason.value
-    if reason is StopReason.SCF_NOT_CONVERGED:
-        seg["ended"], seg["note"] = SegmentEnd.FAILED.value, result.stop.note
-    elif reason is not None or result.signal_number is not None:
-        seg["ended"] = SegmentEnd.KILLED.value
-        seg["note"] = result.stop.note if result.stop is not None else f"CP2K killed by {result.signal}"
-    elif result.exit_status != 0:
-        seg["ended"], seg["note"] = SegmentEnd.FAILED.value, abort_message(output)
+    by_process = process_end(result, output)
+    if by_process is not None:
+        seg["ended"], seg["note"] = by_process[0].value, by_process[1]
     elif end is not None and end >= steps:
         seg["ended"] = SegmentEnd.COMPLETED.value
     else:
@@ -391,6 +372,5 @@ def _raise_for_segment(seg: dict[str, Any], result: ProcessResult, output: Path,
     if result.stop_reason is StopReason.SCF_NOT_CONVERGED:
         raise SCFConvergenceError(f"{seg['note']} in {where}")
     if ended == SegmentEnd.KILLED.value:
-        status = 128 + result.received_signal if result.received_signal is not None else result.exit_status
-        raise RunInterrupted(f"CP2K stopped ({seg['note']}) in {where}; run again to continue", status)
+        raise RunInterrupted(f"CP2K stopped ({seg['note']}) in {where}; run again to continue", killed_status(result))
     raise EngineError(f"CP2K failed in {where} with exit status {result.exit_status}: {seg.get('note')}")

@@ -16,7 +16,6 @@ import hashlib
 import os
 import re
 import shlex
-import signal
 import sys
 import time
 from pathlib import Path
@@ -26,10 +25,11 @@ from qdphonon.cp2k.inputs import SCFSettings, cp2k_input_tree, merge_overrides
 from qdphonon.cp2k.xmlspec import cp2k_version, installed_xmlspec, render_input
 from qdphonon.engines.cp2k import ENGINES
 from qdphonon.run.errors import EngineError, RunInterrupted
-from qdphonon.engines.process import GRACE_S, cp2k_command_line, cp2k_environment, find_cp2k, run_process
+from qdphonon.engines.process import GRACE_S, cp2k_command_line, find_cp2k
+from qdphonon.engines.segment import killed_status, process_end, run_segment
 from qdphonon.metadata import now_iso
-from qdphonon.parsers.verdicts import GeoOptEnd, abort_message, geo_opt_end, output_end
-from qdphonon.run.layout import LOCK_FILE, lock_run_dir, read_json, write_json_atomic
+from qdphonon.parsers.verdicts import GeoOptEnd, geo_opt_end, output_end
+from qdphonon.run.layout import LOCK_FILE, SegmentEnd, lock_run_dir, read_json, write_json_atomic
 from qdphonon.run.files import (
     RELAX_PROJECT, RELAX_STATE_FILE, RELAX_SUMMARY_FILE, relax_segment_files, relax_trajectory, relax_wavefunctions,
 )  # fmt: skip
@@ -169,16 +169,17 @@ def relax(
             state = {"input_sha256": sha, "structure": str(structure_xyz), "level": level, "max_iter": int(max_iter),
                      "project": base, "segments": []}  # fmt: skip
         for seg in state["segments"]:
-            if seg.get("ended") == "running":
+            if seg.get("ended") == SegmentEnd.RUNNING.value:
                 if output_end(workdir / seg["output"]).ended:
-                    seg["ended"], seg["note"] = "completed", "engine process gone after CP2K finished"
+                    seg["ended"], seg["note"] = SegmentEnd.COMPLETED.value, "engine process gone after CP2K finished"
                 else:
-                    seg["ended"], seg["note"] = "killed", "engine process gone while CP2K ran (killed with its job)"
+                    seg["ended"] = SegmentEnd.KILLED.value
+                    seg["note"] = "engine process gone while CP2K ran (killed with its job)"
         point = _resume_point(workdir, state)
         index = len(state["segments"])
         project, inp, out_name = relax_segment_files(index, base)
         remaining = int(max_iter) - point["iterations"]
-        finished = bool(state["segments"]) and state["segments"][-1].get("ended") == "completed"
+        finished = bool(state["segments"]) and state["segments"][-1].get("ended") == SegmentEnd.COMPLETED.value
         if not finished and remaining > 0:
             if index == 0:
                 text = first_text
@@ -195,31 +196,18 @@ def relax(
             seg = {"index": index, "project": project, "input": inp, "output": out_name, "start": point["from"],
                    "wfn_file": point["wfn"] if index else None, "iterations_before": point["iterations"],
                    "max_iter": remaining, "command": shlex.join(cmd), "started_at": now_iso(),
-                   "started_epoch": time.time(), "ended": "running"}  # fmt: skip
-            state["segments"].append(seg)
-            write_json_atomic(state_path, state)
-
-            def started(pid: int) -> None:
-                seg["pid"] = pid
+                   "started_epoch": time.time()}  # fmt: skip
+            result = run_segment(state, state_path, seg, cmd, workdir, lock, threads=threads, mpi=mpi, tasks=tasks,
+                                 grace_s=grace_s)  # fmt: skip
+            by_process = process_end(result, workdir / out_name)
+            if by_process is not None:
+                seg["ended"], seg["note"] = by_process[0].value, by_process[1]
                 write_json_atomic(state_path, state)
-                lock.update(cp2k_pid=pid)
-
-            result = run_process(cmd, workdir, cp2k_environment(threads, mpi, run_dir=workdir), on_start=started,
-                                 grace_s=grace_s, pass_fds=(lock.fd,),
-                                 death_signal=signal.SIGTERM if int(tasks) > 1 else signal.SIGKILL)  # fmt: skip
-            seg.update(exit_status=result.exit_status, signal=result.signal, wall_s=round(result.wall_s, 3))
-            out = workdir / out_name
-            if result.stop is not None or result.signal_number is not None:
-                seg["ended"] = "killed"
-                seg["note"] = result.stop.note if result.stop is not None else f"CP2K killed by {result.signal}"
-                write_json_atomic(state_path, state)
-                status = 128 + result.received_signal if result.received_signal is not None else result.exit_status
-                raise RunInterrupted(f"CP2K geometry optimisation stopped ({seg['note']}); run again to continue", status)
-            if result.exit_status != 0:
-                seg["ended"], seg["note"] = "failed", abort_message(out)
-                write_json_atomic(state_path, state)
+                if by_process[0] is SegmentEnd.KILLED:
+                    raise RunInterrupted(f"CP2K geometry optimisation stopped ({seg['note']}); run again to continue",
+                                         killed_status(result))  # fmt: skip
                 raise EngineError(f"CP2K geometry optimisation failed (exit status {result.exit_status}): {seg['note']}")
-            seg["ended"] = "completed"
+            seg["ended"] = SegmentEnd.COMPLETED.value
             point = _resume_point(workdir, state)
         if not state["segments"]:
             raise EngineError(f"{workdir}: no geometry optimisation was run (max_iter {max_iter})")
