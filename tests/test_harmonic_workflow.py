@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -85,3 +87,17 @@ def test_mock_campaign_with_both_routes(tmp_path):
     assert side["synthetic"] is True and "built in, not found" in side["comparison_note"] and side["note"].startswith("synthetic")
     assert (tmp_path / "results" / "figures" / "routes_cspbbr3_1x1x2.png").stat().st_size > 10_000
     assert not (tmp_path / "results" / "figures" / "routes_cspbbr3_1x1x1.png").exists()
+    # status and check know the routes: no MD replicas for the harmonic-only dot, a harmonic row for both
+    for command in ("status", "check"):
+        res = subprocess.run([sys.executable, "-m", "qdphonon", command, "--configfile", str(tmp_path / "config.yaml")],
+                             cwd=tmp_path, capture_output=True, text=True)  # fmt: skip
+        assert res.returncode == 0, command + ": " + res.stdout + res.stderr
+        lines = [line.split() for line in res.stdout.splitlines()[1:] if line.startswith("cspbbr3_")]
+        reps = sorted((w[0], w[1] if command == "status" else w[3]) for w in lines)
+        assert reps == [("cspbbr3_1x1x1", "harmonic"), ("cspbbr3_1x1x2", "harmonic"), ("cspbbr3_1x1x2", "r0"),
+                        ("cspbbr3_1x1x2", "r1")], res.stdout  # fmt: skip
+    status = subprocess.run([sys.executable, "-m", "qdphonon", "status", "--json", "--configfile",
+                             str(tmp_path / "config.yaml")], cwd=tmp_path, capture_output=True, text=True)  # fmt: skip
+    harmonic = [r for r in json.loads(status.stdout) if r["replica"] == "harmonic"]
+    assert all(r["complete"] and r["steps_done"] == r["steps_planned"] for r in harmonic)
+    assert {r["system"]: r["steps_planned"] for r in harmonic}["cspbbr3_1x1x1"] == 9  # 8 symmetry-reduced + reference

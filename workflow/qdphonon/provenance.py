@@ -58,10 +58,24 @@ def system_warnings(results: str | Path, system: str) -> list[str] | None:
     return warning_kinds(record) if isinstance(record, dict) and record else None
 
 
+def harmonic_provenance(results: Path, system: SystemConfig) -> dict[str, Any]:
+    """The harmonic route of one system as a ``replicas`` entry: its tight relaxation's input, engine and
+    CP2K version (``relax.json``), complete when its analysis (``analysis_harmonic/{system}``) is there."""
+    from qdphonon.harmonic.plan import ANALYSIS_DIR, HARMONIC_DIR
+    from qdphonon.run.files import RELAX_SUMMARY_FILE
+
+    relax = _run_record(results / HARMONIC_DIR / system.name / "relax" / RELAX_SUMMARY_FILE)
+    analysis = results / ANALYSIS_DIR / system.name
+    done = all((analysis / f).is_file() for f in ("linewidth.json", "spectral_density.csv", "spectral_density_modes.csv"))
+    return {"replica": "harmonic", "input_sha256": file_sha256(results / HARMONIC_DIR / system.name / "relax" / "relax.inp"),
+            "engine": relax.get("engine"), "cp2k_version": relax.get("cp2k_version"), "aimd_complete": None,
+            "band_edges": None, "complete": done}  # fmt: skip
+
+
 def system_provenance(results: Path, config: Mapping[str, Any], system: SystemConfig) -> dict[str, Any]:
     """Provenance and completeness of one system under ``results``."""
     replicas = []
-    for replica in system.all_replicas:
+    for replica in system.all_replicas if "md" in system.routes else []:
         record = read_run_record(results / "aimd" / system.name / replica / RECORD_FILE)
         replicas.append({
             "replica": replica,
@@ -72,9 +86,13 @@ def system_provenance(results: Path, config: Mapping[str, Any], system: SystemCo
             "band_edges": (results / "band_edges" / system.name / f"{replica}.csv").is_file(),
         })
     analysis = results / "analysis" / system.name
-    complete = all(r["aimd_complete"] and r["band_edges"] for r in replicas) and all(
+    complete = all(r["aimd_complete"] and r["band_edges"] for r in replicas) and ("md" not in system.routes or all(
         (analysis / f).is_file() for f in ("spectral_density.csv", "linewidth.json", "vdos.csv")
-        + (("anharmonicity.csv",) if len(system.md_temperatures_K) > 1 else ()))
+        + (("anharmonicity.csv",) if len(system.md_temperatures_K) > 1 else ())))
+    if "harmonic" in system.routes:
+        harmonic = harmonic_provenance(results, system)
+        replicas.append(harmonic)
+        complete = complete and harmonic["complete"]
     return {
         "system": system.name,
         "config_sha": system_config_digest(config, system),

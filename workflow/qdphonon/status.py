@@ -1,9 +1,12 @@
 """Where a campaign stands: per system and replica, steps done of planned, how each segment ended,
-seconds per MD step in the last segment, time left at that rate, and whether CP2K runs now.
+seconds per MD step in the last segment, time left at that rate, and whether CP2K runs now; per
+system on the harmonic route (``route: harmonic`` or ``both``), one row ``harmonic``: its
+relaxation's segments and the single points done of planned.
 
 Read-only: it looks at ``results/aimd/{system}/{replica}/`` (``segments.json``, ``run.json``
-and the last line of CP2K's ``.ener`` file, named by :mod:`qdphonon.run.layout`) and at the
-campaign's config for what is planned. Cheap enough to run every minute on a login node.
+and the last line of CP2K's ``.ener`` file, named by :mod:`qdphonon.run.layout`), at
+``results/harmonic/{system}/`` and at the campaign's config for what is planned. Cheap enough to
+run every minute on a login node.
 """
 
 from __future__ import annotations
@@ -65,17 +68,54 @@ def replica_status(run_dir: Path, planned_steps: int, now_s: float | None = None
     }
 
 
+def harmonic_status(results: Path, config: Mapping[str, Any], system) -> dict[str, Any]:
+    """Status of one system's harmonic route: complete when every batch of single points is recorded done;
+    ``steps_*`` count single points (the reference included), ``segments`` the relaxation's."""
+    from qdphonon.cost import harmonic_displacements_per_job
+    from qdphonon.harmonic.plan import HARMONIC_DIR, batch_record, n_batches, n_displacements
+    from qdphonon.harmonic.runner import single_points_done
+    from qdphonon.run.files import RELAX_STATE_FILE
+
+    root = results / HARMONIC_DIR / system.name
+    n_disp = n_displacements(config, system)
+    batches = n_batches(n_disp, harmonic_displacements_per_job(config, system))
+    complete = all(Path(batch_record(str(results), system.name, b)).is_file() for b in range(batches))
+    relax = read_json(root / "relax" / RELAX_STATE_FILE) or {}
+    segments = relax.get("segments", [])
+    last = segments[-1] if segments else None
+    relaxing = bool(last and last.get("ended") == SegmentEnd.RUNNING and process_alive(last.get("pid")))
+    done = single_points_done(root / "sp")
+    if complete:
+        state_word = "complete"
+    elif relaxing:
+        state_word = "relaxing"
+    elif (root / "relaxed.xyz").is_file():
+        state_word = "single points" if done else "relaxed"
+    elif segments:
+        state_word = f"relaxation stopped ({last.get('ended')})"
+    else:
+        state_word = "not started"
+    return {"run_dir": str(root), "state": state_word, "complete": complete, "running": relaxing,
+            "steps_done": done, "steps_planned": n_disp + 1, "segments": [str(s.get("ended")) for s in segments],
+            "seconds_per_step": None, "seconds_left": None, "engine": config["engine"]}  # fmt: skip
+
+
 def campaign_status(results: str | os.PathLike, config: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """One row per (system, replica) of a schema-validated config."""
+    """One row per (system, replica) of a schema-validated config, and one ``harmonic`` row per system on
+    the harmonic route."""
     from qdphonon.provenance import system_warnings
 
     results = Path(results)
     rows = []
     for system in campaign_from_config(config).values():
         warned = system_warnings(results, system.name)
-        for replica in system.all_replicas:
-            row = replica_status(results / "aimd" / system.name / replica, int(system.md["steps"]))
-            rows.append({"system": system.name, "replica": replica, **row, "warnings": warned})
+        if "md" in system.routes:
+            for replica in system.all_replicas:
+                row = replica_status(results / "aimd" / system.name / replica, int(system.md["steps"]))
+                rows.append({"system": system.name, "replica": replica, **row, "warnings": warned})
+        if "harmonic" in system.routes:
+            rows.append({"system": system.name, "replica": "harmonic", **harmonic_status(results, config, system),
+                         "warnings": warned})  # fmt: skip
     return rows
 
 
@@ -97,7 +137,9 @@ def format_status(rows: list[dict[str, Any]]) -> str:
                      f"{','.join(r['segments']) or '-'}")  # fmt: skip
     n_done = sum(r["complete"] for r in rows)
     n_run = sum(r["running"] for r in rows)
-    lines.append(f"{n_done} of {len(rows)} replicas complete, {n_run} running")
+    n_harmonic = sum(r["replica"] == "harmonic" for r in rows)
+    what = "replicas" if not n_harmonic else "runs (MD replicas; harmonic: single points of the harmonic route)"
+    lines.append(f"{n_done} of {len(rows)} {what} complete, {n_run} running")
     warned = {r["system"]: r.get("warnings") for r in rows if r.get("warnings")}
     lines += [f"warning {system}: {', '.join(kinds)}" for system, kinds in warned.items()]
     return "\n".join(lines)

@@ -198,7 +198,7 @@ def harmonic_batch_files(wildcards):
     n = harmonic_plan.n_batches(
         harmonic_plan.n_displacements(config, s), harmonic_per_job(wildcards)
     )
-    return [f"{RESULTS}/harmonic/{s.name}/batches/b{b}.json" for b in range(n)]
+    return [harmonic_plan.batch_record(RESULTS, s.name, b) for b in range(n)]
 
 
 def harmonic_relax_overrides():

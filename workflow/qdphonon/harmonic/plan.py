@@ -8,6 +8,17 @@ import functools
 import math
 from typing import Any, Mapping
 
+HARMONIC_DIR = "harmonic"
+"""``results/harmonic/{system}/``: the route's work (``relax/``, ``relaxed.xyz``, ``sp/``, ``batches/``)."""
+ANALYSIS_DIR = "analysis_harmonic"
+"""``results/analysis_harmonic/{system}/``: the route's ``linewidth.json`` and tables."""
+
+
+def batch_record(results: str, system: str, batch: int) -> str:
+    """Path of batch ``batch``'s completion record (the rule's output)."""
+    return f"{results}/{HARMONIC_DIR}/{system}/batches/b{int(batch)}.json"
+
+
 TIGHT_RELAX_OVERRIDES = {"motion": {"geo_opt": {"max_force": 1e-5, "rms_force": 5e-6, "max_dr": 1e-4, "rms_dr": 5e-5}}}
 """GEO_OPT criteria of the relaxation before the single points: 45x tighter in force than CP2K's defaults
 (MAX_FORCE 1e-5 Ha/bohr = 5e-4 eV/A); the residual forces are reported with the results."""

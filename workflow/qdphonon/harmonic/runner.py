@@ -125,6 +125,21 @@ def is_done(directory: Path, text: str) -> bool:
     return True
 
 
+def single_points_done(workdir: str | Path) -> int:
+    """How many single-point directories of ``workdir`` hold a whole result (for ``qdphonon status``)."""
+    workdir = Path(workdir)
+    if not workdir.is_dir():
+        return 0
+    done = 0
+    for d in workdir.iterdir():
+        try:
+            read_single_point(d, PROJECT, OUTPUT)
+        except (SinglePointIncomplete, OSError):
+            continue
+        done += 1
+    return done
+
+
 def run_single_points(structure_xyz: str | Path, workdir: str | Path, names: Sequence[str], level: str, *,
                       step_A: float = DEFAULT_STEP_A, cp2k_command: str = "cp2k.psmp", mpi: str | None = None,
                       tasks: int = 1, threads: int = 1, overrides: Mapping[str, Any] | None = None,
