@@ -53,6 +53,7 @@ rule harmonic_single_points:
         done=f"{RESULTS}/harmonic/{{system}}/batches/b{{batch}}.json",
     log:
         f"{RESULTS}/logs/harmonic_single_points/{{system}}/b{{batch}}.log",
+    retries: harmonic_job_retries()
     localrule: config["engine"] == "mock"
     conda:
         "../../envs/cp2k.yaml"
@@ -63,7 +64,6 @@ rule harmonic_single_points:
         mpi=mpi_job_marker,
         runtime=harmonic_runtime_min,
         mem_mb=aimd_mem_mb,
-    retries: harmonic_job_retries()
     params:
         workdir=f"{RESULTS}/harmonic/{{system}}/sp",
         initial_wfn=lambda wc, input: quoted_option("--initial-wfn", input.get("wfn")),
