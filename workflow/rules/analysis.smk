@@ -27,7 +27,6 @@ rule analyze_system:
     params:
         outdir=lambda wc, output: os.path.dirname(output.linewidth),
         settings=lambda wc: settings_record(
-            md_temperature_K=config["md"]["temperature_K"],
             report_temperature_K=config["analysis"]["report_temperature_K"],
             region_edges_meV=config["analysis"]["region_edges_meV"],
             md_equilibration_fs=system_of(wc).md["equilibration_fs"],

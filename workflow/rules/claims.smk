@@ -26,7 +26,6 @@ rule attribute_system:
     params:
         outdir=lambda wc, output: os.path.dirname(output.attribution),
         settings=lambda wc: settings_record(
-            md_temperature_K=config["md"]["temperature_K"],
             md_equilibration_fs=system_of(wc).md["equilibration_fs"],
         ),
     shell:
