@@ -20,7 +20,6 @@ partial record per file.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shlex
 import time
@@ -28,26 +27,23 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 from qdphonon import settings
 from qdphonon.cp2k.continuation import continuation_tree, with_initial_wfn, with_restart_backup, with_walltime
-from qdphonon.cp2k.readback import MDInput, read_md_input, render_tree
+from qdphonon.cp2k.readback import MDInput, render_tree
 from qdphonon.cp2k.xmlspec import cp2k_version, installed_xmlspec
 from qdphonon.engines.allocation import allocation_end_epoch, cp2k_walltime_s
 from qdphonon.run.errors import EXIT_WALLTIME, EngineError, RunDirMismatchError, RunInterrupted, SCFConvergenceError, WalltimeReached
 from qdphonon.engines.progress import ProgressReporter, combine_watches
 from qdphonon.engines.process import GRACE_S, ProcessResult, Stop, StopReason, cp2k_command_line, find_cp2k
-from qdphonon.engines.segment import killed_status, process_end, run_segment
+from qdphonon.engines.segment import killed_status, open_md_run, process_end, run_segment
 from qdphonon.parsers.main_output import read_main_output
 from qdphonon.parsers.verdicts import OutputEnd, output_end, reports_scf_failure
 from qdphonon.metadata import now_iso, run_record
 from qdphonon.parsers.energies import read_energies
 from qdphonon.run.layout import (
-    INITIAL_WFN_FILE, RECORD_FILE, STATE_FILE, SegmentEnd, check_same_engine, check_same_input,
+    INITIAL_WFN_FILE, STATE_FILE, SegmentEnd, check_same_engine, check_same_input,
     foreign_files, lock_run_dir, read_json, restart_source, segment_files, wipe_run_files, write_json_atomic,
 )
 from qdphonon.run.records import count_md_blocks, fortran_file_whole
 from qdphonon.run.recovery import prepare_continuation, prepare_run_dir, reconcile_killed  # noqa: F401
-
-
-ENGINES = ("cp2k", "mock")
 
 
 SCF_FAILURE_POLICIES = tuple(settings.choices("scf.on_failure"))
@@ -123,23 +119,6 @@ def _segment_header(
     )
 
 
-def _open_md_run(input_path, run_dir, record_path, engine: str):
-    """Paths, input SHA-256, the completion record (if this input already ran to the end with
-    this engine; another input or engine is refused) and the MD settings read from the input."""
-    input_path, run_dir = Path(input_path), Path(run_dir)
-    record_path = Path(record_path) if record_path else run_dir / RECORD_FILE
-    sha = hashlib.sha256(input_path.read_bytes()).hexdigest()
-    record = read_json(record_path)
-    if record is not None:
-        check_same_input(record.get("input_sha256"), sha, record_path, input_path)
-        check_same_engine(record.get("engine"), engine, record_path)
-        return input_path, run_dir, record_path, sha, record, None
-    md = read_md_input(input_path)
-    if md.run_type != "MD":
-        raise ValueError(f"{input_path}: RUN_TYPE {md.run_type}, expected MD")
-    return input_path, run_dir, record_path, sha, None, md
-
-
 def run_cp2k(
     input_path: str | os.PathLike,
     run_dir: str | os.PathLike,
@@ -192,7 +171,7 @@ def run_cp2k(
         on_scf_failure = settings.default("scf.on_failure")
     if on_scf_failure not in SCF_FAILURE_POLICIES:
         raise ValueError(f"on_scf_failure must be one of {', '.join(SCF_FAILURE_POLICIES)}, got {on_scf_failure!r}")
-    input_path, run_dir, record_path, sha, record, md = _open_md_run(input_path, run_dir, record_path, "cp2k")
+    input_path, run_dir, record_path, sha, record, md = open_md_run(input_path, run_dir, record_path, "cp2k")
     if record is not None:
         return record
     if read_json(run_dir / STATE_FILE) is None and run_dir.is_dir():

@@ -9,7 +9,7 @@ import numpy as np
 from qdphonon import units
 from qdphonon.cp2k.inputs import homo_index
 from qdphonon.cp2k.readback import MDInput
-from qdphonon.engines.cp2k import _open_md_run
+from qdphonon.engines.segment import open_md_run
 from qdphonon.run.errors import RunDirMismatchError
 from qdphonon.run.files import segment_files
 from qdphonon.engines.mock_dcd import cp2k_cell_record, dcd_frames_bytes, dcd_header_bytes, mock_titles
@@ -17,7 +17,7 @@ from qdphonon.engines.mock_gap import gap_coupling_record
 from qdphonon.engines.mock_localisation import pdos_print, write_mock_pdos
 from qdphonon.engines.mock_model import BOLTZMANN_Ha_per_K, mock_atom_oscillators, mock_band_edges, mock_params, mock_seed, oscillator_energies_eV, oscillator_motion
 from qdphonon.engines.mock_writers import ENER_HEADER, mock_output_text, molog_bytes, xyz_frames_bytes
-from qdphonon.engines.relax import recentre
+from qdphonon.structures.build import recentre
 from qdphonon.metadata import SYNTHETIC_LABEL
 from qdphonon.metadata import now_iso, run_record
 from qdphonon.run.layout import STATE_FILE, check_same_input, foreign_files, read_json, write_json_atomic
@@ -92,7 +92,7 @@ def run_mock(
     """
 
     t0 = time.monotonic()
-    input_path, run_dir, record_path, sha, record, md = _open_md_run(input_path, run_dir, record_path, "mock")
+    input_path, run_dir, record_path, sha, record, md = open_md_run(input_path, run_dir, record_path, "mock")
     if record is not None:
         return record
     dot = read_structure(structure_xyz)

@@ -21,9 +21,9 @@ import time
 from pathlib import Path
 from typing import Any, Mapping
 import numpy as np
+from qdphonon import settings
 from qdphonon.cp2k.inputs import SCFSettings, cp2k_input_tree, merge_overrides
 from qdphonon.cp2k.xmlspec import cp2k_version, installed_xmlspec, render_input
-from qdphonon.engines.cp2k import ENGINES
 from qdphonon.run.errors import EngineError, RunInterrupted
 from qdphonon.engines.process import GRACE_S, cp2k_command_line, find_cp2k
 from qdphonon.engines.segment import killed_status, process_end, run_segment
@@ -35,6 +35,7 @@ from qdphonon.run.files import (
 )  # fmt: skip
 from qdphonon.run.records import fortran_file_whole, xyz_frames
 from qdphonon.run.recovery import remove_stale_temp_files
+from qdphonon.structures.build import recentre
 from qdphonon.structures.io import _xyz_text, read_structure
 
 
@@ -70,13 +71,6 @@ def last_xyz_frame(path: str | os.PathLike) -> tuple[list[str], np.ndarray, str]
         return [r[0] for r in rows], np.array([[float(x) for x in r[1:4]] for r in rows]), lines[1]
     except (IndexError, ValueError):
         raise ValueError(f"{path}: malformed atom line in its last frame") from None
-
-
-def recentre(positions_A: np.ndarray, box_A: float) -> np.ndarray:
-    """Positions shifted so their bounding-box centre sits at the box centre (the structures' convention
-    and what CP2K's ``CENTER_COORDINATES`` does)."""
-    lo, hi = positions_A.min(axis=0), positions_A.max(axis=0)
-    return positions_A + (0.5 * box_A - 0.5 * (lo + hi))
 
 
 def _resume_point(workdir: Path, state: dict[str, Any]) -> dict[str, Any]:
@@ -139,8 +133,9 @@ def relax(
     which the MD's first SCF starts (:func:`qdphonon.engines.cp2k.run_cp2k` ``initial_wfn``).
     """
 
-    if engine not in ENGINES:
-        raise ValueError(f"unknown engine {engine!r}; expected one of {', '.join(ENGINES)}")
+    engines = settings.choices("engine")
+    if engine not in engines:
+        raise ValueError(f"unknown engine {engine!r}; expected one of {', '.join(engines)}")
     dot = read_structure(structure_xyz)
     if engine == "mock":
         write_labelled_structure(dot, out_xyz, "none (mock engine)")

@@ -1,4 +1,5 @@
-"""One CP2K segment under the run directory's lock: the one launcher both engines (MD and relaxation) use.
+"""One CP2K segment under the run directory's lock: the one launcher both engines (MD and relaxation) use,
+and what both MD engines (CP2K and the mock) do first with an MD input (:func:`open_md_run`).
 
 A segment is recorded as running in the run's state file before CP2K starts, gets CP2K's pid as soon as
 it runs, and its wall time, exit status and signal when it ends; :func:`process_end` says how it ended as
@@ -9,13 +10,17 @@ reading of CP2K's files (:mod:`qdphonon.parsers.verdicts`).
 
 from __future__ import annotations
 
+import hashlib
 import signal
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from qdphonon.cp2k.readback import read_md_input
 from qdphonon.engines.process import ProcessResult, StopReason, cp2k_environment, run_process
 from qdphonon.parsers.verdicts import abort_message
-from qdphonon.run.layout import SegmentEnd, write_json_atomic
+from qdphonon.run.layout import (
+    RECORD_FILE, SegmentEnd, check_same_engine, check_same_input, read_json, write_json_atomic,
+)  # fmt: skip
 
 
 def run_segment(state: dict[str, Any], state_path: Path, seg: dict[str, Any], cmd: Sequence[str], directory: Path,
@@ -61,3 +66,19 @@ def killed_status(result: ProcessResult) -> int:
     """The exit status an engine stopped by a signal reports: 128 + the signal it received, else CP2K's."""
     return 128 + result.received_signal if result.received_signal is not None else result.exit_status
 
+
+def open_md_run(input_path, run_dir, record_path, engine: str):
+    """Paths, input SHA-256, the completion record (if this input already ran to the end with
+    this engine; another input or engine is refused) and the MD settings read from the input."""
+    input_path, run_dir = Path(input_path), Path(run_dir)
+    record_path = Path(record_path) if record_path else run_dir / RECORD_FILE
+    sha = hashlib.sha256(input_path.read_bytes()).hexdigest()
+    record = read_json(record_path)
+    if record is not None:
+        check_same_input(record.get("input_sha256"), sha, record_path, input_path)
+        check_same_engine(record.get("engine"), engine, record_path)
+        return input_path, run_dir, record_path, sha, record, None
+    md = read_md_input(input_path)
+    if md.run_type != "MD":
+        raise ValueError(f"{input_path}: RUN_TYPE {md.run_type}, expected MD")
+    return input_path, run_dir, record_path, sha, None, md

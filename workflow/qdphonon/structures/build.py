@@ -113,6 +113,13 @@ def _centred_positions(grid: np.ndarray, lattice_A: float, vacuum_A: float) -> t
     return np.round(pos, 10) + 0.0, box
 
 
+def recentre(positions_A: np.ndarray, box_A: float) -> np.ndarray:
+    """Positions shifted so their bounding-box centre sits at the box centre (the structures' convention
+    and what CP2K's ``CENTER_COORDINATES`` does)."""
+    lo, hi = positions_A.min(axis=0), positions_A.max(axis=0)
+    return positions_A + (0.5 * box_A - 0.5 * (lo + hi))
+
+
 def build_quantum_dot(spec: QuantumDotSpec) -> QuantumDot:
     """Build the neutral, labelled dot of ``spec`` (docs/physics.md §2); see the module docstring for every rule.
 
