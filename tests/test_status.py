@@ -178,3 +178,44 @@ def test_check_shares_summary_digest_and_warns_when_the_summary_was_made_with_an
         assert res.returncode == 3, res.stderr  # no analysis files: not complete
         assert {r["config_digest"] for r in json.loads(res.stdout)} == {digest}
         assert ("made with config digest 0123456789abcdef" in res.stderr) == warned, res.stderr
+
+
+def test_the_harmonic_route_is_one_row_from_not_started_to_complete(tmp_path, capsys):
+    """A harmonic-only system: no MD replicas listed; its row follows the route's directories as the rules
+    leave them (relax-state.json, relaxed.xyz, single points copied from the real PBE archive, batch records)."""
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(yaml.safe_dump({"systems": [{"size": [1, 1, 1], "route": "harmonic"}], "engine": "mock"}))
+    root = tmp_path / "results" / "harmonic" / "cspbbr3_1x1x1"
+    (tmp_path / "results").mkdir()
+
+    def row():
+        rc, out = run_status(tmp_path, cfg, capsys, "--json")
+        rows = json.loads(out)
+        assert [r["replica"] for r in rows] == ["harmonic"]
+        return rc, rows[0]
+
+    rc, r = row()
+    assert rc == 3 and r["state"] == "not started" and (r["steps_done"], r["steps_planned"]) == (0, 9)
+    (root / "relax").mkdir(parents=True)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (root / "relax" / "relax-state.json").write_text(json.dumps({"segments": [
+        {"index": 0, "ended": "running", "pid": dead.pid, "output": "relax.out"}]}))  # fmt: skip
+    rc, r = row()
+    assert rc == 3 and r["state"] == "relaxation killed (engine gone)" and not r["running"] and r["segments"] == ["running"]
+    (root / "relaxed.xyz").write_text("")
+    archive = Path(__file__).resolve().parents[1] / "validation/pbe_n1_harmonic/pbe_n1_harmonic.tar.xz"
+    with tarfile.open(archive) as tar:
+        members = [m for m in tar.getmembers() if m.name.split("/")[3:4] in (["ref"], ["a0000xp"])]
+        tar.extractall(tmp_path / "x", members=members)
+    (root / "sp").mkdir()
+    for name in ("ref", "a0000xp"):
+        os.replace(tmp_path / "x" / "harmonic/cspbbr3_1x1x1/sp" / name, root / "sp" / name)
+    (root / "sp" / "a0001xp").mkdir()  # started, nothing written
+    rc, r = row()
+    assert rc == 3 and r["state"] == "single points" and r["steps_done"] == 2
+    (root / "batches").mkdir()
+    for b in (0, 1):
+        (root / "batches" / f"b{b}.json").write_text("{}")
+    rc, r = row()
+    assert rc == 0 and r["state"] == "complete" and r["complete"]

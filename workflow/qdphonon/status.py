@@ -91,6 +91,8 @@ def harmonic_status(results: Path, config: Mapping[str, Any], system) -> dict[st
         state_word = "relaxing"
     elif (root / "relaxed.xyz").is_file():
         state_word = "single points" if done else "relaxed"
+    elif last is not None and last.get("ended") == SegmentEnd.RUNNING:
+        state_word = "relaxation killed (engine gone)"
     elif segments:
         state_word = f"relaxation stopped ({last.get('ended')})"
     else:
