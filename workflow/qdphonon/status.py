@@ -23,6 +23,17 @@ from qdphonon.run.layout import MD_PROJECT, RECORD_FILE, STATE_FILE, SegmentEnd,
 from qdphonon.run.run_record import read_run_record
 
 
+def segments_state(segments: list[dict[str, Any]], running: bool) -> str:
+    """``running``, ``killed (engine gone)`` (the last segment says running, its process is gone),
+    ``stopped (how the last one ended)`` or ``not started``."""
+    last = segments[-1] if segments else None
+    if running:
+        return "running"
+    if last is not None and last.get("ended") == SegmentEnd.RUNNING:
+        return "killed (engine gone)"
+    return f"stopped ({last.get('ended')})" if last is not None else "not started"
+
+
 def replica_status(run_dir: Path, planned_steps: int, now_s: float | None = None) -> dict[str, Any]:
     """Status of one replica's run directory (see the module docstring for the fields)."""
     now_s = time.time() if now_s is None else now_s
@@ -44,16 +55,7 @@ def replica_status(run_dir: Path, planned_steps: int, now_s: float | None = None
         if wall and end > start:
             s_per_step = float(wall) / (end - start)
     left = max(0, planned - (done or 0))
-    if record is not None:
-        state_word = "complete"
-    elif running:
-        state_word = "running"
-    elif last is not None and last.get("ended") == SegmentEnd.RUNNING:
-        state_word = "killed (engine gone)"
-    elif segments:
-        state_word = f"stopped ({last.get('ended')})"
-    else:
-        state_word = "not started"
+    state_word = "complete" if record is not None else segments_state(segments, running)
     return {
         "run_dir": str(run_dir),
         "state": state_word,
@@ -87,16 +89,12 @@ def harmonic_status(results: Path, config: Mapping[str, Any], system) -> dict[st
     done = single_points_done(root / "sp")
     if complete:
         state_word = "complete"
-    elif relaxing:
-        state_word = "relaxing"
     elif (root / "relaxed.xyz").is_file():
         state_word = "single points" if done else "relaxed"
-    elif last is not None and last.get("ended") == SegmentEnd.RUNNING:
-        state_word = "relaxation killed (engine gone)"
-    elif segments:
-        state_word = f"relaxation stopped ({last.get('ended')})"
+    elif relaxing or not segments:
+        state_word = "relaxing" if relaxing else "not started"
     else:
-        state_word = "not started"
+        state_word = "relaxation " + segments_state(segments, relaxing)
     return {"run_dir": str(root), "state": state_word, "complete": complete, "running": relaxing,
             "steps_done": done, "steps_planned": n_disp + 1, "segments": [str(s.get("ended")) for s in segments],
             "seconds_per_step": None, "seconds_left": None, "engine": config["engine"]}  # fmt: skip
