@@ -406,6 +406,22 @@ def recentred_last_frame(traj: Path, box_A: float) -> np.ndarray:
 
 
 @pytest.mark.cp2k
+def test_a_finished_relaxation_is_not_run_again(relaxed, tmp_path):
+    """Called again with the same input (Snakemake after a params change, --forcerun), the relaxation writes
+    its outputs anew from its files: no new segment, CP2K's files untouched, the same geometry and summary."""
+    relax_dir = relaxed["tmp"] / "relax"
+    state_before = json.loads((relax_dir / "relax-state.json").read_text())
+    out_mtime = (relax_dir / "relax.out").stat().st_mtime_ns
+    again = relax(relaxed["ideal"], relax_dir, tmp_path / "again.xyz", "xtb")
+    state_after = json.loads((relax_dir / "relax-state.json").read_text())
+    assert state_after["segments"] == state_before["segments"] and (relax_dir / "relax.out").stat().st_mtime_ns == out_mtime
+    assert {k: again[k] for k in ("converged", "final_energy_Ha", "iterations", "segments")} == \
+        {k: relaxed["summary"][k] for k in ("converged", "final_energy_Ha", "iterations", "segments")}
+    np.testing.assert_array_equal(read_structure(tmp_path / "again.xyz").positions_A,
+                                  read_structure(relaxed["xyz"]).positions_A)  # fmt: skip
+
+
+@pytest.mark.cp2k
 def test_relax_and_uninterrupted_run(relaxed):
     summary, xyz = relaxed["summary"], relaxed["xyz"]
     relax_dir = relaxed["tmp"] / "relax"

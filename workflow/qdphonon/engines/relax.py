@@ -124,8 +124,8 @@ def relax(
     SCF settings and overrides as the MD), run in ``workdir`` (``relax.inp``/``relax.out``);
     the final frame is written to ``out_xyz`` with the region/layer labels of the input
     structure and ``relaxed=cp2k-<level>`` (plus ``relax_converged=T|F``). A relaxation of the
-    same input killed part-way is continued (module docstring); another input, or a finished
-    one, starts afresh. ``mock``: the ideal structure is passed through, labelled
+    same input killed part-way is continued (module docstring); a finished one is not run again
+    (its outputs are written anew from its files); another input starts afresh. ``mock``: the ideal structure is passed through, labelled
     ``relaxed="none (mock engine)"``. Returns a summary (also written to ``workdir/relax.json``
     for cp2k).
     
@@ -159,7 +159,7 @@ def relax(
     with lock_run_dir(workdir, "relax", wait_s=lock_wait_s) as lock:
         remove_stale_temp_files(workdir)
         state = read_json(state_path)
-        if state is None or state.get("input_sha256") != sha or state.get("complete"):
+        if state is None or state.get("input_sha256") != sha:
             _wipe(workdir, base)
             state = {"input_sha256": sha, "structure": str(structure_xyz), "level": level, "max_iter": int(max_iter),
                      "project": base, "segments": []}  # fmt: skip
