@@ -50,3 +50,17 @@ def test_forces_print_cut_short_is_incomplete(tmp_path):
 def test_missing_output_is_incomplete(tmp_path):
     with pytest.raises(SinglePointIncomplete, match="no main output"):
         read_single_point(tmp_path)
+
+
+def test_wall_time_is_cp2ks_own_total_time_of_a_real_single_point(tmp_path):
+    """validation/pbe_n1_harmonic's reference single point: its timing report's CP2K row says 17.137 s."""
+    archive = Path(__file__).resolve().parents[1] / "validation" / "pbe_n1_harmonic" / "pbe_n1_harmonic.tar.xz"
+    with tarfile.open(archive) as tar:
+        members = [m for m in tar.getmembers() if m.name.startswith("harmonic/cspbbr3_1x1x1/sp/ref/")]
+        tar.extractall(tmp_path, members=members)
+    ref = tmp_path / "harmonic/cspbbr3_1x1x1/sp/ref"
+    assert read_single_point(ref).wall_s == pytest.approx(17.137)
+    out = ref / "sp.out"
+    text = out.read_text()
+    out.write_text(text.replace(" CP2K                                 1  1.0", " XXXX                                 1  1.0"))
+    assert read_single_point(ref).wall_s is None

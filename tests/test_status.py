@@ -12,6 +12,7 @@ import sys
 import tarfile
 from pathlib import Path
 
+import pytest
 import yaml
 
 from qdphonon.cli import main
@@ -214,6 +215,8 @@ def test_the_harmonic_route_is_one_row_from_not_started_to_complete(tmp_path, ca
     (root / "sp" / "a0001xp").mkdir()  # started, nothing written
     rc, r = row()
     assert rc == 3 and r["state"] == "single points" and r["steps_done"] == 2
+    # CP2K's own total time of the two real single points (17.137 s and the displaced one's): their median
+    assert r["seconds_per_step"] > 10 and r["seconds_left"] == pytest.approx(7 * r["seconds_per_step"])
     (root / "batches").mkdir()
     for b in (0, 1):
         (root / "batches" / f"b{b}.json").write_text("{}")

@@ -72,10 +72,11 @@ def replica_status(run_dir: Path, planned_steps: int, now_s: float | None = None
 
 def harmonic_status(results: Path, config: Mapping[str, Any], system) -> dict[str, Any]:
     """Status of one system's harmonic route: complete when every batch of single points is recorded done;
-    ``steps_*`` count single points (the reference included), ``segments`` the relaxation's."""
+    ``steps_*`` count single points (the reference included), ``seconds_per_step`` is the median of CP2K's
+    time over the finished ones and ``seconds_left`` that times the ones left; ``segments`` the relaxation's."""
     from qdphonon.cost import harmonic_displacements_per_job
     from qdphonon.harmonic.plan import HARMONIC_DIR, batch_record, n_batches, n_displacements
-    from qdphonon.harmonic.runner import single_points_done
+    from qdphonon.harmonic.runner import single_point_walls
     from qdphonon.run.files import RELAX_STATE_FILE
 
     root = results / HARMONIC_DIR / system.name
@@ -86,7 +87,10 @@ def harmonic_status(results: Path, config: Mapping[str, Any], system) -> dict[st
     segments = relax.get("segments", [])
     last = segments[-1] if segments else None
     relaxing = bool(last and last.get("ended") == SegmentEnd.RUNNING and process_alive(last.get("pid")))
-    done = single_points_done(root / "sp")
+    walls = single_point_walls(root / "sp")
+    done = len(walls)
+    timed = sorted(w for w in walls if w is not None)
+    per_sp = timed[len(timed) // 2] if timed else None
     if complete:
         state_word = "complete"
     elif (root / "relaxed.xyz").is_file():
@@ -97,7 +101,8 @@ def harmonic_status(results: Path, config: Mapping[str, Any], system) -> dict[st
         state_word = "relaxation " + segments_state(segments, relaxing)
     return {"run_dir": str(root), "state": state_word, "complete": complete, "running": relaxing,
             "steps_done": done, "steps_planned": n_disp + 1, "segments": [str(s.get("ended")) for s in segments],
-            "seconds_per_step": None, "seconds_left": None, "engine": config["engine"]}  # fmt: skip
+            "seconds_per_step": per_sp, "seconds_left": None if per_sp is None else per_sp * (n_disp + 1 - done),
+            "engine": config["engine"]}  # fmt: skip
 
 
 def campaign_status(results: str | os.PathLike, config: Mapping[str, Any]) -> list[dict[str, Any]]:

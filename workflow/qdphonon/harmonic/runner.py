@@ -125,19 +125,17 @@ def is_done(directory: Path, text: str) -> bool:
     return True
 
 
-def single_points_done(workdir: str | Path) -> int:
-    """How many single-point directories of ``workdir`` hold a whole result (for ``qdphonon status``)."""
+def single_point_walls(workdir: str | Path) -> list[float | None]:
+    """CP2K's total time (s; None where it printed none) of every single-point directory of ``workdir`` that
+    holds a whole result: how many are done and what they cost (for ``qdphonon status``)."""
     workdir = Path(workdir)
-    if not workdir.is_dir():
-        return 0
-    done = 0
-    for d in workdir.iterdir():
+    walls: list[float | None] = []
+    for d in sorted(workdir.iterdir()) if workdir.is_dir() else []:
         try:
-            read_single_point(d, PROJECT, OUTPUT)
+            walls.append(read_single_point(d, PROJECT, OUTPUT).wall_s)
         except (SinglePointIncomplete, OSError):
             continue
-        done += 1
-    return done
+    return walls
 
 
 def run_single_points(structure_xyz: str | Path, workdir: str | Path, names: Sequence[str], level: str, *,

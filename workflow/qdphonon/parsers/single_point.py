@@ -30,6 +30,8 @@ _FLOAT = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[EeDd][-+]?\d+)?"
 _RE_FORCE_ROW = re.compile(rf"^\s*(\d+)\s+\d+\s+([A-Za-z]+)\s+({_FLOAT})\s+({_FLOAT})\s+({_FLOAT})\s*$")
 _RE_ENERGY = re.compile(rf"ENERGY\|\s+Total FORCE_EVAL \( QS \) energy \[a\.u\.\]:\s+({_FLOAT})")
 _RE_NEL = re.compile(r"^\s*Number of electrons:\s+(\d+)\s*$")
+_RE_TOTAL_TIME = re.compile(rf"^ CP2K\s+\d+\s+{_FLOAT}\s+{_FLOAT}\s+{_FLOAT}\s+{_FLOAT}\s+({_FLOAT})\s*$")
+"""The timing report's CP2K row: calls, ASD, self time (average, max), total time (average, max): its last column."""
 
 
 class SinglePointIncomplete(ValueError):
@@ -39,7 +41,8 @@ class SinglePointIncomplete(ValueError):
 @dataclass(frozen=True)
 class SinglePointOutput:
     """Forces (N x 3, eV/A), element symbols, occupied levels (eV, highest first), unoccupied levels (eV,
-    lowest first), total energy (eV), electron count, SCF converged."""
+    lowest first), total energy (eV), electron count, SCF converged; ``wall_s`` CP2K's own total time (the
+    timing report's maximum over ranks; None when it printed none, as the mock)."""
 
     symbols: list[str]
     forces_eV_A: np.ndarray
@@ -49,6 +52,7 @@ class SinglePointOutput:
     n_electrons: int
     scf_converged: bool
     synthetic: bool = False
+    wall_s: float | None = None
 
 
 def read_forces(path: Path) -> tuple[list[str], np.ndarray]:
@@ -135,6 +139,7 @@ def read_single_point(directory: str | Path, project: str = "sp", output: str = 
             occupied = sorted(ot_occ, reverse=True)
     if not occupied:
         raise SinglePointIncomplete(f"{out}: no occupied levels printed")
+    times = [float(m.group(1)) for ln in lines[-400:] if (m := _RE_TOTAL_TIME.match(ln))]
     return SinglePointOutput(symbols, forces, np.asarray(occupied), np.asarray(unoccupied),
                              float(energies[-1]) * HARTREE_eV, n_el, converged,
-                             any(_is_synthetic_line(ln) for ln in lines[:5]))  # fmt: skip
+                             any(_is_synthetic_line(ln) for ln in lines[:5]), times[-1] if times else None)  # fmt: skip
