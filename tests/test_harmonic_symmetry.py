@@ -17,7 +17,7 @@ from qdphonon.harmonic.assemble import SinglePoint, assemble, cartesian_displace
 from qdphonon.harmonic.mock import SpringDot
 from qdphonon.harmonic.plan import n_displacements
 from qdphonon.harmonic.symmetry import (SymmetryBroken, assemble_symmetric, point_group_plan, symmetric_gradient,
-                                        symmetrize)
+                                        symmetrise)
 from qdphonon.structures.build import build_quantum_dot
 from qdphonon.structures.model import QuantumDotSpec
 
@@ -50,14 +50,14 @@ def test_parse_time_count_is_the_plan_count():
     assert n_displacements({**config, "harmonic": {"displacements": "cartesian", "step_A": STEP_A}}, system) == 384
 
 
-def test_symmetrize_makes_the_structure_exactly_symmetric_and_reports_the_shift():
+def test_symmetrise_makes_the_structure_exactly_symmetric_and_reports_the_shift():
     dot, plan = _cut(2)
     noisy = dot.positions_A + np.random.default_rng(3).normal(0.0, 2e-4, dot.positions_A.shape)
-    sym, shift = symmetrize(noisy, plan)
+    sym, shift = symmetrise(noisy, plan)
     assert 1e-4 < shift < 2e-3
-    again, shift2 = symmetrize(sym, plan)
+    again, shift2 = symmetrise(sym, plan)
     assert shift2 < 1e-10 and np.max(np.abs(again - sym)) < 1e-10
-    assert np.max(np.abs(symmetrize(dot.positions_A, plan)[0] - dot.positions_A)) < 1e-10
+    assert np.max(np.abs(symmetrise(dot.positions_A, plan)[0] - dot.positions_A)) < 1e-10
 
 
 def test_a_structure_that_lost_the_symmetry_is_refused_naming_the_atom():
@@ -65,7 +65,7 @@ def test_a_structure_that_lost_the_symmetry_is_refused_naming_the_atom():
     broken = dot.positions_A.copy()
     broken[5, 0] += 0.05
     with pytest.raises(SymmetryBroken, match=r"atom \d+ 0.05 A away from atom 5, .*tolerance"):
-        symmetrize(broken, plan)
+        symmetrise(broken, plan)
 
 
 def _single_points(model: SpringDot, base: np.ndarray, displacements) -> tuple[SinglePoint, dict]:

@@ -58,7 +58,7 @@ def test_relaxation_is_tight_and_modes_obey_the_point_group(harmonic):
     r = harmonic["result"]
     assert harmonic["relax"]["converged"]
     assert set(harmonic["status"].values()) == {"ran"} and len(harmonic["status"]) == 9
-    assert r["symmetry"]["scheme"] == "symmetry" and r["symmetry"]["symmetrization_shift_A"] < 1e-3
+    assert r["symmetry"]["scheme"] == "symmetry" and r["symmetry"]["symmetrisation_shift_A"] < 1e-3
     assert r["max_residual_force_eV_A"] < 1e-3
     assert r["n_modes"] == 27 and r["n_rigid_modes_removed"] == 6 and r["n_imaginary_modes"] == 0
     assert r["n_scf_unconverged"] == 0 and r["hessian_relative_asymmetry"] < 1e-3

@@ -148,7 +148,7 @@ def test_the_symmetry_reduced_subset_gives_the_same_coupling(shipped, record, tm
     sym = analyze_harmonic_run(root / "relaxed.xyz", root / "sp", None, level="pbe", displacements="symmetry",
                                cut_xyz=tmp_path / "cut.xyz", step_A=record["displacement_step_A"])  # fmt: skip
     assert sym["n_single_points"] == 9 and sym["symmetry"]["point_group"] == "-43m"
-    assert sym["symmetry"]["symmetrization_shift_A"] < 1e-4
+    assert sym["symmetry"]["symmetrisation_shift_A"] < 1e-4
     assert sym["lambda_meV"] == pytest.approx(record["lambda_meV"], rel=1e-3)
     assert sym["fwhm_meV"] == pytest.approx(record["fwhm_meV"], rel=1e-3)
     assert sym["main_mode"]["energy_meV"] == pytest.approx(record["main_mode"]["energy_meV"], rel=1e-4)

@@ -161,7 +161,7 @@ def analyze_harmonic_run(structure_xyz: str | Path, workdir: str | Path, outdir:
         positions, shift_A = reference_positions(structure_xyz, plan)
         reference, results, facts = collect(structure_xyz, workdir, step, plan)
         data, residuals = assemble_symmetric(reference, results, plan, dot.symbols, positions, **tol)
-        scheme = {"scheme": "symmetry", "symmetrization_shift_A": shift_A, **residuals}
+        scheme = {"scheme": "symmetry", "symmetrisation_shift_A": shift_A, **residuals}
     elif displacements == "cartesian":
         positions = np.asarray(dot.positions_A, float)
         reference, results, facts = collect(structure_xyz, workdir, step)

@@ -69,9 +69,9 @@ def reference_positions(structure_xyz: str | Path, plan=None) -> tuple[np.ndarra
     dot = read_structure(structure_xyz)
     if plan is None:
         return np.asarray(dot.positions_A, float), 0.0
-    from qdphonon.harmonic.symmetry import symmetrize
+    from qdphonon.harmonic.symmetry import symmetrise
 
-    return symmetrize(dot.positions_A, plan)
+    return symmetrise(dot.positions_A, plan)
 
 
 def batches(names: Sequence[str], per_job: int) -> list[list[str]]:

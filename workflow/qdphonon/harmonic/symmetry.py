@@ -16,7 +16,7 @@ Two displacement schemes (``harmonic.displacements``, docs/physics.md §5.2):
   (:func:`symmetric_gradient`): a band edge (or the centroid of a degenerate manifold) is the same at
   symmetry-equivalent geometries, so its derivative along a displacement of atom a is its derivative
   along the rotated displacement of the image of a. The relaxed structure is symmetrised onto the
-  cut's point group first (:func:`symmetrize`); the shift is reported.
+  cut's point group first (:func:`symmetrise`); the shift is reported.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from qdphonon.harmonic.assemble import Displacement
 SYMPREC_A = 1e-3
 """Symmetry tolerance (Angstrom) handed to spglib through phonopy."""
 
-SYMMETRIZE_TOL_A = 0.01
+SYMMETRISE_TOL_A = 0.01
 """Largest distance (Angstrom) between an atom of the relaxed structure and the image of its partner under
 an operation of the cut's point group; beyond it the relaxation broke the symmetry and the symmetry
 scheme refuses (use ``harmonic.displacements: cartesian``)."""
@@ -170,7 +170,7 @@ def point_group_plan(symbols: Sequence[str], positions_A: np.ndarray, box_A: flo
                           float(box_A))  # fmt: skip
 
 
-def symmetrize(positions_A: np.ndarray, plan: PointGroupPlan, tol_A: float = SYMMETRIZE_TOL_A) -> tuple[np.ndarray, float]:
+def symmetrise(positions_A: np.ndarray, plan: PointGroupPlan, tol_A: float = SYMMETRISE_TOL_A) -> tuple[np.ndarray, float]:
     """Positions averaged over the plan's point group (the group average: exactly symmetric) and the largest
     shift that made (Angstrom). SymmetryBroken when an atom is farther than ``tol_A`` from the image of its
     partner: the structure has lost the point group."""
