@@ -124,3 +124,19 @@ def test_a_missing_minus_partner_is_refused():
     minus = next(d for d in plan.displacements if d.sign < 0)
     with pytest.raises(ValueError, match=f"displacement {minus.name} has no single point"):
         assemble_symmetric(ref, {d: v for d, v in results.items() if d != minus}, plan, dot.symbols, dot.positions_A)
+
+
+def test_a_relaxed_structure_that_lost_the_symmetry_names_the_file_and_the_setting(tmp_path):
+    from qdphonon.harmonic.runner import cut_plan, reference_positions
+    from qdphonon.structures.io import write_structure
+
+    dot = build_quantum_dot(QuantumDotSpec(size=(1, 1, 1)))
+    write_structure(dot, tmp_path / "cut.xyz")
+    moved = dot.positions_A.copy()
+    moved[5, 0] += 0.05
+    import dataclasses
+
+    write_structure(dataclasses.replace(dot, positions_A=moved), tmp_path / "relaxed.xyz")
+    plan = cut_plan(tmp_path / "cut.xyz", tmp_path / "relaxed.xyz", STEP_A)
+    with pytest.raises(SymmetryBroken, match=r"relaxed.xyz: .*lost the cut's point group -43m.*harmonic.displacements: cartesian"):
+        reference_positions(tmp_path / "relaxed.xyz", plan)

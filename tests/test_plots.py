@@ -350,6 +350,7 @@ def test_size_dependence_draws_the_shipped_real_points_apart_from_the_campaign(c
     assert lo < 0.587 < hi and ax_g.get_ylim()[1] > 398.9
     assert plots.MOCK_CALIBRATION_LABEL in plots.figure_texts(fig)
     assert len(plots.real_points_for(pd.DataFrame({"level": ["xtb"]}))) == 0
+    assert len(plots.real_points_for(pd.DataFrame({"level": ["mock", "mock"]}))) == len(real)  # beside the mock series
 
 
 def test_shipped_real_points_are_what_the_archives_hold():

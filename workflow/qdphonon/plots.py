@@ -271,11 +271,12 @@ def lineshape_figure(analyses: Sequence[dict]) -> Figure:
 
 
 def real_points_for(summary: pd.DataFrame) -> pd.DataFrame:
-    """The shipped real results at the campaign's level (:func:`qdphonon.figure_size.real_points`)."""
+    """The shipped real PBE results (:func:`qdphonon.figure_size.real_points`) for a campaign at the pbe level or
+    the mock's (calibrated to the study's DFT, drawn beside it as real, not synthetic); none for an xtb campaign."""
     from qdphonon.figure_size import real_points
 
     levels = set(summary["level"].dropna().astype(str)) if "level" in summary else set()
-    return real_points(levels.pop()) if len(levels) == 1 else real_points(None).iloc[0:0]
+    return real_points("pbe") if levels and levels <= {"pbe", "mock"} else real_points("pbe").iloc[0:0]
 
 
 def plot_campaign(summary_csv: str | os.PathLike, analysis_dirs: Sequence[str | os.PathLike],

@@ -69,9 +69,13 @@ def reference_positions(structure_xyz: str | Path, plan=None) -> tuple[np.ndarra
     dot = read_structure(structure_xyz)
     if plan is None:
         return np.asarray(dot.positions_A, float), 0.0
-    from qdphonon.harmonic.symmetry import symmetrise
+    from qdphonon.harmonic.symmetry import SymmetryBroken, symmetrise
 
-    return symmetrise(dot.positions_A, plan)
+    try:
+        return symmetrise(dot.positions_A, plan)
+    except SymmetryBroken as exc:
+        raise SymmetryBroken(f"{structure_xyz}: the relaxed structure has lost the cut's point group {plan.point_group} "
+                             f"({exc}); run this system with harmonic.displacements: cartesian") from None  # fmt: skip
 
 
 def batches(names: Sequence[str], per_job: int) -> list[list[str]]:
