@@ -20,11 +20,11 @@ partial record per file.
 
 from __future__ import annotations
 
+import dataclasses
 import os
-import shlex
 import time
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 from qdphonon import settings
 from qdphonon.cp2k.continuation import continuation_tree, with_initial_wfn, with_restart_backup, with_walltime
 from qdphonon.cp2k.readback import MDInput, render_tree
@@ -32,18 +32,21 @@ from qdphonon.cp2k.xmlspec import cp2k_version, installed_xmlspec
 from qdphonon.engines.allocation import allocation_end_epoch, cp2k_walltime_s
 from qdphonon.run.errors import EXIT_WALLTIME, EngineError, RunDirMismatchError, RunInterrupted, SCFConvergenceError, WalltimeReached
 from qdphonon.engines.progress import ProgressReporter, combine_watches
-from qdphonon.engines.process import GRACE_S, ProcessResult, Stop, StopReason, cp2k_command_line, find_cp2k
-from qdphonon.engines.segment import killed_status, open_md_run, process_end, run_segment
-from qdphonon.parsers.main_output import read_main_output
+from qdphonon.engines.process import GRACE_S, ProcessResult, Stop, StopReason
+from qdphonon.run.state_records import RunState, read_state
+from qdphonon.engines.segment import (
+    CP2KLauncher, save_state, SegmentPlan, finished_record, killed_status, open_md_run, process_end, run_segments,
+)  # fmt: skip
+from qdphonon.parsers.main_output import read_main_output, scf_unconverged_steps
 from qdphonon.parsers.verdicts import OutputEnd, output_end, reports_scf_failure
-from qdphonon.metadata import now_iso, run_record
-from qdphonon.parsers.energies import read_energies
+from qdphonon.metadata import run_record
+from qdphonon.parsers.energies import last_energy_step
 from qdphonon.run.layout import (
-    INITIAL_WFN_FILE, STATE_FILE, SegmentEnd, check_same_engine, check_same_input,
-    foreign_files, lock_run_dir, read_json, restart_source, segment_files, wipe_run_files, write_json_atomic,
+    INITIAL_WFN_FILE, STATE_FILE, SegmentEnd, check_same_input,
+    foreign_files, read_json, restart_source, segment_files, wipe_run_files, write_json_atomic,
 )
 from qdphonon.run.records import count_md_blocks, fortran_file_whole
-from qdphonon.run.recovery import prepare_continuation, prepare_run_dir, reconcile_killed  # noqa: F401
+from qdphonon.run.recovery import prepare_continuation, prepare_run_dir
 
 
 SCF_FAILURE_POLICIES = tuple(settings.choices("scf.on_failure"))
@@ -83,30 +86,6 @@ class _SCFWatch:
             return Stop(StopReason.SCF_NOT_CONVERGED, f"SCF not converged at MD step {bad[0]} (policy fail)")
         self.suspect = bool(evals) and evals[-1].kind == "trailing" and evals[-1].scf_converged is False
         return None
-
-
-def last_energy_step(run_dir: Path, files: Mapping[str, str | None]) -> int | None:
-    """Last MD step with an energy record, or None (no file, empty, or unreadable)."""
-    path = run_dir / files["energies"]
-    if not path.is_file() or path.stat().st_size == 0:
-        return None
-    try:
-        return int(read_energies(path).step.max())
-    except ValueError:
-        return None
-
-
-def scf_unconverged_steps(outputs: Sequence[Path]) -> list[int]:
-    """MD steps whose SCF did not converge, from the segments' main outputs (a step re-evaluated by a
-    continuation counts with its last evaluation)."""
-    verdict: dict[int, bool] = {}
-    for path in outputs:
-        if not path.is_file() or path.stat().st_size == 0:
-            continue
-        for ev in read_main_output(path).evaluations:
-            if ev.kind != "trailing" and ev.step is not None and not ev.scf_stopped:
-                verdict[int(ev.step)] = ev.scf_converged is not False
-    return sorted(s for s, ok in verdict.items() if not ok)
 
 
 def _segment_header(
@@ -177,13 +156,12 @@ def run_cp2k(
     if read_json(run_dir / STATE_FILE) is None and run_dir.is_dir():
         _refuse_foreign(run_dir, md.files)
     run_dir.mkdir(parents=True, exist_ok=True)
-    with lock_run_dir(run_dir, "run-aimd", wait_s=lock_wait_s) as lock:
-        return _run_locked(
-            input_path, run_dir, record_path, sha, md, lock, cp2k_command=cp2k_command, mpi=mpi, tasks=tasks,
-            threads=threads, runtime_min=runtime_min, walltime_margin_min=walltime_margin_min,
-            on_scf_failure=on_scf_failure, poll_s=poll_s, grace_s=grace_s, t_called=t_called,
-            initial_wfn=initial_wfn,
-        )  # fmt: skip
+    job = MDJob(input_path=input_path, directory=run_dir, record_path=record_path, sha=sha, md=md,
+                cp2k_command=cp2k_command, threads=threads, tasks=tasks, runtime_min=runtime_min,
+                walltime_margin_min=walltime_margin_min, on_scf_failure=on_scf_failure, t_called=t_called,
+                initial_wfn=initial_wfn)  # fmt: skip
+    launcher = CP2KLauncher(cp2k_command, mpi, int(tasks), int(threads), grace_s, poll_s)
+    return run_segments(job, launcher, lock_wait_s=lock_wait_s)
 
 
 def stage_initial_wfn(run_dir: Path, initial_wfn: str | os.PathLike | None) -> str | None:
@@ -209,109 +187,156 @@ def _refuse_foreign(run_dir: Path, files: Mapping[str, str | None]) -> None:
         )
 
 
-def _run_locked(input_path: Path, run_dir: Path, record_path: Path, sha: str, md: MDInput, lock, *,
-                cp2k_command, mpi, tasks, threads, runtime_min, walltime_margin_min, on_scf_failure, poll_s,
-                grace_s, t_called, initial_wfn=None) -> dict[str, Any]:  # fmt: skip
-    files = md.files
-    state_path = run_dir / STATE_FILE
-    record = read_json(record_path)  # another engine may have finished while we waited for the lock
-    if record is not None:
-        check_same_input(record.get("input_sha256"), sha, record_path, input_path)
-        check_same_engine(record.get("engine"), "cp2k", record_path)
-        return record
-    state = read_json(state_path)
-    if state is None:
-        _refuse_foreign(run_dir, files)
-        state = {"engine": "cp2k", "input": str(input_path), "input_sha256": sha, "steps": md.steps,
-                 "project": md.project, "molog": md.files["molog"], "segments": [], "discarded_segments": []}  # fmt: skip
-    check_same_input(state.get("input_sha256"), sha, state_path, input_path)
-    state["on_scf_failure"] = on_scf_failure  # the parser applies the policy the run recorded
-    if state.get("engine") != "cp2k":
-        raise RunDirMismatchError(f"{run_dir} holds a {state.get('engine')} run; refusing to continue it with CP2K")
-    exe = find_cp2k(cp2k_command)
-    spec, spec_desc = installed_xmlspec(cp2k_command)
-    prepare_run_dir(run_dir, state, files, md.project, lock.killed)
-    restart_name, k, wfn = restart_source(run_dir, files)
-    if k is None and state["segments"]:
-        written = last_energy_step(run_dir, files)
-        if written is not None and written > 1:
-            write_json_atomic(state_path, state)
-            raise EngineError(
-                f"{run_dir}: MD steps up to {written} were written but no readable restart file "
-                f"({files['restart']} or its .bak-1) is left; cannot continue (remove the directory to start afresh)"
-            )
-        state["discarded_segments"].extend(state["segments"])
-        state["segments"] = []
-        wipe_run_files(run_dir, files)
-    elif k is not None and k < md.steps:
-        restart_name, wfn = prepare_continuation(run_dir, state, files, k, restart_name, wfn,
-                                                 molog_every_step=md.mo_every == 1)  # fmt: skip
-    write_json_atomic(state_path, state)
+@dataclasses.dataclass
+class MDJob:
+    """The NVT AIMD of one input as a :class:`~qdphonon.engines.segment.SegmentJob`: ``segments.json`` its
+    state, a fresh start or a continuation from CP2K's restart file its next segment, ``run.json`` its
+    record once the last MD step equals STEPS."""
 
-    if k is None or k < md.steps:
+    input_path: Path
+    directory: Path
+    record_path: Path
+    sha: str
+    md: MDInput
+    cp2k_command: str
+    threads: int
+    tasks: int
+    runtime_min: float | None
+    walltime_margin_min: float
+    on_scf_failure: str
+    t_called: float
+    initial_wfn: str | os.PathLike | None = None
+    purpose: str = "run-aimd"
+    record: dict[str, Any] | None = None
+    resume: tuple[str | None, int | None, str | None] = (None, None, None)
+    spec: Any = None
+    spec_desc: str = ""
+
+    state_record = RunState
+
+    @property
+    def state_path(self) -> Path:
+        return self.directory / STATE_FILE
+
+    def open(self, lock) -> dict[str, Any]:
+        """``segments.json`` (new, or checked to be this input's), recovered from what a kill left, with the
+        shared files trimmed back to the restart step a continuation starts from."""
+        run_dir, files, md = self.directory, self.md.files, self.md
+        self.record = finished_record(self.record_path, self.sha, self.input_path, "cp2k")
+        if self.record is not None:  # another engine finished while we waited for the lock
+            return {"segments": []}
+        state = read_state(RunState, self.state_path)
+        if state is None:
+            _refuse_foreign(run_dir, files)
+            state = {"engine": "cp2k", "input": str(self.input_path), "input_sha256": self.sha, "steps": md.steps,
+                     "project": md.project, "molog": files["molog"], "segments": [], "discarded_segments": []}  # fmt: skip
+        check_same_input(state.get("input_sha256"), self.sha, self.state_path, self.input_path)
+        state["on_scf_failure"] = self.on_scf_failure  # the parser applies the policy the run recorded
+        if state.get("engine") != "cp2k":
+            raise RunDirMismatchError(f"{run_dir} holds a {state.get('engine')} run; refusing to continue it with CP2K")
+        self.spec, self.spec_desc = installed_xmlspec(self.cp2k_command)
+        prepare_run_dir(run_dir, state, files, md.project, lock.killed)
+        restart_name, k, wfn = restart_source(run_dir, files)
+        if k is None and state["segments"]:
+            written = last_energy_step(run_dir, files)
+            if written is not None and written > 1:
+                save_state(self, state)
+                raise EngineError(
+                    f"{run_dir}: MD steps up to {written} were written but no readable restart file "
+                    f"({files['restart']} or its .bak-1) is left; cannot continue (remove the directory to start afresh)"
+                )
+            state["discarded_segments"].extend(state["segments"])
+            state["segments"] = []
+            wipe_run_files(run_dir, files)
+        elif k is not None and k < md.steps:
+            restart_name, wfn = prepare_continuation(run_dir, state, files, k, restart_name, wfn,
+                                                     molog_every_step=md.mo_every == 1)  # fmt: skip
+        self.resume = (restart_name, k, wfn)
+        save_state(self, state)
+        return state
+
+    def plan(self, state: dict[str, Any]) -> SegmentPlan | None:
+        """The next segment: a fresh start (from the initial wavefunction, if any), or a continuation of the
+        remaining steps; CP2K's WALLTIME set from the time this job has left. None when all steps are done."""
+        if self.record is not None:
+            return None
+        md, run_dir = self.md, self.directory
+        restart_name, k, wfn = self.resume
+        if k is not None and k >= md.steps:
+            return None
         index = len(state["segments"])
         guess = None
         if k is None:
-            guess = stage_initial_wfn(run_dir, initial_wfn)
+            guess = stage_initial_wfn(run_dir, self.initial_wfn)
             tree: dict[str, Any] = with_initial_wfn(md.tree, guess)
         else:
             tree = continuation_tree(md.tree, restart_file=restart_name, wfn_file=wfn, remaining_steps=md.steps - k)
         tree = with_restart_backup(tree)
         allocation_end = allocation_end_epoch()
-        walltime_s = cp2k_walltime_s(runtime_min, walltime_margin_min, elapsed_s=time.monotonic() - t_called,
-                                     allocation_end=allocation_end, now_epoch=time.time())  # fmt: skip
+        walltime_s = cp2k_walltime_s(self.runtime_min, self.walltime_margin_min,
+                                     elapsed_s=time.monotonic() - self.t_called, allocation_end=allocation_end,
+                                     now_epoch=time.time())  # fmt: skip
         if walltime_s is not None:
             if walltime_s < 1:
-                left = f"runtime {runtime_min} min" if runtime_min is not None else "the SLURM allocation"
-                if allocation_end is not None and runtime_min is not None:
-                    left = f"runtime {runtime_min} min (or the SLURM allocation's time left)"
-                raise ValueError(f"{left} minus the margin {walltime_margin_min} min leaves no time for CP2K")
+                left = f"runtime {self.runtime_min} min" if self.runtime_min is not None else "the SLURM allocation"
+                if allocation_end is not None and self.runtime_min is not None:
+                    left = f"runtime {self.runtime_min} min (or the SLURM allocation's time left)"
+                raise ValueError(f"{left} minus the margin {self.walltime_margin_min} min leaves no time for CP2K")
             tree = with_walltime(tree, walltime_s)
         inp_name, out_name = segment_files(index)
-        header = _segment_header(index, md, input_path, k, restart_name, spec_desc)
-        (run_dir / inp_name).write_text(render_tree(tree, spec, header))
-        cmd = cp2k_command_line(exe, inp_name, out_name, mpi=mpi, tasks=tasks)
-        molog = run_dir / files["molog"] if files.get("molog") else None
-        seg = {"index": index, "input": inp_name, "output": out_name, "start_step": 0 if k is None else k,
-               "restart_file": restart_name, "wfn_file": wfn if k is not None else guess,
-               "command": shlex.join(cmd), "started_at": now_iso(), "started_epoch": time.time(),
-               "threads": int(threads), "tasks": int(tasks), "engine_pid": os.getpid(), "walltime_s": None if walltime_s is None else round(walltime_s, 3),
-               "allocation_end_epoch": allocation_end}  # fmt: skip
+        header = _segment_header(index, md, self.input_path, k, restart_name, self.spec_desc)
+        start = 0 if k is None else k
+        fields = {"start_step": start, "restart_file": restart_name, "wfn_file": wfn if k is not None else guess,
+                  "threads": int(self.threads), "tasks": int(self.tasks), "engine_pid": os.getpid(),
+                  "walltime_s": None if walltime_s is None else round(walltime_s, 3),
+                  "allocation_end_epoch": allocation_end}  # fmt: skip
+        molog = self._molog()
         if molog is not None and md.mo_every == 1:
-            seg["molog_start"] = molog.stat().st_size if molog.is_file() else 0
+            fields["molog_start"] = molog.stat().st_size if molog.is_file() else 0
         watch = combine_watches(
-            _SCFWatch(run_dir / out_name, seg["start_step"]) if on_scf_failure == "fail" else None,
-            ProgressReporter(run_dir / files["energies"], seg["start_step"], md.steps))
-        result = run_segment(state, state_path, seg, cmd, run_dir, lock, threads=threads, mpi=mpi, tasks=tasks,
-                             grace_s=grace_s, watch=watch, poll_s=poll_s)  # fmt: skip
-        end = restart_source(run_dir, files)[1]
+            _SCFWatch(run_dir / out_name, start) if self.on_scf_failure == "fail" else None,
+            ProgressReporter(run_dir / md.files["energies"], start, md.steps))
+        return SegmentPlan(inp_name, out_name, render_tree(tree, self.spec, header), fields, watch)
+
+    def _molog(self) -> Path | None:
+        return self.directory / self.md.files["molog"] if self.md.files.get("molog") else None
+
+    def close(self, seg: dict[str, Any], result: ProcessResult) -> None:
+        """The step it reached (from the restart file), the MOLog blocks it left, and how it ended."""
+        end = restart_source(self.directory, self.md.files)[1]
         seg["end_step"] = end
         if "molog_start" in seg:
-            seg["molog_blocks"] = count_md_blocks(molog, seg["molog_start"])
-        _classify_segment(seg, result, run_dir / out_name, end, md.steps)
-        write_json_atomic(state_path, state)
-        _raise_for_segment(seg, result, run_dir / out_name, md.steps)
-        k = end
+            seg["molog_blocks"] = count_md_blocks(self._molog(), seg["molog_start"])
+        _classify_segment(seg, result, self.directory / seg["output"], end, self.md.steps)
+        self.resume = (None, end, None) if end is not None and end >= self.md.steps else self.resume
 
-    last = last_energy_step(run_dir, files)
-    if last != md.steps:
-        raise EngineError(
-            f"{run_dir / files['energies']}: last MD step {last}, expected {md.steps}; the run is inconsistent"
-        )
-    unconverged = scf_unconverged_steps([run_dir / seg["output"] for seg in state["segments"]])
-    if unconverged and on_scf_failure == "fail":
-        raise SCFConvergenceError(f"{run_dir}: SCF not converged at MD step(s) {unconverged[:20]} (policy fail)")
-    record = run_record(
-        engine="cp2k", md=md, input_path=input_path, run_dir=run_dir, segments=state["segments"],
-        cp2k_version=cp2k_version(cp2k_command) or "unknown", synthetic=False,
-        extra={"scf_unconverged_steps": unconverged, "on_scf_failure": on_scf_failure,
-               "discarded_segments": len(state.get("discarded_segments", [])),
-               "recoveries": len(state.get("recoveries", []))},
-    )  # fmt: skip
-    write_json_atomic(record_path, record)
-    state["complete"] = True
-    write_json_atomic(state_path, state)
-    return record
+    def check(self, seg: dict[str, Any], result: ProcessResult) -> None:
+        _raise_for_segment(seg, result, self.directory / seg["output"], self.md.steps)
+
+    def finish(self, state: dict[str, Any]) -> dict[str, Any]:
+        """``run.json`` once every step is written and consistent (policy ``fail``: every SCF converged)."""
+        if self.record is not None:
+            return self.record
+        run_dir, md = self.directory, self.md
+        last = last_energy_step(run_dir, md.files)
+        if last != md.steps:
+            raise EngineError(
+                f"{run_dir / md.files['energies']}: last MD step {last}, expected {md.steps}; the run is inconsistent"
+            )
+        unconverged = scf_unconverged_steps([run_dir / seg["output"] for seg in state["segments"]])
+        if unconverged and self.on_scf_failure == "fail":
+            raise SCFConvergenceError(f"{run_dir}: SCF not converged at MD step(s) {unconverged[:20]} (policy fail)")
+        record = run_record(
+            engine="cp2k", md=md, input_path=self.input_path, run_dir=run_dir, segments=state["segments"],
+            cp2k_version=cp2k_version(self.cp2k_command) or "unknown", synthetic=False,
+            extra={"scf_unconverged_steps": unconverged, "on_scf_failure": self.on_scf_failure,
+                   "discarded_segments": len(state.get("discarded_segments", [])),
+                   "recoveries": len(state.get("recoveries", []))},
+        )  # fmt: skip
+        write_json_atomic(self.record_path, record)
+        state["complete"] = True
+        save_state(self, state)
+        return record
 
 
 def _classify_segment(seg: dict[str, Any], result: ProcessResult, output: Path, end: int | None, steps: int) -> None:

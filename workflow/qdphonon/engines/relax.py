@@ -15,9 +15,7 @@ import dataclasses
 import hashlib
 import os
 import re
-import shlex
 import sys
-import time
 from pathlib import Path
 from typing import Any, Mapping
 import numpy as np
@@ -25,11 +23,11 @@ from qdphonon import settings
 from qdphonon.cp2k.inputs import SCFSettings, cp2k_input_tree, merge_overrides
 from qdphonon.cp2k.xmlspec import cp2k_version, installed_xmlspec, render_input
 from qdphonon.run.errors import EngineError, RunInterrupted
-from qdphonon.engines.process import GRACE_S, cp2k_command_line, find_cp2k
-from qdphonon.engines.segment import killed_status, process_end, run_segment
-from qdphonon.metadata import now_iso
+from qdphonon.engines.process import GRACE_S, ProcessResult, find_cp2k
+from qdphonon.run.state_records import RelaxState, read_state
+from qdphonon.engines.segment import CP2KLauncher, SegmentPlan, killed_status, process_end, run_segments, save_state
 from qdphonon.parsers.verdicts import GeoOptEnd, geo_opt_end, output_end
-from qdphonon.run.layout import LOCK_FILE, SegmentEnd, lock_run_dir, read_json, write_json_atomic
+from qdphonon.run.layout import LOCK_FILE, SegmentEnd, write_json_atomic
 from qdphonon.run.files import (
     RELAX_PROJECT, RELAX_STATE_FILE, RELAX_SUMMARY_FILE, relax_segment_files, relax_trajectory, relax_wavefunctions,
 )  # fmt: skip
@@ -140,104 +138,150 @@ def relax(
     if engine == "mock":
         write_labelled_structure(dot, out_xyz, "none (mock engine)")
         return {"engine": "mock", "relaxed": False, "synthetic": True, "structure": str(structure_xyz)}
-    exe = find_cp2k(cp2k_command)
+    find_cp2k(cp2k_command)
     spec, spec_desc = installed_xmlspec(cp2k_command)
-    scf = SCFSettings(eps_scf=eps_scf, max_scf=max_scf, smearing_K=smearing_K)
-
-    def tree_of(positions, iterations: int) -> dict[str, Any]:
-        return cp2k_input_tree(dot.symbols, positions, dot.box_A, level=level, run_type="GEO_OPT", scf=scf,
-                               geo_opt_max_iter=iterations, overrides=overrides)  # fmt: skip
-
-    tree = tree_of(dot.positions_A, max_iter)
-    base = tree["global"]["project_name"]
-    header = f"! qdphonon GEO_OPT input, level {level}; validated against {spec_desc}\n"
-    first_text = header + render_input(tree, spec)
-    sha = hashlib.sha256(first_text.encode()).hexdigest()
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    state_path = workdir / RELAX_STATE_FILE
-    with lock_run_dir(workdir, "relax", wait_s=lock_wait_s) as lock:
-        remove_stale_temp_files(workdir)
-        state = read_json(state_path)
+    job = RelaxJob(directory=workdir, structure_xyz=Path(structure_xyz), dot=dot, out_xyz=Path(out_xyz), level=level,
+                   max_iter=int(max_iter), scf=SCFSettings(eps_scf=eps_scf, max_scf=max_scf, smearing_K=smearing_K),
+                   overrides=overrides, spec=spec, spec_desc=spec_desc, cp2k_command=cp2k_command,
+                   wfn_out=None if wfn_out is None else Path(wfn_out))  # fmt: skip
+    summary = run_segments(job, CP2KLauncher(cp2k_command, mpi, int(tasks), int(threads), grace_s), lock_wait_s=lock_wait_s)
+    if not summary["converged"]:
+        print(f"relax: warning: geometry optimisation not converged in {max_iter} steps; "
+              f"{out_xyz} holds the last geometry (relax_converged=F)", file=sys.stderr)  # fmt: skip
+    return summary
+
+
+@dataclasses.dataclass
+class RelaxJob:
+    """A GEO_OPT at the MD's level as a :class:`~qdphonon.engines.segment.SegmentJob`: ``relax-state.json``
+    its state, the first input or a continuation from the last whole frame and wavefunction its next
+    segment, the labelled relaxed structure and ``relax.json`` its record."""
+
+    directory: Path
+    structure_xyz: Path
+    dot: Any
+    out_xyz: Path
+    level: str
+    max_iter: int
+    scf: SCFSettings
+    overrides: Mapping[str, Any] | None
+    spec: Any
+    spec_desc: str
+    cp2k_command: str
+    wfn_out: Path | None = None
+    purpose: str = "relax"
+    point: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    state_record = RelaxState
+
+    @property
+    def state_path(self) -> Path:
+        return self.directory / RELAX_STATE_FILE
+
+    def tree(self, positions, iterations: int) -> dict[str, Any]:
+        return cp2k_input_tree(self.dot.symbols, positions, self.dot.box_A, level=self.level, run_type="GEO_OPT",
+                               scf=self.scf, geo_opt_max_iter=iterations, overrides=self.overrides)  # fmt: skip
+
+    def first_input(self) -> str:
+        header = f"! qdphonon GEO_OPT input, level {self.level}; validated against {self.spec_desc}\n"
+        return header + render_input(self.tree(self.dot.positions_A, self.max_iter), self.spec)
+
+    def open(self, lock) -> dict[str, Any]:
+        """The state of this input (another input's files wiped), its running segments reconciled (CP2K
+        finished, or killed with its job), and where the optimisation stands."""
+        remove_stale_temp_files(self.directory)
+        sha = hashlib.sha256(self.first_input().encode()).hexdigest()
+        base = self.tree(self.dot.positions_A, self.max_iter)["global"]["project_name"]
+        state = read_state(RelaxState, self.state_path)
         if state is None or state.get("input_sha256") != sha:
-            _wipe(workdir, base)
-            state = {"input_sha256": sha, "structure": str(structure_xyz), "level": level, "max_iter": int(max_iter),
-                     "project": base, "segments": []}  # fmt: skip
+            _wipe(self.directory, base)
+            state = {"input_sha256": sha, "structure": str(self.structure_xyz), "level": self.level,
+                     "max_iter": self.max_iter, "project": base, "segments": []}  # fmt: skip
         for seg in state["segments"]:
             if seg.get("ended") == SegmentEnd.RUNNING.value:
-                if output_end(workdir / seg["output"]).ended:
+                if output_end(self.directory / seg["output"]).ended:
                     seg["ended"], seg["note"] = SegmentEnd.COMPLETED.value, "engine process gone after CP2K finished"
                 else:
                     seg["ended"] = SegmentEnd.KILLED.value
                     seg["note"] = "engine process gone while CP2K ran (killed with its job)"
-        point = _resume_point(workdir, state)
-        index = len(state["segments"])
-        project, inp, out_name = relax_segment_files(index, base)
-        remaining = int(max_iter) - point["iterations"]
-        finished = bool(state["segments"]) and state["segments"][-1].get("ended") == SegmentEnd.COMPLETED.value
-        if not finished and remaining > 0:
-            if index == 0:
-                text = first_text
-            else:
-                positions = dot.positions_A if point["positions"] is None else point["positions"]
-                cont = {"global": {"project_name": project}}
-                if point["wfn"] is not None:
-                    cont["force_eval"] = {"dft": {"wfn_restart_file_name": point["wfn"], "scf": {"scf_guess": "RESTART"}}}
-                text = (f"! qdphonon GEO_OPT continuation {index} (from {point['from']}, wavefunction "
-                        f"{point['wfn'] or 'none'}), level {level}; validated against {spec_desc}\n"
-                        + render_input(merge_overrides(tree_of(positions, remaining), cont), spec))  # fmt: skip
-            (workdir / inp).write_text(text)
-            cmd = cp2k_command_line(exe, inp, out_name, mpi=mpi, tasks=tasks)
-            seg = {"index": index, "project": project, "input": inp, "output": out_name, "start": point["from"],
-                   "wfn_file": point["wfn"] if index else None, "iterations_before": point["iterations"],
-                   "max_iter": remaining, "command": shlex.join(cmd), "started_at": now_iso(),
-                   "started_epoch": time.time()}  # fmt: skip
-            result = run_segment(state, state_path, seg, cmd, workdir, lock, threads=threads, mpi=mpi, tasks=tasks,
-                                 grace_s=grace_s)  # fmt: skip
-            by_process = process_end(result, workdir / out_name)
-            if by_process is not None:
-                seg["ended"], seg["note"] = by_process[0].value, by_process[1]
-                write_json_atomic(state_path, state)
-                if by_process[0] is SegmentEnd.KILLED:
-                    raise RunInterrupted(f"CP2K geometry optimisation stopped ({seg['note']}); run again to continue",
-                                         killed_status(result))  # fmt: skip
-                raise EngineError(f"CP2K geometry optimisation failed (exit status {result.exit_status}): {seg['note']}")
+        self.point = _resume_point(self.directory, state)
+        save_state(self, state)
+        return state
+
+    def plan(self, state: dict[str, Any]) -> SegmentPlan | None:
+        """The first GEO_OPT, or a continuation from the last whole frame with the iterations still allowed;
+        None once a segment completed or no iteration is left."""
+        segments = state["segments"]
+        remaining = self.max_iter - self.point["iterations"]
+        if (segments and segments[-1].get("ended") == SegmentEnd.COMPLETED.value) or remaining <= 0:
+            return None
+        index = len(segments)
+        project, inp, out_name = relax_segment_files(index, state["project"])
+        if index == 0:
+            text = self.first_input()
+        else:
+            point = self.point
+            positions = self.dot.positions_A if point["positions"] is None else point["positions"]
+            cont: dict[str, Any] = {"global": {"project_name": project}}
+            if point["wfn"] is not None:
+                cont["force_eval"] = {"dft": {"wfn_restart_file_name": point["wfn"], "scf": {"scf_guess": "RESTART"}}}
+            text = (f"! qdphonon GEO_OPT continuation {index} (from {point['from']}, wavefunction "
+                    f"{point['wfn'] or 'none'}), level {self.level}; validated against {self.spec_desc}\n"
+                    + render_input(merge_overrides(self.tree(positions, remaining), cont), self.spec))  # fmt: skip
+        fields = {"project": project, "start": self.point["from"], "wfn_file": self.point["wfn"] if index else None,
+                  "iterations_before": self.point["iterations"], "max_iter": remaining}  # fmt: skip
+        return SegmentPlan(inp, out_name, text, fields)
+
+    def close(self, seg: dict[str, Any], result: ProcessResult) -> None:
+        by_process = process_end(result, self.directory / seg["output"])
+        if by_process is not None:
+            seg["ended"], seg["note"] = by_process[0].value, by_process[1]
+        else:
             seg["ended"] = SegmentEnd.COMPLETED.value
-            point = _resume_point(workdir, state)
+
+    def check(self, seg: dict[str, Any], result: ProcessResult) -> None:
+        if seg["ended"] == SegmentEnd.KILLED.value:
+            raise RunInterrupted(f"CP2K geometry optimisation stopped ({seg['note']}); run again to continue",
+                                 killed_status(result))  # fmt: skip
+        if seg["ended"] != SegmentEnd.COMPLETED.value:
+            raise EngineError(f"CP2K geometry optimisation failed (exit status {result.exit_status}): {seg['note']}")
+
+    def finish(self, state: dict[str, Any]) -> dict[str, Any]:
+        """The relaxed structure (labels kept, ``relaxed=cp2k-<level>``, ``relax_converged``), the last
+        wavefunction (``wfn_out``) and ``relax.json``; written anew when called again."""
+        workdir, dot = self.directory, self.dot
         if not state["segments"]:
-            raise EngineError(f"{workdir}: no geometry optimisation was run (max_iter {max_iter})")
-        last_out = workdir / state["segments"][-1]["output"]
-        converged = geo_opt_end(last_out) is GeoOptEnd.CONVERGED
+            raise EngineError(f"{workdir}: no geometry optimisation was run (max_iter {self.max_iter})")
+        point = self.point = _resume_point(workdir, state)
+        converged = geo_opt_end(workdir / state["segments"][-1]["output"]) is GeoOptEnd.CONVERGED
         if point["positions"] is None:
             raise EngineError(f"{workdir}: the geometry optimisation wrote no whole frame")
-        positions, comment = point["positions"], point["comment"]
         last_pos = workdir / relax_trajectory(state["segments"][-1]["project"])
         symbols = last_xyz_frame(last_pos)[0] if last_pos.is_file() and xyz_frames(last_pos.read_bytes()) else list(dot.symbols)
         if symbols != list(dot.symbols):
-            raise EngineError(f"{last_pos}: atoms differ from {structure_xyz}")
-        relaxed = dataclasses.replace(dot, positions_A=recentre(positions, dot.box_A))
-        write_labelled_structure(relaxed, out_xyz, f"cp2k-{level}", {"relax_converged": "T" if converged else "F"})
-        energy = re.search(r"E\s*=\s*(" + r"[-+0-9.Ee]+" + r")", comment or "")
+            raise EngineError(f"{last_pos}: atoms differ from {self.structure_xyz}")
+        relaxed = dataclasses.replace(dot, positions_A=recentre(point["positions"], dot.box_A))
+        write_labelled_structure(relaxed, self.out_xyz, f"cp2k-{self.level}", {"relax_converged": "T" if converged else "F"})
+        energy = re.search(r"E\s*=\s*(" + r"[-+0-9.Ee]+" + r")", point["comment"] or "")
         summary = {
-            "engine": "cp2k", "level": level, "relaxed": True, "converged": converged,
-            "cp2k_version": cp2k_version(cp2k_command), "command": state["segments"][-1]["command"],
+            "engine": "cp2k", "level": self.level, "relaxed": True, "converged": converged,
+            "cp2k_version": cp2k_version(self.cp2k_command), "command": state["segments"][-1]["command"],
             "wall_s": round(sum(s.get("wall_s") or 0.0 for s in state["segments"]), 3),
             "final_energy_Ha": float(energy.group(1)) if energy else None,
             "max_displacement_A": float(np.abs(relaxed.positions_A - dot.positions_A).max()),
-            "structure": str(structure_xyz), "out": str(out_xyz), "synthetic": False,
+            "structure": str(self.structure_xyz), "out": str(self.out_xyz), "synthetic": False,
             "segments": len(state["segments"]), "iterations": point["iterations"],
         }  # fmt: skip
-        if wfn_out is not None:
+        if self.wfn_out is not None:
             if point["wfn"] is None:
                 raise EngineError(f"{workdir}: the geometry optimisation left no whole wavefunction file")
-            tmp = Path(wfn_out).with_name(f".{Path(wfn_out).name}.tmp")
+            tmp = self.wfn_out.with_name(f".{self.wfn_out.name}.tmp")
             tmp.write_bytes((workdir / point["wfn"]).read_bytes())
-            os.replace(tmp, wfn_out)
-            summary["wfn"] = str(wfn_out)
+            os.replace(tmp, self.wfn_out)
+            summary["wfn"] = str(self.wfn_out)
         write_json_atomic(workdir / RELAX_SUMMARY_FILE, summary)
         state["complete"] = True
-        write_json_atomic(state_path, state)
-    if not converged:
-        print(f"relax: warning: geometry optimisation not converged in {max_iter} steps; "
-              f"{out_xyz} holds the last geometry (relax_converged=F)", file=sys.stderr)  # fmt: skip
-    return summary
+        save_state(self, state)
+        return summary

@@ -6,6 +6,7 @@ import dataclasses
 import math
 import os
 from pathlib import Path
+from typing import Mapping
 import numpy as np
 from qdphonon.units import HARTREE_eV
 from qdphonon.parsers.common import _is_synthetic_line, _text_lines, _warn
@@ -88,3 +89,14 @@ def last_line_step(path: str | os.PathLike) -> int | None:
             except ValueError:
                 return None
     return None
+
+
+def last_energy_step(run_dir: Path, files: Mapping[str, str | None]) -> int | None:
+    """Last MD step with an energy record, or None (no file, empty, or unreadable)."""
+    path = run_dir / files["energies"]
+    if not path.is_file() or path.stat().st_size == 0:
+        return None
+    try:
+        return int(read_energies(path).step.max())
+    except ValueError:
+        return None

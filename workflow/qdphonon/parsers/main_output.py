@@ -6,6 +6,7 @@ import dataclasses
 import os
 import re
 from pathlib import Path
+from typing import Sequence
 from qdphonon.units import HARTREE_eV
 from qdphonon.parsers.common import _is_synthetic_line, _text_lines
 
@@ -363,3 +364,16 @@ def _assign_init_steps(evals: list[Evaluation]) -> None:
         nxt = next((e for e in evals[k + 1 :] if e.kind == "step"), None)
         if nxt is not None:
             ev.step = nxt.step - 1
+
+
+def scf_unconverged_steps(outputs: Sequence[Path]) -> list[int]:
+    """MD steps whose SCF did not converge, from the segments' main outputs (a step re-evaluated by a
+    continuation counts with its last evaluation)."""
+    verdict: dict[int, bool] = {}
+    for path in outputs:
+        if not path.is_file() or path.stat().st_size == 0:
+            continue
+        for ev in read_main_output(path).evaluations:
+            if ev.kind != "trailing" and ev.step is not None and not ev.scf_stopped:
+                verdict[int(ev.step)] = ev.scf_converged is not False
+    return sorted(s for s, ok in verdict.items() if not ok)

@@ -35,14 +35,13 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import json
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from qdphonon.run.errors import RunDirMismatchError
+from qdphonon.run.json_files import read_json, write_json_atomic  # noqa: F401  (part of the contract)
 from qdphonon.run.files import (  # noqa: F401  (the names are files' own; re-exported as part of the contract)
     CP2K_DEFAULT_PROJECT, INITIAL_WFN_FILE, MD_PROJECT, MO_FILENAME, RECORD_FILE, SET_ASIDE_DIR, STATE_FILE, RunFiles,
     is_segment_file, molog_name, run_files, segment_files,
@@ -50,6 +49,7 @@ from qdphonon.run.files import (  # noqa: F401  (the names are files' own; re-ex
 from qdphonon.parsers.output_header import OutputHeader, project_line, read_output_header  # noqa: F401
 from qdphonon.parsers.verdicts import RunType
 from qdphonon.run.lock import LOCK_FILE, lock_holder, lock_run_dir  # noqa: F401  (part of the contract)
+from qdphonon.run.state_records import RunState, read_state
 from qdphonon.run.records import count_md_blocks, restart_source, restart_step, truncate_to_complete_records  # noqa: F401
 
 
@@ -65,38 +65,6 @@ class SegmentEnd(str, enum.Enum):
     FAILED = "failed"
     EMPTY = "empty"
     """Killed before CP2K wrote its first byte: set aside, it holds no step."""
-
-
-def write_json_atomic(path: str | os.PathLike, data: Mapping[str, Any]) -> None:
-    """Write JSON (sorted keys, indented) through a temporary file and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            json.dump(data, fh, indent=2, sort_keys=True)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def read_json(path: str | os.PathLike) -> dict[str, Any] | None:
-    """A JSON file's content, or None when it does not exist; ValueError naming the file when corrupt."""
-    try:
-        text = Path(path).read_text()
-    except FileNotFoundError:
-        return None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: line {exc.lineno}: not valid JSON ({exc.msg})") from None
 
 
 # --- main outputs --------------------------------------------------------------------------
@@ -181,7 +149,7 @@ def discover(run_dir: str | os.PathLike, outputs: Sequence[str | os.PathLike] | 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise FileNotFoundError(f"{run_dir}: run directory not found")
-    state = read_json(run_dir / STATE_FILE)
+    state = read_state(RunState, run_dir / STATE_FILE)
     if outputs is not None:
         paths = [Path(o) if Path(o).is_absolute() else run_dir / o for o in outputs]
         missing = [str(p) for p in paths if not p.is_file()]
