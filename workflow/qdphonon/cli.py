@@ -27,7 +27,7 @@ from qdphonon.cli_anharmonicity import add_anharmonicity_parsers
 # --- build (structures) -------------------------------------------------------
 def _add_build(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("build", help="build a charge-neutral CsPbBr3 (core/shell) cuboid QD")
-    p.add_argument("--size", nargs=3, type=int, required=True, metavar=("NX", "NY", "NZ"))
+    _opt(p, "--size", "systems[].size", int, nargs=3, required=True, metavar=("NX", "NY", "NZ"))
     _opt(p, "--shell-layers", "systems[].shell_layers", int)
     _opt(p, "--shell-metal", "systems[].shell_metal")
     _opt(p, "--lattice-A", "structure.lattice_A", float)
@@ -223,9 +223,8 @@ def _add_parse(sub: argparse._SubParsersAction) -> None:
                    "and its .json sidecar")
     p.add_argument("--trajectory-out", default=None, help="NPZ with velocities (A/fs), positions (A), time_fs, step, symbols")
     p.add_argument("--structure", default=None, help="extended XYZ with a region column: per-atom regions in the NPZ")
-    p.add_argument("--scf-on-failure", default=None, choices=settings.choices("scf.on_failure"),
-                   help=settings.describe("scf.on_failure").replace(
-                       " (config", "; default here: the policy the run recorded, else the schema's (config"))
+    _opt(p, "--scf-on-failure", "scf.on_failure", default=None, help=settings.describe("scf.on_failure").replace(
+        " (config", "; default here: the policy the run recorded, else the schema's (config"))
     _alias(p, "--on-scf-failure", "--scf-on-failure")
     p.set_defaults(func=_run_parse)
 
