@@ -1,11 +1,14 @@
 """One option name per config key, across every sub-command, checked against the schema.
 
-An option mirrors a config key when its help names it (``config md.steps``, written by
+An option mirrors a config key when it is declared with ``qdphonon.cli_settings.opt``, which
+records the key on the option; its help names the same key (``config md.steps``, written by
 ``qdphonon.settings.describe``). Its name is the key's own name: the leaf (``--timestep-fs``) or
 the section and the leaf (``--md-equilibration-fs``), ``_`` spelt ``-``, units kept
 (``--smearing-K``); an object-valued key may add ``-json``. Every key has one name in all
-commands; no visible option spells a schema key without saying it mirrors it. The rules' settings
-records use exactly these names, and each command's ``--settings-json`` help example is accepted.
+commands (one exception, ``RENAMED``); no visible option spells a schema key without saying it
+mirrors it. ``--settings-json`` takes such an option under its config key only (its name is
+refused, naming the key), any other option under its name; each command's help example is
+accepted. tests/test_settings_records.py dry-runs the rules' records through the same parser.
 """
 
 from __future__ import annotations
@@ -21,9 +24,12 @@ import pytest
 
 from qdphonon import __version__, settings
 from qdphonon.cli import apply_settings, build_parser
+from qdphonon.cli_settings import config_key, settings_keys
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG_RE = re.compile(r"\(config ([\w.\[\]]+)[;)]")
+RENAMED = {("anharmonicity", "--reference-temperature-K")}
+"""Options that mirror a key under another name: the anharmonicity check's reference T_md is md.temperature_K."""
 
 
 def subparsers() -> dict[str, argparse.ArgumentParser]:
@@ -51,11 +57,14 @@ def test_every_mirrored_option_is_named_after_its_key():
     for command, p in subparsers().items():
         for a in visible_options(p):
             m = CONFIG_RE.search(a.help or "")
-            if not m:
+            key = config_key(a)
+            assert (m and m.group(1)) == key, f"{command} {a.option_strings}: declared for {key}, its help names {m}"
+            if key is None:
                 continue
-            key = m.group(1)
-            settings.node(key)  # KeyError when the help names no schema key
+            settings.node(key)  # KeyError when the key is not in the schema
             (flag,) = [o for o in a.option_strings if o.startswith("--")]
+            if (command, flag) in RENAMED:
+                continue
             assert flag in allowed_names(key), f"{command} {flag}: mirrors {key}; expected one of {allowed_names(key)}"
             seen.setdefault(key, set()).add(flag)
     several = {k: v for k, v in seen.items() if len(v) > 1}
@@ -111,29 +120,63 @@ def test_every_settings_json_help_example_is_accepted():
             args += [a.option_strings[0]] + ([filler] * a.nargs if isinstance(a.nargs, int) else [filler])
         ns = apply_settings(build_parser(), args)
         for key, value in example.items():
-            assert getattr(ns, key) == value
+            assert getattr(ns, settings_keys(p)[key].dest) == value
 
 
-def test_the_rules_pass_only_settings_the_commands_accept():
-    """Every key of every settings_record(...) in the rules is an option of the command the rule calls."""
-    parsers, checked = subparsers(), set()
-    for smk in sorted((REPO / "workflow/rules").glob("*.smk")):
-        text = smk.read_text()
-        for rule in re.split(r"^rule ", text, flags=re.M)[1:]:
-            command = re.search(r"python -m qdphonon ([a-z0-9-]+)", rule)
-            record = re.search(r"settings_record\((.*?)\n        \),|settings_record\((.*?)\),\n", rule, re.S)
-            if not (command and record):
-                continue
-            body = record.group(1) or record.group(2)
-            keys = set(re.findall(r"^\s*(\w+)=", body, re.M)) | set(re.findall(r"\((\w+)=", body))
-            keys.discard("settings")
-            if not keys and "**" in body:  # a record built by a function (external.reevaluate_settings): tested there
-                continue
-            dests = {a.dest for a in visible_options(parsers[command.group(1)])}
-            assert keys and keys <= dests, f"{smk.name}: {command.group(1)} does not take {keys - dests}"
-            checked.add(command.group(1))
-    assert checked >= {"build", "relax", "cp2k-input", "run-aimd", "analyze", "report-pages",
-                       "harmonic-run", "harmonic-analyze"}
+RELAX = ["relax", "--structure", "s.xyz", "--workdir", "w", "--out", "o.xyz"]
+
+
+def test_a_record_keyed_by_config_key_sets_the_options():
+    record = {"relax.max_iter": "7", "scf.eps_scf": 1e-7, "cp2k.overrides": {"FORCE_EVAL": {}}, "engine": "mock",
+              "cp2k.mpi_launcher": "srun", "tasks": 4}  # fmt: skip
+    ns = apply_settings(build_parser(), [*RELAX, "--settings-json", json.dumps(record)])
+    assert (ns.relax_max_iter, ns.eps_scf, ns.overrides_json, ns.engine, ns.mpi_launcher, ns.tasks) == (
+        7, 1e-7, {"FORCE_EVAL": {}}, "mock", "srun", 4)
+    ns = apply_settings(build_parser(), [*RELAX, "--relax-max-iter", "9", "--settings-json", json.dumps(record)])
+    assert ns.relax_max_iter == 9  # a flag on the command line wins
+    ns = apply_settings(build_parser(), ["build", "--out", "o.xyz", "--settings-json", json.dumps(
+        {"systems[].size": [2, 3, 4], "systems[].shell_metal": "Sr", "structure.lattice_A": 6.0})])  # fmt: skip
+    assert (ns.size, ns.shell_metal, ns.lattice_A) == ([2, 3, 4], "Sr", 6.0)
+
+
+@pytest.mark.parametrize("record, said", [
+    ({"relax_max_iter": 7}, ["relax: --settings-json:", "'relax_max_iter'", "'relax.max_iter'"]),
+    ({"overrides_json": {}, "eps_scf": 1e-6}, ["'overrides_json'", "'cp2k.overrides'", "'eps_scf'", "'scf.eps_scf'"]),
+    ({"mpi_launcher": "srun"}, ["'mpi_launcher'", "use 'cp2k.mpi_launcher'"]),
+])  # fmt: skip
+def test_an_option_name_where_the_config_key_belongs_is_refused_naming_the_key(record, said, capsys):
+    with pytest.raises(SystemExit) as exc:
+        apply_settings(build_parser(), [*RELAX, "--settings-json", json.dumps(record)])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and all(s in err for s in said), err
+
+
+@pytest.mark.parametrize("record, said", [
+    ({"md.steps": 10}, "unknown setting(s) md.steps"),
+    ({"relax.maxiter": 10}, "unknown setting(s) relax.maxiter"),
+    ({"engine": "nwchem"}, "engine='nwchem' is not one of ['mock', 'cp2k']"),
+    ({"scf.max_scf": "many"}, "invalid literal"),
+])  # fmt: skip
+def test_unknown_keys_and_bad_values_are_refused(record, said, capsys):
+    with pytest.raises((SystemExit, ValueError)) as exc:
+        apply_settings(build_parser(), [*RELAX, "--settings-json", json.dumps(record)])
+    assert said in capsys.readouterr().err + str(exc.value)
+
+
+def test_options_that_mirror_no_setting_go_by_their_name():
+    ns = apply_settings(build_parser(), ["harmonic-run", "--structure", "s.xyz", "--workdir", "w", "--batch", "0",
+                                         "--done", "d.json", "--settings-json", json.dumps({"per_job": 3, "threads": 2})])
+    assert (ns.per_job, ns.threads) == (3, 2)
+    ns = apply_settings(build_parser(), ["cp2k-input", "--structure", "s.xyz", "--out", "md.inp", "--settings-json",
+                                         json.dumps({"seed": 5, "md.steps": 20, "md.temperature_K": 300.0})])
+    assert (ns.seed, ns.steps, ns.md_temperature_K) == (5, 20, 300.0)
+
+
+def test_every_option_has_one_settings_key():
+    """Config keys and names of options that mirror none never collide within a command."""
+    for command, p in subparsers().items():
+        keys = settings_keys(p)
+        assert len(keys) == len(list(visible_options(p))) - 1, command  # all but --settings-json
 
 
 def test_version():

@@ -386,14 +386,18 @@ def test_a_campaign_analyses_an_external_run_beside_its_own(md_runs, tmp_path):
 
 
 def test_the_campaign_settings_record_is_accepted_by_the_command():
-    """What external.smk passes as --settings-json (every key reevaluate_settings can write) parses."""
+    """What external.smk passes as --settings-json (every key reevaluate_settings can write) parses,
+    keyed by config key."""
     from qdphonon.cli import apply_settings, build_parser
-    from qdphonon.external import REEVALUATE_KEYS, reevaluate_settings
+    from qdphonon.external import CAMPAIGN_KEYS, REEVALUATE_KEYS, reevaluate_settings
 
     entry = {k: 1 for k in REEVALUATE_KEYS} | {"level": "xtb", "type_map": "1=Cs", "format": "extxyz", "cell_A": [10, 10, 10]}
     config = {"scf": {"on_failure": "drop_step", "eps_scf": 1e-6},
-              "cp2k": {"command": "cp2k.psmp", "mpi_launcher": "auto", "walltime_margin_min": 10}}  # fmt: skip
+              "cp2k": {"command": "cp2k.psmp", "mpi_launcher": "srun", "walltime_margin_min": 10}}  # fmt: skip
     record = reevaluate_settings(entry, config)
+    assert set(record) == {f"external[].{k}" for k in REEVALUATE_KEYS} | set(CAMPAIGN_KEYS)
     ns = apply_settings(build_parser(), ["reevaluate", "--run-dir", "d", "--workdir", "w", "--out", "o.csv",
                                          "--settings-json", json.dumps(record)])  # fmt: skip
-    assert ns.scf_on_failure == "drop_step" and ns.mpi_launcher == "auto" and ns.eps_scf == 1e-6
+    assert ns.scf_on_failure == "drop_step" and ns.mpi_launcher == "srun" and ns.eps_scf == 1e-6
+    assert (ns.level, ns.type_map, ns.cell_A, ns.stride_steps, ns.walltime_margin_min) == ("xtb", "1=Cs", [10, 10, 10], 1, 10)
+    assert "scf.eps_scf" not in reevaluate_settings(entry, {**config, "scf": {"on_failure": "fail", "eps_scf": None}})

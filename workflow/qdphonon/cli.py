@@ -12,7 +12,9 @@ import sys
 from qdphonon import settings
 from qdphonon.cli_campaign import add_check_parser, add_status_parser
 from qdphonon.cli_harmonic import add_harmonic_parsers
-from qdphonon.cli_types import floats as _floats
+from qdphonon.cli_settings import add_settings_option, apply_settings
+from qdphonon.cli_settings import alias as _alias, opt as _opt
+from qdphonon.cli_types import floats as _floats, json_object as _json_object
 from qdphonon.cli_reevaluate import add_reevaluate_parser
 from qdphonon.cli_analysis import add_analysis_parsers
 from qdphonon.cli_cost import add_cost_parser
@@ -22,26 +24,10 @@ from qdphonon.cli_claims import add_claims_parsers
 from qdphonon.cli_anharmonicity import add_anharmonicity_parsers
 
 
-def _opt(p: argparse.ArgumentParser, flag: str, key: str, type=None, **kw) -> None:
-    """A flag mirroring the config setting ``key``: its default, choices and help come from the schema."""
-    node = settings.node(key)
-    kw.setdefault("default", settings.default(key) if "default" in node else None)
-    if "enum" in node:
-        kw.setdefault("choices", settings.choices(key))
-    p.add_argument(flag, type=type, help=settings.describe(key), **kw)
-
-
-def _alias(p: argparse.ArgumentParser, old: str, new: str) -> None:
-    """``old``: a hidden, deprecated spelling of the option ``new`` (same destination, type and choices)."""
-    action = next(a for a in p._actions if new in a.option_strings)  # noqa: SLF001
-    p.add_argument(old, dest=action.dest, type=action.type, choices=action.choices, default=argparse.SUPPRESS,
-                   help=argparse.SUPPRESS)
-
-
 # --- build (structures) -------------------------------------------------------
 def _add_build(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("build", help="build a charge-neutral CsPbBr3 (core/shell) cuboid QD")
-    p.add_argument("--size", nargs=3, type=int, required=True, metavar=("NX", "NY", "NZ"))
+    _opt(p, "--size", "systems[].size", int, nargs=3, required=True, metavar=("NX", "NY", "NZ"))
     _opt(p, "--shell-layers", "systems[].shell_layers", int)
     _opt(p, "--shell-metal", "systems[].shell_metal")
     _opt(p, "--lattice-A", "structure.lattice_A", float)
@@ -179,21 +165,6 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     r.set_defaults(func=_run_relax)
 
 
-def _json_object(text: str | dict) -> dict:
-    """A JSON object given on the command line (or already decoded from --settings-json)."""
-    import json
-
-    if isinstance(text, dict):
-        return text
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise argparse.ArgumentTypeError(f"not JSON: {exc}") from exc
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError("must be a JSON object")
-    return value
-
-
 def _run_aimd(args: argparse.Namespace) -> int:
     from qdphonon.engines.cp2k import run_cp2k
     from qdphonon.run.errors import EngineError, RunInterrupted, WalltimeReached
@@ -252,9 +223,8 @@ def _add_parse(sub: argparse._SubParsersAction) -> None:
                    "and its .json sidecar")
     p.add_argument("--trajectory-out", default=None, help="NPZ with velocities (A/fs), positions (A), time_fs, step, symbols")
     p.add_argument("--structure", default=None, help="extended XYZ with a region column: per-atom regions in the NPZ")
-    p.add_argument("--scf-on-failure", default=None, choices=settings.choices("scf.on_failure"),
-                   help=settings.describe("scf.on_failure").replace(
-                       " (config", "; default here: the policy the run recorded, else the schema's (config"))
+    _opt(p, "--scf-on-failure", "scf.on_failure", default=None, help=settings.describe("scf.on_failure").replace(
+        " (config", "; default here: the policy the run recorded, else the schema's (config"))
     _alias(p, "--on-scf-failure", "--scf-on-failure")
     p.set_defaults(func=_run_parse)
 
@@ -307,18 +277,6 @@ def _run_plot(args: argparse.Namespace) -> int:
     return 0
 
 
-def settings_example(p: argparse.ArgumentParser) -> str:
-    """A ``--settings-json`` value this sub-command accepts: its first option with a plain default
-    (the option's name with ``_`` for ``-``, as every setting key is)."""
-    import json
-
-    for a in p._actions:  # noqa: SLF001
-        if a.option_strings and a.help is not argparse.SUPPRESS and isinstance(a.default, (int, float, str)) \
-                and not isinstance(a.default, bool) and a.dest != "help":
-            return json.dumps({a.dest: a.default})
-    return "{}"
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every sub-command registered; each takes ``--settings-json``."""
     from qdphonon import __version__
@@ -332,33 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
         add(sub)
     add_harmonic_parsers(sub, _opt, _add_cp2k_launch, _json_object)
     for p in sub.choices.values():
-        example = settings_example(p).replace("%", "%%")
-        p.add_argument("--settings-json", type=_json_object, default=None, metavar="JSON",
-                       help=f"a JSON object of this command's settings by option name, e.g. '{example}'; "
-                            "flags given on the command line win")  # fmt: skip
+        add_settings_option(p)
     return parser
-
-
-def apply_settings(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
-    """Parse ``argv``; values of ``--settings-json`` fill options not given as flags. An unknown key is an error."""
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("command", nargs="?")
-    pre.add_argument("--settings-json", type=_json_object, default=None)
-    known, _ = pre.parse_known_args(argv)
-    sub = parser._subparsers._group_actions[0].choices.get(known.command)  # noqa: SLF001
-    if known.settings_json and sub is not None:
-        actions = {a.dest: a for a in sub._actions if a.help is not argparse.SUPPRESS}  # noqa: SLF001
-        unknown = sorted(set(known.settings_json) - set(actions))
-        if unknown:
-            parser.error(f"{known.command}: --settings-json: unknown setting(s) {', '.join(unknown)}")
-        for key, value in known.settings_json.items():
-            action = actions[key]
-            if action.type is not None and isinstance(value, str):
-                value = action.type(value)
-            if action.choices is not None and value not in action.choices:
-                parser.error(f"{known.command}: --settings-json: {key}={value!r} is not one of {list(action.choices)}")
-            action.default, action.required = value, False
-    return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,9 +13,9 @@ def add_analysis_parsers(sub: argparse._SubParsersAction, _opt, _alias, _floats)
         help="band edges (and velocities) of one system -> spectral_density.csv, linewidth.json, vdos.csv",
     )
     p.add_argument("--band-edges", nargs="+", required=True, metavar="CSV", help="one CSV per replica")
-    p.add_argument("--md-temperature-K", type=float, default=None,
-                   help="T_md of the MD in K (config md.temperature_K; default: md_temperature_K of the tables' "
-                        ".json sidecars; a sidecar that says otherwise is refused)")
+    _opt(p, "--md-temperature-K", "md.temperature_K", float, default=None,
+         help="T_md of the MD in K (config md.temperature_K; default: md_temperature_K of the tables' "
+              ".json sidecars; a sidecar that says otherwise is refused)")
     _opt(p, "--report-temperature-K", "analysis.report_temperature_K", float)
     p.add_argument("--outdir", required=True)
     _opt(p, "--region-edges-meV", "analysis.region_edges_meV", _floats)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from qdphonon import settings
+from qdphonon.cli_settings import opt
 from qdphonon.cli_types import floats as _floats
 
 
@@ -15,16 +15,12 @@ def add_anharmonicity_parsers(sub: argparse._SubParsersAction) -> None:
                    help="one CSV per replica and temperature (grouped by their sidecars' md_temperature_K)")
     p.add_argument("--trajectories", nargs="*", default=None, metavar="NPZ",
                    help="one .npz per band-edge table, same order (internal temperature of each replica)")
-    p.add_argument("--reference-temperature-K", type=float, default=None,
-                   help="T_md whose harmonic extrapolation is tested, in K (the campaign passes md.temperature_K; "
-                        "default: the lowest)")
-    p.add_argument("--report-temperature-K", type=float, default=settings.default("analysis.report_temperature_K"),
-                   help=settings.describe("analysis.report_temperature_K"))
-    p.add_argument("--region-edges-meV", type=_floats, default=settings.default("analysis.region_edges_meV"),
-                   help=settings.describe("analysis.region_edges_meV"))
-    p.add_argument("--band-cutoff-meV", type=float, default=None, help=settings.describe("analysis.band_cutoff_meV"))
-    p.add_argument("--md-equilibration-fs", type=float, default=settings.default("md.equilibration_fs"),
-                   help=settings.describe("md.equilibration_fs"))
+    opt(p, "--reference-temperature-K", "md.temperature_K", float, default=None,
+        help="T_md whose harmonic extrapolation is tested, in K (config md.temperature_K; default: the lowest)")
+    opt(p, "--report-temperature-K", "analysis.report_temperature_K", float)
+    opt(p, "--region-edges-meV", "analysis.region_edges_meV", _floats)
+    opt(p, "--band-cutoff-meV", "analysis.band_cutoff_meV", float)
+    opt(p, "--md-equilibration-fs", "md.equilibration_fs", float)
     p.add_argument("--system", default=None)
     p.add_argument("--out", required=True, help="anharmonicity.csv (JSON sidecar written beside it)")
     p.set_defaults(func=_run_anharmonicity)

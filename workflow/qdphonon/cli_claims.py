@@ -5,18 +5,16 @@ from __future__ import annotations
 
 import argparse
 
-from qdphonon import settings
+from qdphonon.cli_settings import opt
 
 
 def add_claims_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("attribute", help="band edges + trajectories (positions, regions) of one system -> attribution.csv")
     p.add_argument("--band-edges", nargs="+", required=True, metavar="CSV", help="one CSV per replica")
     p.add_argument("--trajectories", nargs="+", required=True, metavar="NPZ", help="one .npz per replica, same order")
-    p.add_argument("--md-temperature-K", type=float, default=None,
-                   help="T_md in K (config md.temperature_K; default: md_temperature_K of the band-edge tables' "
-                        "sidecars)")  # fmt: skip
-    p.add_argument("--md-equilibration-fs", type=float, default=settings.default("md.equilibration_fs"),
-                   help=settings.describe("md.equilibration_fs"))
+    opt(p, "--md-temperature-K", "md.temperature_K", float, default=None,
+        help="T_md in K (config md.temperature_K; default: md_temperature_K of the band-edge tables' sidecars)")
+    opt(p, "--md-equilibration-fs", "md.equilibration_fs", float)
     p.add_argument("--discard-fs", type=float, dest="md_equilibration_fs", help=argparse.SUPPRESS)
     p.add_argument("--outdir", required=True)
     p.add_argument("--system", default=None)
@@ -25,8 +23,7 @@ def add_claims_parsers(sub: argparse._SubParsersAction) -> None:
     loc.add_argument("--run-records", nargs="+", required=True, metavar="JSON",
                      help="run.json of every replica (the list files are read from its directory)")
     loc.add_argument("--structure", required=True, help="the MD's structure (extended XYZ with region labels)")
-    loc.add_argument("--md-equilibration-fs", type=float, default=settings.default("md.equilibration_fs"),
-                     help=settings.describe("md.equilibration_fs"))
+    opt(loc, "--md-equilibration-fs", "md.equilibration_fs", float)
     loc.add_argument("--out", required=True, help="localisation.csv (its JSON sidecar is written beside it)")
     loc.add_argument("--system", default=None)
     loc.set_defaults(func=_run_localise)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from qdphonon import settings
+from qdphonon.cli_settings import opt
 
 
 def _cell(text: str) -> list[float]:
@@ -19,38 +19,40 @@ def _cell(text: str) -> list[float]:
 
 
 def add_reevaluate_parser(sub: argparse._SubParsersAction) -> None:
-    from qdphonon.engines.launcher import LAUNCHERS
-
     p = sub.add_parser("reevaluate", help="band edges along an existing trajectory: CP2K single points (REFTRAJ) "
                        "at a stride, written like parse-cp2k")  # fmt: skip
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--run-dir", help="a CP2K MD directory (positions XYZ or DCD; cell, time step and T_md read from it)")
     src.add_argument("--trajectory", help="any trajectory ASE reads (extended XYZ, XDATCAR, vasprun.xml, LAMMPS dump ...)")
-    p.add_argument("--format", default=None, help="ASE format of --trajectory (default: guessed from the name)")
-    p.add_argument("--type-map", default=None, help="LAMMPS atom types to elements, e.g. 1=Cs,2=Pb,3=Br")
+    opt(p, "--format", "external[].format", help="ASE format of --trajectory (config external[].format; default: "
+        "guessed from the name)")  # fmt: skip
+    opt(p, "--type-map", "external[].type_map", help="LAMMPS atom types to elements, e.g. 1=Cs,2=Pb,3=Br "
+        "(config external[].type_map)")  # fmt: skip
     p.add_argument("--frame-every-steps", type=int, default=1,
                    help="MD steps between two frames of --trajectory (frames without a 'step' entry)")
-    p.add_argument("--cell-A", type=_cell, default=None, help="cell lengths a,b,c in Angstrom when the source has none")
-    p.add_argument("--level", required=True, choices=settings.choices("level"), help="level of the single points (config external[].level)")
-    p.add_argument("--stride-steps", type=int, default=None,
-                   help="source MD steps between two single points (default: the largest that samples at least twice "
-                        "the top of analysis.region_edges_meV, docs/physics.md)")  # fmt: skip
-    p.add_argument("--first-step", type=int, default=None, help="first source MD step evaluated (default: the first frame)")
-    p.add_argument("--timestep-fs", type=float, default=None, help="MD time step of the source (where it does not record it) (config external[].timestep_fs)")
-    p.add_argument("--md-temperature-K", type=float, default=None, help="T_md of the source (where it does not record it) (config external[].md_temperature_K)")
-    p.add_argument("--eps-scf", type=float, default=None, help="EPS_SCF of the single points (config scf.eps_scf; default: the level's)")
+    opt(p, "--cell-A", "external[].cell_A", _cell, metavar="A,B,C",
+        help="cell lengths a,b,c in Angstrom when the source has none (config external[].cell_A)")
+    opt(p, "--level", "external[].level", required=True)
+    opt(p, "--stride-steps", "external[].stride_steps", int,
+        help="source MD steps between two single points (config external[].stride_steps; default: the largest that "
+             "samples at least twice the top of analysis.region_edges_meV, docs/physics.md)")  # fmt: skip
+    opt(p, "--first-step", "external[].first_step", int,
+        help="first source MD step evaluated (config external[].first_step; default: the first frame)")
+    opt(p, "--timestep-fs", "external[].timestep_fs", float,
+        help="MD time step of the source (where it does not record it) (config external[].timestep_fs)")
+    opt(p, "--md-temperature-K", "external[].md_temperature_K", float,
+        help="T_md of the source (where it does not record it) (config external[].md_temperature_K)")
+    opt(p, "--eps-scf", "scf.eps_scf", float,
+        help="EPS_SCF of the single points (config scf.eps_scf; default: the level's)")
     p.add_argument("--workdir", required=True, help="directory of the single points (frames.xyz, passNNN/)")
     p.add_argument("--out", required=True, help="band-edge CSV (parse-cp2k's columns, step = source MD step) + .json")
-    p.add_argument("--cp2k-command", default=settings.default("cp2k.command"), help=settings.describe("cp2k.command"))
-    p.add_argument("--mpi-launcher", default=settings.default("cp2k.mpi_launcher"), choices=list(LAUNCHERS),
-                   help=settings.describe("cp2k.mpi_launcher"))
+    opt(p, "--cp2k-command", "cp2k.command")
+    opt(p, "--mpi-launcher", "cp2k.mpi_launcher")
     p.add_argument("--tasks", type=int, default=1, help="MPI ranks")
     p.add_argument("--threads", type=int, default=1, help="OpenMP threads per rank")
     p.add_argument("--runtime-min", type=float, default=None, help="job wall time in minutes (sets CP2K's WALLTIME)")
-    p.add_argument("--walltime-margin-min", type=float, default=settings.default("cp2k.walltime_margin_min"),
-                   help=settings.describe("cp2k.walltime_margin_min"))
-    p.add_argument("--scf-on-failure", default=settings.default("scf.on_failure"),
-                   choices=settings.choices("scf.on_failure"), help=settings.describe("scf.on_failure"))
+    opt(p, "--walltime-margin-min", "cp2k.walltime_margin_min", float)
+    opt(p, "--scf-on-failure", "scf.on_failure")
     p.set_defaults(func=run_reevaluate_cli)
 
 

@@ -10,6 +10,7 @@ from qdphonon.config import ConfigError
 SOURCE_KEYS = ("run_dir", "trajectory")
 REEVALUATE_KEYS = ("format", "type_map", "cell_A", "level", "stride_steps", "first_step", "timestep_fs",
                    "md_temperature_K")  # fmt: skip
+CAMPAIGN_KEYS = ("scf.on_failure", "scf.eps_scf", "cp2k.command", "cp2k.mpi_launcher", "cp2k.walltime_margin_min")
 
 
 def external_runs(config: Mapping[str, Any], system_names) -> dict[str, dict[str, Any]]:
@@ -31,10 +32,11 @@ def source_option(entry: Mapping[str, Any]) -> str:
 
 
 def reevaluate_settings(entry: Mapping[str, Any], config: Mapping[str, Any]) -> dict[str, Any]:
-    """The ``qdphonon reevaluate --settings-json`` record of one external run (campaign CP2K and SCF settings)."""
-    out = {k: entry[k] for k in REEVALUATE_KEYS if entry.get(k) is not None}
-    out.update(scf_on_failure=config["scf"]["on_failure"], cp2k_command=config["cp2k"]["command"],
-               mpi_launcher=config["cp2k"]["mpi_launcher"], walltime_margin_min=config["cp2k"]["walltime_margin_min"])  # fmt: skip
-    if config["scf"].get("eps_scf") is not None:
-        out["eps_scf"] = config["scf"]["eps_scf"]
+    """The ``qdphonon reevaluate --settings-json`` record of one external run, keyed by config key: the
+    entry's own settings (``external[].level``, ...) and the campaign's CP2K and SCF settings."""
+    out = {f"external[].{k}": entry[k] for k in REEVALUATE_KEYS if entry.get(k) is not None}
+    for key in CAMPAIGN_KEYS:  # a null (scf.eps_scf: the level's) is the command's default too
+        section, name = key.split(".")
+        if config[section].get(name) is not None:
+            out[key] = config[section][name]
     return out

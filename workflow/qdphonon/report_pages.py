@@ -194,12 +194,11 @@ def write_report_pages(summary_csv: str | os.PathLike, html_out: str | os.PathLi
 
 def add_report_pages_parser(sub) -> None:
     """Register ``qdphonon report-pages`` on an argparse sub-parsers object."""
-    from qdphonon import settings
+    from qdphonon.cli_settings import opt
 
     p = sub.add_parser("report-pages", help="the report's summary table (HTML) and start page (reST) from summary.csv")
     p.add_argument("--summary", required=True)
-    p.add_argument("--engine", default=settings.default("engine"), choices=settings.choices("engine"),
-                   help=settings.describe("engine"))
+    opt(p, "--engine", "engine")
     p.add_argument("--html-out", required=True, help="the summary as an HTML table (a report item)")
     p.add_argument("--rst-out", required=True, help="the report's start page with the headline numbers")
     p.set_defaults(func=lambda args: write_report_pages(args.summary, args.html_out, args.rst_out, args.engine) or 0)

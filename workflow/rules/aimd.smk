@@ -25,13 +25,13 @@ rule run_aimd:
     params:
         run_dir=lambda wc, output: os.path.dirname(output.record),
         initial_wfn=lambda wc, input: quoted_option("--initial-wfn", input.get("wfn")),
-        settings=settings_record(
-            engine=config["engine"],
-            cp2k_command=config["cp2k"]["command"],
-            mpi_launcher=cp2k_launcher(),
-            walltime_margin_min=config["cp2k"]["walltime_margin_min"],
-            scf_on_failure=config["scf"]["on_failure"],
-            mock_json=config["mock"],
+        settings=config_settings(
+            "engine",
+            "cp2k.command",
+            "cp2k.mpi_launcher",
+            "cp2k.walltime_margin_min",
+            "scf.on_failure",
+            "mock",
         ),
     shell:
         "python -m qdphonon run-aimd --input {input.inp:q} --structure {input.xyz:q}"

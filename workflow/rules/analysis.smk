@@ -26,13 +26,8 @@ rule analyze_system:
         "../../envs/analysis.yaml"
     params:
         outdir=lambda wc, output: os.path.dirname(output.linewidth),
-        settings=lambda wc: settings_record(
-            report_temperature_K=config["analysis"]["report_temperature_K"],
-            region_edges_meV=config["analysis"]["region_edges_meV"],
-            md_equilibration_fs=system_of(wc).md["equilibration_fs"],
-            blocks=config["analysis"]["blocks"],
-            band_cutoff_meV=config["analysis"]["band_cutoff_meV"],
-            temperatures_K=config["analysis"]["temperatures_K"],
+        settings=lambda wc: config_settings(
+            *ANALYSIS_KEYS, **system_md_settings(wc, "equilibration_fs")
         ),
     shell:
         "python -m qdphonon analyze --band-edges {input.csvs:q} --velocities {input.npzs:q}"
@@ -124,7 +119,7 @@ rule report_pages:
     conda:
         "../../envs/analysis.yaml"
     params:
-        settings=settings_record(engine=config["engine"]),
+        settings=config_settings("engine"),
     shell:
         "python -m qdphonon report-pages --summary {input.summary:q} --html-out {output.html:q}"
         " --rst-out {output.rst:q} --settings-json {params.settings:q} > {log:q} 2>&1"

@@ -22,12 +22,12 @@ rule anharmonicity_system:
     conda:
         "../../envs/analysis.yaml"
     params:
-        settings=lambda wc: settings_record(
-            reference_temperature_K=config["md"]["temperature_K"],
-            report_temperature_K=config["analysis"]["report_temperature_K"],
-            region_edges_meV=config["analysis"]["region_edges_meV"],
-            band_cutoff_meV=config["analysis"]["band_cutoff_meV"],
-            md_equilibration_fs=system_of(wc).md["equilibration_fs"],
+        settings=lambda wc: config_settings(
+            "md.temperature_K",
+            "analysis.report_temperature_K",
+            "analysis.region_edges_meV",
+            "analysis.band_cutoff_meV",
+            **system_md_settings(wc, "equilibration_fs"),
         ),
     shell:
         "python -m qdphonon anharmonicity --band-edges {input.csvs:q} --trajectories {input.npzs:q}"

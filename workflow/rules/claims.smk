@@ -25,8 +25,8 @@ rule attribute_system:
         "../../envs/analysis.yaml"
     params:
         outdir=lambda wc, output: os.path.dirname(output.attribution),
-        settings=lambda wc: settings_record(
-            md_equilibration_fs=system_of(wc).md["equilibration_fs"],
+        settings=lambda wc: config_settings(
+            **system_md_settings(wc, "equilibration_fs")
         ),
     shell:
         "python -m qdphonon attribute --band-edges {input.csvs:q} --trajectories {input.npzs:q}"
@@ -75,11 +75,13 @@ rule localise_system:
     conda:
         "../../envs/analysis.yaml"
     params:
-        equilibration=lambda wc: system_of(wc).md["equilibration_fs"],
+        settings=lambda wc: config_settings(
+            **system_md_settings(wc, "equilibration_fs")
+        ),
     shell:
         "python -m qdphonon localise --run-records {input.records:q} --structure {input.xyz:q}"
-        " --md-equilibration-fs {params.equilibration:q} --system {wildcards.system:q}"
-        " --out {output.csv:q} > {log:q} 2>&1"
+        " --system {wildcards.system:q} --out {output.csv:q}"
+        " --settings-json {params.settings:q} > {log:q} 2>&1"
 
 
 rule plot_localisation:

@@ -123,18 +123,42 @@ def seed_of(wildcards):
     return replica_seed(config["md"]["seed"], wildcards.system, wildcards.replica)
 
 
-def settings_record(**settings):
-    """One JSON record of a command's settings (passed quoted as --settings-json; no config string
-    ever reaches the shell unquoted)."""
-    return json.dumps(settings, sort_keys=True)
+def config_settings(*keys, **values):
+    """One JSON record of a command's settings keyed by config key, as --settings-json takes it
+    (passed quoted: no config string ever reaches the shell unquoted). ``keys``: dotted config keys
+    read from the merged config; ``values``: settings resolved per wildcard, under their config key
+    (``**{"md.steps": ...}``), or values that are no config setting, under the option's name.
+    """
+    both = set(keys) & set(values)
+    if both:
+        raise WorkflowError(
+            f"config_settings: {sorted(both)} given both from the config and as values"
+        )
+    record = {key: config_value(key) for key in keys}
+    return json.dumps({**record, **values}, sort_keys=True)
 
 
-def scf_settings():
-    return dict(
-        eps_scf=config["scf"]["eps_scf"],
-        max_scf=config["scf"]["max_scf"],
-        smearing_K=config["scf"]["smearing_K"],
-    )
+def config_value(key):
+    """The merged config's value of a dotted key (``scf.eps_scf``)."""
+    value = config
+    for part in key.split("."):
+        value = value[part]
+    return value
+
+
+def system_md_settings(wildcards, *names):
+    """The system's own md settings (systems[].md over md), keyed md.NAME."""
+    return {f"md.{name}": system_of(wildcards).md[name] for name in names}
+
+
+SCF_KEYS = ("scf.eps_scf", "scf.max_scf", "scf.smearing_K")
+ANALYSIS_KEYS = (
+    "analysis.report_temperature_K",
+    "analysis.region_edges_meV",
+    "analysis.blocks",
+    "analysis.band_cutoff_meV",
+    "analysis.temperatures_K",
+)
 
 
 def aimd_tasks(wildcards):
@@ -148,13 +172,6 @@ def mpi_job_marker(wildcards):
     itself is the engine's choice (cp2k.mpi_launcher). Empty (not an MPI job) for one rank.
     """
     return "srun" if aimd_tasks(wildcards) > 1 else ""
-
-
-def cp2k_launcher():
-    """MPI launcher of the CP2K rules: cp2k.mpi_launcher (auto: srun inside a SLURM allocation,
-    else mpirun; the engine decides, so a --set-resources on the command line cannot change it).
-    """
-    return config["cp2k"]["mpi_launcher"]
 
 
 def aimd_runtime_min(wildcards, resources=None):

@@ -23,14 +23,14 @@ rule relax_structure:
     params:
         workdir=f"{RESULTS}/relax/{{system}}",
         wfn_out=lambda wc, output: quoted_option("--wfn-out", output.get("wfn")),
-        settings=settings_record(
-            engine=config["engine"],
-            level=config["level"],
-            cp2k_command=config["cp2k"]["command"],
-            mpi_launcher=cp2k_launcher(),
-            relax_max_iter=config["relax"]["max_iter"],
-            overrides_json=config["cp2k"]["overrides"],
-            **scf_settings(),
+        settings=config_settings(
+            "engine",
+            "level",
+            "cp2k.command",
+            "cp2k.mpi_launcher",
+            "relax.max_iter",
+            "cp2k.overrides",
+            *SCF_KEYS,
         ),
     shell:
         "python -m qdphonon relax --structure {input.xyz:q} --workdir {params.workdir:q}"
@@ -50,19 +50,17 @@ rule write_cp2k_input:
     conda:
         "../../envs/cp2k.yaml"
     params:
-        settings=lambda wc: settings_record(
-            level=config["level"],
-            md_temperature_K=system_of(wc).replica_temperature_K(wc.replica),
-            timestep_fs=system_of(wc).md["timestep_fs"],
-            steps=system_of(wc).md["steps"],
-            trajectory_every_steps=system_of(wc).md["trajectory_every_steps"],
-            localisation_every_steps=config["md"]["localisation_every_steps"],
-            trajectory_format=config["md"]["trajectory_format"],
-            thermostat_timecon_fs=config["md"]["thermostat_timecon_fs"],
+        settings=lambda wc: config_settings(
+            "level",
+            "md.localisation_every_steps",
+            "md.trajectory_format",
+            "md.thermostat_timecon_fs",
+            "cp2k.command",
+            "cp2k.overrides",
+            *SCF_KEYS,
+            **system_md_settings(wc, "timestep_fs", "steps", "trajectory_every_steps"),
+            **{"md.temperature_K": system_of(wc).replica_temperature_K(wc.replica)},
             seed=seed_of(wc),
-            cp2k_command=config["cp2k"]["command"],
-            overrides_json=config["cp2k"]["overrides"],
-            **scf_settings(),
         ),
     shell:
         "python -m qdphonon cp2k-input --structure {input.xyz:q} --out {output.inp:q}"

@@ -29,7 +29,7 @@ rule reevaluate_external:
     params:
         workdir=lambda wc: f"{RESULTS}/reevaluate/{wc.external}",
         source=lambda wc: source_option(EXTERNAL[wc.external]),
-        settings=lambda wc: settings_record(
+        settings=lambda wc: config_settings(
             **reevaluate_settings(EXTERNAL[wc.external], config)
         ),
     shell:
@@ -52,13 +52,9 @@ rule analyze_external:
         "../../envs/analysis.yaml"
     params:
         outdir=lambda wc, output: os.path.dirname(output.linewidth),
-        settings=lambda wc: settings_record(
-            report_temperature_K=config["analysis"]["report_temperature_K"],
-            region_edges_meV=config["analysis"]["region_edges_meV"],
-            md_equilibration_fs=EXTERNAL[wc.external]["equilibration_fs"],
-            blocks=config["analysis"]["blocks"],
-            band_cutoff_meV=config["analysis"]["band_cutoff_meV"],
-            temperatures_K=config["analysis"]["temperatures_K"],
+        settings=lambda wc: config_settings(
+            *ANALYSIS_KEYS,
+            **{"md.equilibration_fs": EXTERNAL[wc.external]["equilibration_fs"]},
             system=wc.external,
         ),
     shell:

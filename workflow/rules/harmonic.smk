@@ -26,14 +26,14 @@ rule relax_harmonic:
     params:
         workdir=f"{RESULTS}/harmonic/{{system}}/relax",
         wfn_out=lambda wc, output: quoted_option("--wfn-out", output.get("wfn")),
-        settings=settings_record(
-            engine=config["engine"],
-            level=config["level"],
-            cp2k_command=config["cp2k"]["command"],
-            mpi_launcher=cp2k_launcher(),
-            relax_max_iter=config["relax"]["max_iter"],
-            overrides_json=harmonic_relax_overrides(),
-            **scf_settings(),
+        settings=config_settings(
+            "engine",
+            "level",
+            "cp2k.command",
+            "cp2k.mpi_launcher",
+            "relax.max_iter",
+            *SCF_KEYS,
+            **{"cp2k.overrides": harmonic_relax_overrides()},
         ),
     shell:
         "python -m qdphonon relax --structure {input.xyz:q} --workdir {params.workdir:q}"
@@ -67,15 +67,15 @@ rule harmonic_single_points:
     params:
         workdir=f"{RESULTS}/harmonic/{{system}}/sp",
         initial_wfn=lambda wc, input: quoted_option("--initial-wfn", input.get("wfn")),
-        settings=lambda wc: settings_record(
-            engine=config["engine"],
-            level=config["level"],
-            cp2k_command=config["cp2k"]["command"],
-            mpi_launcher=cp2k_launcher(),
-            step_A=config["harmonic"]["step_A"],
-            displacements=config["harmonic"]["displacements"],
+        settings=lambda wc: config_settings(
+            "engine",
+            "level",
+            "cp2k.command",
+            "cp2k.mpi_launcher",
+            "harmonic.step_A",
+            "harmonic.displacements",
+            "cp2k.overrides",
             per_job=harmonic_per_job(wc),
-            overrides_json=config["cp2k"]["overrides"],
         ),
     shell:
         "python -m qdphonon harmonic-run --structure {input.xyz:q} --workdir {params.workdir:q}"
@@ -102,14 +102,14 @@ rule analyze_harmonic:
     params:
         workdir=f"{RESULTS}/harmonic/{{system}}/sp",
         outdir=lambda wc, output: os.path.dirname(output.linewidth),
-        settings=lambda wc: settings_record(
-            level=config["level"],
-            engine=config["engine"],
-            step_A=config["harmonic"]["step_A"],
-            displacements=config["harmonic"]["displacements"],
-            degeneracy_tol_meV=config["harmonic"]["degeneracy_tol_meV"],
-            report_temperature_K=config["analysis"]["report_temperature_K"],
-            region_edges_meV=config["analysis"]["region_edges_meV"],
+        settings=lambda wc: config_settings(
+            "level",
+            "engine",
+            "harmonic.step_A",
+            "harmonic.displacements",
+            "harmonic.degeneracy_tol_meV",
+            "analysis.report_temperature_K",
+            "analysis.region_edges_meV",
             system=wc.system,
         ),
     shell:

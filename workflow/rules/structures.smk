@@ -8,12 +8,14 @@ rule build_structure:
     conda:
         "../../envs/structures.yaml"
     params:
-        settings=lambda wc: settings_record(
-            size=list(system_of(wc).size),
-            shell_layers=system_of(wc).shell_layers,
-            shell_metal=system_of(wc).shell_metal,
-            lattice_A=config["structure"]["lattice_A"],
-            vacuum_A=config["structure"]["vacuum_A"],
+        settings=lambda wc: config_settings(
+            "structure.lattice_A",
+            "structure.vacuum_A",
+            **{
+                "systems[].size": list(system_of(wc).size),
+                "systems[].shell_layers": system_of(wc).shell_layers,
+                "systems[].shell_metal": system_of(wc).shell_metal,
+            },
         ),
     shell:
         "python -m qdphonon build --settings-json {params.settings:q} --out {output.xyz:q} > {log:q} 2>&1"
