@@ -142,6 +142,21 @@ def test_analysis_setting_change_reruns_analysis_only(campaign):
     assert jobs.get("analyze_system") == 6 and "run_aimd" not in jobs and "write_cp2k_input" not in jobs, res.stdout
 
 
+def test_launch_settings_change_reruns_no_engine_or_analysis(campaign):
+    """How CP2K is launched (MPI launcher, wall-time margin, the SCF watch) defines no result: a change
+    re-runs no engine, input or analysis (the settings reach the engines as literal shell text, not as
+    a param, and the default profile leaves the shell text out of the rerun triggers). Only the summary
+    is re-made: its config digest records the whole config."""
+    work, _ = campaign
+    cfg = default_config()
+    cfg.setdefault("cp2k", {}).update(mpi_launcher="srun", walltime_margin_min=3.0)
+    cfg.setdefault("scf", {})["on_failure"] = "fail"
+    jobs = planned_jobs(snakemake(work, "-n", "--configfile", _alt_config(work, cfg)))
+    assert jobs.get("summarize_campaign") == 1, jobs
+    assert set(jobs) <= {"summarize_campaign", "report_pages", "plot_figures", "plot_claims", "plot_localisation",
+                         "plot_anharmonicity", "all"}, jobs
+
+
 def test_md_change_of_one_system_touches_only_that_system(campaign):
     work, _ = campaign
     cfg = default_config()

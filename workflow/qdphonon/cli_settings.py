@@ -67,23 +67,31 @@ def settings_example(p: argparse.ArgumentParser) -> str:
 def add_settings_option(p: argparse.ArgumentParser) -> None:
     """``--settings-json``, with an example this sub-command accepts in its help."""
     example = settings_example(p).replace("%", "%%")
-    p.add_argument("--settings-json", type=json_object, default=None, metavar="JSON",
+    p.add_argument("--settings-json", type=json_object, action="append", default=None, metavar="JSON",
                    help=f"a JSON object of this command's settings keyed by config key, e.g. '{example}' (an option "
-                        "that mirrors no config setting by its name, _ for -); flags given on the command line win")  # fmt: skip
+                        "that mirrors no config setting by its name, _ for -); may be repeated (a key in two "
+                        "records is an error); flags given on the command line win")  # fmt: skip
 
 
 def apply_settings(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
     """Parse ``argv``; values of ``--settings-json`` fill options not given as flags.
 
-    A key is an option's config key, or its destination when it mirrors no setting. The
+    Several records merge (a key in two is an error). A key is an option's config key, or its
+    destination when it mirrors no setting. The
     destination of an option that mirrors a setting is refused naming the config key to use; an
     unknown key is refused; values are converted and checked against the choices as flags are.
     """
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("command", nargs="?")
-    pre.add_argument("--settings-json", type=json_object, default=None)
+    pre.add_argument("--settings-json", type=json_object, action="append", default=None)
     known, _ = pre.parse_known_args(argv)
     sub = parser._subparsers._group_actions[0].choices.get(known.command)  # noqa: SLF001
+    records, known.settings_json = known.settings_json or [], {}
+    for record in records:
+        twice = sorted(set(record) & set(known.settings_json))
+        if twice:
+            parser.error(f"{known.command}: --settings-json: {', '.join(twice)} given in two records")
+        known.settings_json.update(record)
     if known.settings_json and sub is not None:
         head = f"{known.command}: --settings-json:"
         actions = settings_keys(sub)

@@ -27,17 +27,20 @@ rule run_aimd:
         initial_wfn=lambda wc, input: quoted_option("--initial-wfn", input.get("wfn")),
         settings=config_settings(
             "engine",
-            "cp2k.command",
-            "cp2k.mpi_launcher",
-            "cp2k.walltime_margin_min",
-            "scf.on_failure",
             "mock",
         ),
     shell:
         "python -m qdphonon run-aimd --input {input.inp:q} --structure {input.xyz:q}"
         " --run-dir {params.run_dir:q} --record {output.record:q} {params.initial_wfn}"
         " --tasks {resources.tasks:q} --threads {resources.cpus_per_task:q}"
-        " --runtime-min {resources.runtime:q} --settings-json {params.settings:q} >> {log:q} 2>&1"
+        " --runtime-min {resources.runtime:q} --settings-json {params.settings:q}"
+        + launch_settings(
+            "cp2k.command",
+            "cp2k.mpi_launcher",
+            "cp2k.walltime_margin_min",
+            "scf.on_failure",
+        )
+        + ">> {log:q} 2>&1"
 
 
 rule parse_band_edges:

@@ -138,6 +138,16 @@ def config_settings(*keys, **values):
     return json.dumps({**record, **values}, sort_keys=True)
 
 
+def launch_settings(*keys):
+    """A second ``--settings-json`` of the settings that say how to launch CP2K (its command, the MPI
+    launcher, the wall-time margin, the SCF watch), as literal shell text rather than a param: they
+    do not define a result, so changing them never re-runs a finished run (the engines continue
+    unfinished ones with the new settings). Braces doubled for the shell's formatting.
+    """
+    text = f" --settings-json {shlex.quote(config_settings(*keys))} "
+    return text.replace("{", "{{").replace("}", "}}")
+
+
 def config_value(key):
     """The merged config's value of a dotted key (``scf.eps_scf``)."""
     value = config

@@ -26,8 +26,6 @@ rule relax_structure:
         settings=config_settings(
             "engine",
             "level",
-            "cp2k.command",
-            "cp2k.mpi_launcher",
             "relax.max_iter",
             "cp2k.overrides",
             *SCF_KEYS,
@@ -35,7 +33,9 @@ rule relax_structure:
     shell:
         "python -m qdphonon relax --structure {input.xyz:q} --workdir {params.workdir:q}"
         " --out {output.xyz:q} {params.wfn_out} --tasks {resources.tasks:q}"
-        " --threads {resources.cpus_per_task:q} --settings-json {params.settings:q} > {log:q} 2>&1"
+        " --threads {resources.cpus_per_task:q} --settings-json {params.settings:q}"
+        + launch_settings("cp2k.command", "cp2k.mpi_launcher")
+        + "> {log:q} 2>&1"
 
 
 rule write_cp2k_input:

@@ -29,8 +29,6 @@ rule relax_harmonic:
         settings=config_settings(
             "engine",
             "level",
-            "cp2k.command",
-            "cp2k.mpi_launcher",
             "relax.max_iter",
             *SCF_KEYS,
             **{"cp2k.overrides": harmonic_relax_overrides()},
@@ -38,7 +36,9 @@ rule relax_harmonic:
     shell:
         "python -m qdphonon relax --structure {input.xyz:q} --workdir {params.workdir:q}"
         " --out {output.xyz:q} {params.wfn_out} --tasks {resources.tasks:q}"
-        " --threads {resources.cpus_per_task:q} --settings-json {params.settings:q} > {log:q} 2>&1"
+        " --threads {resources.cpus_per_task:q} --settings-json {params.settings:q}"
+        + launch_settings("cp2k.command", "cp2k.mpi_launcher")
+        + "> {log:q} 2>&1"
 
 
 rule harmonic_single_points:
@@ -70,8 +70,6 @@ rule harmonic_single_points:
         settings=lambda wc: config_settings(
             "engine",
             "level",
-            "cp2k.command",
-            "cp2k.mpi_launcher",
             "harmonic.step_A",
             "harmonic.displacements",
             "cp2k.overrides",
@@ -80,7 +78,9 @@ rule harmonic_single_points:
     shell:
         "python -m qdphonon harmonic-run --structure {input.xyz:q} --workdir {params.workdir:q}"
         " --batch {wildcards.batch} --done {output.done:q} --cut {input.cut:q} {params.initial_wfn} --tasks {resources.tasks:q}"
-        " --threads {resources.cpus_per_task:q} --settings-json {params.settings:q} > {log:q} 2>&1"
+        " --threads {resources.cpus_per_task:q} --settings-json {params.settings:q}"
+        + launch_settings("cp2k.command", "cp2k.mpi_launcher")
+        + "> {log:q} 2>&1"
 
 
 rule analyze_harmonic:
