@@ -139,6 +139,17 @@ def test_a_record_keyed_by_config_key_sets_the_options():
     assert (ns.size, ns.shell_metal, ns.lattice_A) == ([2, 3, 4], "Sr", 6.0)
 
 
+def test_records_given_twice_merge_and_a_key_in_both_is_refused(capsys):
+    """The rules pass what defines a result as a param and how to launch CP2K as a second record."""
+    ns = apply_settings(build_parser(), [*RELAX, "--settings-json", json.dumps({"relax.max_iter": 7}),
+                                         "--settings-json", json.dumps({"cp2k.mpi_launcher": "srun"})])
+    assert (ns.relax_max_iter, ns.mpi_launcher) == (7, "srun")
+    with pytest.raises(SystemExit):
+        apply_settings(build_parser(), [*RELAX, "--settings-json", json.dumps({"relax.max_iter": 7}),
+                                        "--settings-json", json.dumps({"relax.max_iter": 8})])
+    assert "relax: --settings-json: relax.max_iter given in two records" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("record, said", [
     ({"relax_max_iter": 7}, ["relax: --settings-json:", "'relax_max_iter'", "'relax.max_iter'"]),
     ({"overrides_json": {}, "eps_scf": 1e-6}, ["'overrides_json'", "'cp2k.overrides'", "'eps_scf'", "'scf.eps_scf'"]),
