@@ -9,8 +9,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from qdphonon.cost import (EXPONENT_BOUNDS, REF_RANKS, REF_THREADS, SINGLE_POINT_IN_MD_STEPS, campaign_cost,
-                           harmonic_cost)
+from qdphonon.cost import EXPONENT_BOUNDS, REF_RANKS, REF_THREADS, aimd_tasks, campaign_cost, harmonic_cost
 
 
 def harmonic_cost_lines(config: Mapping[str, Any]) -> list[str]:
@@ -18,11 +17,15 @@ def harmonic_cost_lines(config: Mapping[str, Any]) -> list[str]:
     from qdphonon.config import campaign_from_config
 
     scheme = config["harmonic"]["displacements"]
-    lines = [f"harmonic route ({'symmetry-reduced' if scheme == 'symmetry' else '6N'} displacements + the reference, each "
-             f"~{SINGLE_POINT_IN_MD_STEPS[config['level']]:g} MD steps (measured at 11 atoms); route per system in brackets):"]
+    from qdphonon.sp_cost import seconds_per_single_point
+
+    lines = [f"harmonic route ({'symmetry-reduced' if scheme == 'symmetry' else '6N'} displacements + the reference; "
+             "s per single point measured on the shipped real campaigns (data/cp2k_single_point_costs.csv), "
+             "else interpolated or scaled by the MD-step model; route per system in brackets):"]  # fmt: skip
     for s in campaign_from_config(config).values():
         h = harmonic_cost(config, s)
-        lines.append(f"  {s.name} [{s.route}]: {h['single_points']} single points x {h['sp_s']:.3g} s on "
+        status = seconds_per_single_point(config["level"], s.n_atoms, aimd_tasks({**config, "engine": "cp2k"}, s)).status
+        lines.append(f"  {s.name} [{s.route}]: {h['single_points']} single points x {h['sp_s']:.3g} s ({status}) on "
                      f"{h['tasks']} ranks = {_num(h['core_h'])} core-h in {h['jobs']} jobs of <= {h['per_job']}")
     return lines
 

@@ -306,16 +306,6 @@ def campaign_cost(config: Mapping[str, Any]) -> dict[str, Any]:
 
 
 # --- the harmonic route (docs/physics.md §5) ------------------------------------------------------
-SINGLE_POINT_IN_MD_STEPS = {"xtb": 8.0, "pbe": 4.8}
-"""Cost of one single point in MD steps of the same dot: a single point starts its SCF from the relaxation's
-wavefunction and converges it tighter (harmonic route: EPS_SCF 1e-8 xTB, 1e-7 PBE) where an MD step
-extrapolates the last one, and pays CP2K's start-up. Both measured on Cs4PbBr6 (11 atoms), each against MD
-steps on the same loaded machine: xtb 67 single points against 0.28 s MD steps; pbe the 67 single points of
-validation/pbe_n1_harmonic (CP2K's total time, median 47.8 s, 17-109 s) against the MD steps of
-validation/pbe_n1 (.ener, median 10.0 s). The start-up share falls with size, so at n >= 2 this overestimates
-until single points there are measured."""
-
-
 def harmonic_single_points(config: Mapping[str, Any], system) -> int:
     """The displaced single points (``harmonic.displacements``: 6N, or the symmetry-reduced set) plus the reference."""
     from qdphonon.harmonic.plan import n_displacements
@@ -324,10 +314,11 @@ def harmonic_single_points(config: Mapping[str, Any], system) -> int:
 
 
 def harmonic_sp_seconds(config: Mapping[str, Any], system) -> float:
-    """Estimated seconds of one single point on the job's ranks."""
+    """Estimated seconds of one single point on the job's ranks (:mod:`qdphonon.sp_cost`)."""
+    from qdphonon.sp_cost import seconds_per_single_point
+
     tasks = aimd_tasks({**config, "engine": "cp2k"}, system)
-    md_step = seconds_per_md_step(config["level"], system.n_atoms, tasks).s_per_step
-    return SINGLE_POINT_IN_MD_STEPS[config["level"]] * md_step
+    return seconds_per_single_point(config["level"], system.n_atoms, tasks).s_per_single_point
 
 
 def harmonic_displacements_per_job(config: Mapping[str, Any], system) -> int:

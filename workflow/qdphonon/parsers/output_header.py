@@ -25,12 +25,16 @@ class OutputHeader:
     cp2k_version: str | None
     project: str | None
     run_type: RunType | None
+    mpi_ranks: int | None = None
+    threads_per_rank: int | None = None
 
 
 _RE_STARTED = re.compile(rb"PROGRAM STARTED AT\s+(\S+ \S+)")
 _RE_VERSION = re.compile(rb"CP2K\|\s+version string:\s+CP2K version\s+(\S+)")
 _RE_PROJECT = re.compile(rb"^\s*GLOBAL\|\s+Project name\s+(\S+)\s*$", re.M)
 _RE_RUN_TYPE = re.compile(rb"^\s*GLOBAL\|\s+Run type\s+(\S+)\s*$", re.M)
+_RE_RANKS = re.compile(rb"^\s*GLOBAL\|\s+Total number of message passing processes\s+(\d+)\s*$", re.M)
+_RE_THREADS = re.compile(rb"^\s*GLOBAL\|\s+Number of threads for this process\s+(\d+)\s*$", re.M)
 
 
 def project_line(path: Path) -> int | None:
@@ -57,5 +61,9 @@ def read_output_header(path: str | os.PathLike) -> OutputHeader | None:
     def text(m):
         return m.group(1).decode("ascii", "replace") if m else None
 
+    def number(m):
+        return int(m.group(1)) if m else None
+
     return OutputHeader(path, text(started), text(version), text(_RE_PROJECT.search(head)),
-                        RunType.of(text(_RE_RUN_TYPE.search(head))))  # fmt: skip
+                        RunType.of(text(_RE_RUN_TYPE.search(head))), number(_RE_RANKS.search(head)),
+                        number(_RE_THREADS.search(head)))  # fmt: skip
