@@ -122,8 +122,8 @@ def test_mock_chain_writes_the_table_its_sidecar_and_the_summary_columns(chain):
 @pytest.mark.workflow
 def test_the_figure_says_synthetic_and_that_the_mock_cannot_show_anharmonicity(chain):
     from qdphonon.analysis.anharmonicity_io import read_anharmonicity
-    from qdphonon.figure_common import figure_texts
-    from qdphonon.figures_anharmonicity import anharmonicity_figure
+    from qdphonon.figures.common import figure_texts
+    from qdphonon.figures.anharmonicity import anharmonicity_figure
 
     fig = anharmonicity_figure([read_anharmonicity(chain / "results/analysis/cspbbr3_1x1x2/anharmonicity.csv")])
     texts = " ".join(figure_texts(fig))

@@ -10,8 +10,8 @@ import pytest
 from qdphonon.analysis.summary import write_summary
 from qdphonon.analysis.system import analyze_system
 from qdphonon.cli import main
-from qdphonon.figures_claims import attribution_figure
-from qdphonon.figure_common import SYNTHETIC_LABEL, figure_texts
+from qdphonon.figures.claims import attribution_figure
+from qdphonon.figures.common import SYNTHETIC_LABEL, figure_texts
 
 from test_attribution_mock import mock_run
 

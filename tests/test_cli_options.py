@@ -1,6 +1,6 @@
 """One option name per config key, across every sub-command, checked against the schema.
 
-An option mirrors a config key when it is declared with ``qdphonon.cli_settings.opt``, which
+An option mirrors a config key when it is declared with ``qdphonon.cli.settings.opt``, which
 records the key on the option; its help names the same key (``config md.steps``, written by
 ``qdphonon.settings.describe``). Its name is the key's own name: the leaf (``--timestep-fs``) or
 the section and the leaf (``--md-equilibration-fs``), ``_`` spelt ``-``, units kept
@@ -24,7 +24,7 @@ import pytest
 
 from qdphonon import __version__, settings
 from qdphonon.cli import apply_settings, build_parser
-from qdphonon.cli_settings import config_key, settings_keys
+from qdphonon.cli.settings import config_key, settings_keys
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG_RE = re.compile(r"\(config ([\w.\[\]]+)[;)]")

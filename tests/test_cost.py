@@ -18,7 +18,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from qdphonon import cli_cost, cost, jobs
+from qdphonon import cost, jobs
+from qdphonon.cli import cost as cli_cost
 from qdphonon.config import campaign_from_config, load_config_file, validate_config
 
 REPO = Path(__file__).resolve().parents[1]

@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 
 from qdphonon.config import campaign_from_config, validate_config
-from qdphonon.cli_cost import cost_table_text
-from qdphonon.cost import harmonic_cost
+from qdphonon.cli.cost import cost_table_text
+from qdphonon.harmonic.cost import harmonic_cost
 from qdphonon.harmonic.plan import n_batches, tight_relax_overrides
 from workflow_helpers import snakemake, write_config
 
@@ -41,7 +41,7 @@ def test_cost_prices_the_harmonic_route_for_every_system():
 
 
 def test_single_point_jobs_are_resubmitted_with_real_cp2k_only():
-    from qdphonon.cost import HARMONIC_JOB_RETRIES, harmonic_job_retries
+    from qdphonon.harmonic.cost import HARMONIC_JOB_RETRIES, harmonic_job_retries
 
     assert harmonic_job_retries(_config([{"size": [1, 1, 1]}], engine="cp2k")) == HARMONIC_JOB_RETRIES >= 1
     assert harmonic_job_retries(_config([{"size": [1, 1, 1]}], engine="mock")) == 0

@@ -24,8 +24,8 @@ from qdphonon.cp2k.inputs import MDSettings, SCFSettings, cp2k_input_tree
 from qdphonon.cp2k.readback import render_tree
 from qdphonon.cp2k.xmlspec import bundled_xmlspec
 from qdphonon.engines.mock import run_mock
-from qdphonon.figure_common import SYNTHETIC_LABEL, figure_texts
-from qdphonon.figures_claims import localisation_figure
+from qdphonon.figures.common import SYNTHETIC_LABEL, figure_texts
+from qdphonon.figures.claims import localisation_figure
 from qdphonon.parsers.pdos import read_list_pdos
 from qdphonon.structures.build import build_quantum_dot
 from qdphonon.structures.io import write_structure

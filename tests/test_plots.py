@@ -1,4 +1,4 @@
-"""Figures of qdphonon.plots: files written, provenance labels, placeholders, reproducibility, and the
+"""Figures of qdphonon.figures.campaign: files written, provenance labels, placeholders, reproducibility, and the
 plotted data themselves (arrays read back from the axes and compared with the analysis files)."""
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ import pytest
 from qdphonon.analysis.spectrum import ResolutionWarning
 from qdphonon.analysis.summary import write_summary
 from qdphonon.analysis.system import analyze_system
-from qdphonon import figure_size, plots
+from qdphonon.figures import campaign as plots
+from qdphonon.figures import size as figure_size
 from qdphonon.units import HBAR_meV_fs
 
 EXPECTED_STEMS = ("spectral_densities", "size_dependence", "core_shell_comparison", "phonon_dos",

@@ -1,4 +1,4 @@
-"""The harmonic route's cost per single point (qdphonon.sp_cost): the shipped table re-made from the real
+"""The harmonic route's cost per single point (qdphonon.harmonic.cost): the shipped table re-made from the real
 validation archives with the package's parsers, and the estimate at other sizes against hand-computed
 values."""
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from qdphonon import sp_cost
+from qdphonon.harmonic import cost as sp_cost
 from qdphonon.cost import default_fit, seconds_per_md_step
 
 REPO = Path(__file__).resolve().parents[1]

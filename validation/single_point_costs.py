@@ -24,7 +24,7 @@ sys.path.insert(0, str(HERE.parent / "workflow"))
 from qdphonon.cp2k.readback import read_md_input  # noqa: E402
 from qdphonon.parsers.output_header import read_output_header  # noqa: E402
 from qdphonon.parsers.single_point import read_single_point  # noqa: E402
-from qdphonon.sp_cost import COLUMNS, DATA_PATH  # noqa: E402
+from qdphonon.harmonic.cost import COLUMNS, DATA_PATH  # noqa: E402
 
 ARCHIVES = ("pbe_n1_harmonic/pbe_n1_harmonic.tar.xz",)
 """Archives under validation/ holding a harmonic route's single points."""

@@ -190,15 +190,3 @@ def write_report_pages(summary_csv: str | os.PathLike, html_out: str | os.PathLi
     for path, text in ((html_out, summary_html(summary_csv)), (rst_out, start_page_rst(summary_csv, engine))):
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         Path(path).write_text(text, encoding="utf-8")
-
-
-def add_report_pages_parser(sub) -> None:
-    """Register ``qdphonon report-pages`` on an argparse sub-parsers object."""
-    from qdphonon.cli_settings import opt
-
-    p = sub.add_parser("report-pages", help="the report's summary table (HTML) and start page (reST) from summary.csv")
-    p.add_argument("--summary", required=True)
-    opt(p, "--engine", "engine")
-    p.add_argument("--html-out", required=True, help="the summary as an HTML table (a report item)")
-    p.add_argument("--rst-out", required=True, help="the report's start page with the headline numbers")
-    p.set_defaults(func=lambda args: write_report_pages(args.summary, args.html_out, args.rst_out, args.engine) or 0)

@@ -74,7 +74,7 @@ def harmonic_status(results: Path, config: Mapping[str, Any], system) -> dict[st
     """Status of one system's harmonic route: complete when every batch of single points is recorded done;
     ``steps_*`` count single points (the reference included), ``seconds_per_step`` is the median of CP2K's
     time over the finished ones and ``seconds_left`` that times the ones left; ``segments`` the relaxation's."""
-    from qdphonon.cost import harmonic_displacements_per_job
+    from qdphonon.harmonic.cost import harmonic_displacements_per_job
     from qdphonon.harmonic.plan import HARMONIC_DIR, batch_record, n_batches, n_displacements
     from qdphonon.harmonic.runner import single_point_walls
     from qdphonon.run.files import RELAX_STATE_FILE

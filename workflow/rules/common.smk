@@ -14,8 +14,9 @@ from qdphonon.config import (
 )
 from qdphonon.config import settings_digest, validate_config
 from qdphonon import cost
+from qdphonon.harmonic import cost as harmonic_cost
 from qdphonon.harmonic import plan as harmonic_plan
-from qdphonon.figure_names import FIGURE_STEMS
+from qdphonon.figures.names import FIGURE_STEMS
 
 try:
     validate_config(config)
@@ -200,8 +201,8 @@ def aimd_mem_mb(wildcards):
 
 
 def harmonic_per_job(wildcards):
-    """Displacements per single-point job (qdphonon.cost.harmonic_displacements_per_job)."""
-    return cost.harmonic_displacements_per_job(config, system_of(wildcards))
+    """Displacements per single-point job (qdphonon.harmonic.cost.harmonic_displacements_per_job)."""
+    return harmonic_cost.harmonic_displacements_per_job(config, system_of(wildcards))
 
 
 def harmonic_runtime_min(wildcards):
@@ -209,14 +210,14 @@ def harmonic_runtime_min(wildcards):
     s = system_of(wildcards)
     if config["engine"] == "mock":
         return 10
-    sp_s = cost.harmonic_sp_seconds(config, s)
+    sp_s = harmonic_cost.harmonic_sp_seconds(config, s)
     return int(max(15, 1.5 * harmonic_per_job(wildcards) * sp_s / 60 + 5))
 
 
 def harmonic_job_retries():
-    """Retries of a single-point job (qdphonon.cost.harmonic_job_retries); 0 inside a cluster job, where
+    """Retries of a single-point job (qdphonon.harmonic.cost.harmonic_job_retries); 0 inside a cluster job, where
     a retry would run in the same, spent allocation (see cp2k_job_retries)."""
-    return 0 if workflow.remote_exec else cost.harmonic_job_retries(config)
+    return 0 if workflow.remote_exec else harmonic_cost.harmonic_job_retries(config)
 
 
 def harmonic_batch_files(wildcards):

@@ -10,18 +10,17 @@ import argparse
 import sys
 
 from qdphonon import settings
-from qdphonon.cli_campaign import add_check_parser, add_status_parser
-from qdphonon.cli_harmonic import add_harmonic_parsers
-from qdphonon.cli_settings import add_settings_option, apply_settings
-from qdphonon.cli_settings import alias as _alias, opt as _opt
-from qdphonon.cli_types import floats as _floats, json_object as _json_object
-from qdphonon.cli_reevaluate import add_reevaluate_parser
-from qdphonon.cli_analysis import add_analysis_parsers
-from qdphonon.cli_cost import add_cost_parser
-from qdphonon.report_pages import add_report_pages_parser
+from qdphonon.cli.campaign import add_check_parser, add_status_parser
+from qdphonon.cli.harmonic import add_harmonic_parsers
+from qdphonon.cli.settings import add_settings_option, apply_settings
+from qdphonon.cli.settings import alias as _alias, opt as _opt
+from qdphonon.cli.types import floats as _floats, json_object as _json_object
+from qdphonon.cli.reevaluate import add_reevaluate_parser
+from qdphonon.cli.analysis import add_analysis_parsers
+from qdphonon.cli.cost import add_cost_parser
 from qdphonon.engines.launcher import resolve_launcher
-from qdphonon.cli_claims import add_claims_parsers
-from qdphonon.cli_anharmonicity import add_anharmonicity_parsers
+from qdphonon.cli.claims import add_claims_parsers
+from qdphonon.cli.anharmonicity import add_anharmonicity_parsers
 
 
 # --- build (structures) -------------------------------------------------------
@@ -270,11 +269,22 @@ def _add_plot(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_plot(args: argparse.Namespace) -> int:
-    from qdphonon import plots
-
+    from qdphonon.figures import campaign as plots
     for path in plots.plot_campaign(args.summary, args.analysis_dirs, args.outdir):
         print(path)
     return 0
+
+
+def add_report_pages_parser(sub) -> None:
+    """Register ``qdphonon report-pages`` on an argparse sub-parsers object."""
+    from qdphonon.report_pages import write_report_pages
+
+    p = sub.add_parser("report-pages", help="the report's summary table (HTML) and start page (reST) from summary.csv")
+    p.add_argument("--summary", required=True)
+    _opt(p, "--engine", "engine")
+    p.add_argument("--html-out", required=True, help="the summary as an HTML table (a report item)")
+    p.add_argument("--rst-out", required=True, help="the report's start page with the headline numbers")
+    p.set_defaults(func=lambda args: write_report_pages(args.summary, args.html_out, args.rst_out, args.engine) or 0)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -22,15 +22,15 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from qdphonon.figure_common import (RC_PARAMS, SYNTHETIC_LABEL, XTB_LABEL, _flags, _grid, _placeholder,  # noqa: F401
+from qdphonon.figures.common import (RC_PARAMS, SYNTHETIC_LABEL, XTB_LABEL, _flags, _grid, _placeholder,  # noqa: F401
                                     annotate_provenance, figure_texts, load_analysis_dir, new_figure, read_summary,
                                     save_figure, size_title)  # fmt: skip
 
-from qdphonon.figure_size import (LATTICE_nm, MOCK_CALIBRATION_LABEL, REFERENCE_FWHM_300K_meV,  # noqa: F401,E402
+from qdphonon.figures.size import (LATTICE_nm, MOCK_CALIBRATION_LABEL, REFERENCE_FWHM_300K_meV,  # noqa: F401,E402
                                   REFERENCE_LABEL, edge_lengths_nm, size_dependence_figure)
 
 REGION_COLORS = ("#fde0c5", "#c9e3f6", "#d8f0d2", "#eadcf2", "#f6d5d5")
-from qdphonon.figure_names import FIGURE_STEMS  # noqa: E402
+from qdphonon.figures.names import FIGURE_STEMS  # noqa: E402
 
 
 # ----------------------------------------------------------------------------- spectra
@@ -271,9 +271,9 @@ def lineshape_figure(analyses: Sequence[dict]) -> Figure:
 
 
 def real_points_for(summary: pd.DataFrame) -> pd.DataFrame:
-    """The shipped real PBE results (:func:`qdphonon.figure_size.real_points`) for a campaign at the pbe level or
+    """The shipped real PBE results (:func:`qdphonon.figures.size.real_points`) for a campaign at the pbe level or
     the mock's (calibrated to the study's DFT, drawn beside it as real, not synthetic); none for an xtb campaign."""
-    from qdphonon.figure_size import real_points
+    from qdphonon.figures.size import real_points
 
     levels = set(summary["level"].dropna().astype(str)) if "level" in summary else set()
     return real_points("pbe") if levels and levels <= {"pbe", "mock"} else real_points("pbe").iloc[0:0]

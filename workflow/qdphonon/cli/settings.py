@@ -14,7 +14,7 @@ import argparse
 import json
 
 from qdphonon import settings
-from qdphonon.cli_types import json_object
+from qdphonon.cli.types import json_object
 
 
 def opt(p: argparse.ArgumentParser, flag: str, key: str, type=None, **kw) -> argparse.Action:

@@ -1,6 +1,6 @@
 """What every figure of qdphonon shares: reading an analysis directory, the provenance strip
 (``synthetic data (mock engine)``, ``level: ...``, the GFN1-xTB note), layout, size titles and
-reproducible PNG/PDF output. The figures themselves are in :mod:`qdphonon.plots`."""
+reproducible PNG/PDF output. The figures themselves are in :mod:`qdphonon.figures.campaign`."""
 
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from qdphonon.cli_settings import opt
+from qdphonon.cli.settings import opt
 
 
 def _cell(text: str) -> list[float]:

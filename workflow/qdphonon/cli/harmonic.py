@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from qdphonon.cli_types import floats as _floats
+from qdphonon.cli.types import floats as _floats
 
 
 def add_harmonic_parsers(sub, opt, add_cp2k_launch, json_object) -> None:
@@ -106,7 +106,7 @@ def _analyze(args: argparse.Namespace) -> int:
 
 def _compare(args: argparse.Namespace) -> int:
     from qdphonon.analysis.route_comparison import write_route_comparison
-    from qdphonon.figures_routes import plot_routes
+    from qdphonon.figures.routes import plot_routes
 
     table = write_route_comparison(args.md, args.harmonic, args.out)
     plot_routes(args.md, args.harmonic, args.figure_dir, args.figure_stem)

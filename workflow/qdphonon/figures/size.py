@@ -14,7 +14,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from qdphonon.figure_common import _flags, annotate_provenance, new_figure
+from qdphonon.figures.common import _flags, annotate_provenance, new_figure
 
 REFERENCE_LABEL = "study (DFT)"
 MOCK_CALIBRATION_LABEL = "the mock engine is calibrated to these study values:\nagreement is by construction"

@@ -14,7 +14,7 @@ import sys
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
-    from qdphonon.cli_cost import add_configfile_option
+    from qdphonon.cli.cost import add_configfile_option
 
     p.add_argument("--results", default="results", help="the campaign's results directory (default: results)")
     add_configfile_option(p)
@@ -40,7 +40,7 @@ def _load_config(args: argparse.Namespace, command: str) -> dict | None:
     from pathlib import Path
 
     from qdphonon.config import ConfigError
-    from qdphonon.cli_cost import BASE_CONFIG, load_merged_config
+    from qdphonon.cli.cost import BASE_CONFIG, load_merged_config
 
     if not Path(args.results).is_dir():
         print(f"qdphonon {command}: error: results directory not found: {args.results}", file=sys.stderr)

@@ -9,7 +9,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from qdphonon.figure_common import _flags, annotate_provenance, new_figure, read_summary, save_figure
+from qdphonon.figures.common import _flags, annotate_provenance, new_figure, read_summary, save_figure
 
 ATTRIBUTION_FIGURE = "attribution_vs_size"
 ATTRIBUTION_REGIONS = ("surface", "core", "shell", "unexplained")
@@ -18,7 +18,7 @@ ATTRIBUTION_REGIONS = ("surface", "core", "shell", "unexplained")
 def attribution_figure(summary: pd.DataFrame):
     """Share of lambda carried by the surface, core and shell atoms (and left unexplained by the linear
     fit) vs edge length; filled markers core-only, squares core/shell. Placeholder text without data."""
-    from qdphonon.plots import edge_lengths_nm
+    from qdphonon.figures.campaign import edge_lengths_nm
 
     fig = new_figure(5.5, 3.8)
     ax = fig.subplots(1, 1)
@@ -53,7 +53,7 @@ LOCALISATION_FIGURE = "localisation_vs_size"
 def localisation_figure(summary: pd.DataFrame):
     """Weight of the VBM and CBM on the core atoms vs edge length (mean, bars: spread over the printed
     frames); circles core-only, squares core/shell. Placeholder text without data."""
-    from qdphonon.plots import edge_lengths_nm
+    from qdphonon.figures.campaign import edge_lengths_nm
 
     fig = new_figure(5.5, 3.8)
     ax = fig.subplots(1, 1)

@@ -9,7 +9,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from qdphonon.cost import EXPONENT_BOUNDS, REF_RANKS, REF_THREADS, aimd_tasks, campaign_cost, harmonic_cost
+from qdphonon.cost import EXPONENT_BOUNDS, REF_RANKS, REF_THREADS, aimd_tasks, campaign_cost
+from qdphonon.harmonic.cost import harmonic_cost, seconds_per_single_point
 
 
 def harmonic_cost_lines(config: Mapping[str, Any]) -> list[str]:
@@ -17,8 +18,6 @@ def harmonic_cost_lines(config: Mapping[str, Any]) -> list[str]:
     from qdphonon.config import campaign_from_config
 
     scheme = config["harmonic"]["displacements"]
-    from qdphonon.sp_cost import seconds_per_single_point
-
     lines = [f"harmonic route ({'symmetry-reduced' if scheme == 'symmetry' else '6N'} displacements + the reference; "
              "s per single point measured on the shipped real campaigns (data/cp2k_single_point_costs.csv), "
              "else interpolated or scaled by the MD-step model; route per system in brackets):"]  # fmt: skip

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from qdphonon.cli_settings import opt
+from qdphonon.cli.settings import opt
 
 
 def add_claims_parsers(sub: argparse._SubParsersAction) -> None:
@@ -57,7 +57,7 @@ def _run_localise(args: argparse.Namespace) -> int:
 
 
 def _run_plot_claims(args: argparse.Namespace) -> int:
-    from qdphonon.figures_claims import plot_claims
+    from qdphonon.figures.claims import plot_claims
 
     for path in plot_claims(args.summary, args.outdir, args.figures):
         print(path)

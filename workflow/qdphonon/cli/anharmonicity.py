@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import argparse
 
-from qdphonon.cli_settings import opt
-from qdphonon.cli_types import floats as _floats
+from qdphonon.cli.settings import opt
+from qdphonon.cli.types import floats as _floats
 
 
 def add_anharmonicity_parsers(sub: argparse._SubParsersAction) -> None:
@@ -45,7 +45,7 @@ def _run_anharmonicity(args: argparse.Namespace) -> int:
 
 
 def _run_plot(args: argparse.Namespace) -> int:
-    from qdphonon.figures_anharmonicity import plot_anharmonicity
+    from qdphonon.figures.anharmonicity import plot_anharmonicity
 
     for path in plot_anharmonicity(args.tables, args.outdir):
         print(path)

@@ -10,7 +10,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from qdphonon.figure_common import annotate_provenance, new_figure, save_figure
+from qdphonon.figures.common import annotate_provenance, new_figure, save_figure
 
 ANHARMONICITY_FIGURE = "anharmonicity"
 MOCK_NOTE = "mock engine: harmonic by construction; it cannot show anharmonicity, only exercises the chain"

@@ -9,7 +9,7 @@ from typing import Sequence
 import numpy as np
 
 from qdphonon.analysis.route_comparison import QUANTITIES, compare_routes, cumulative_lambda, load_route_dir
-from qdphonon.figure_common import _flags, annotate_provenance, new_figure, save_figure, size_title
+from qdphonon.figures.common import _flags, annotate_provenance, new_figure, save_figure, size_title
 
 
 def route_figure(md: dict, md_spectrum, harmonic: dict, harmonic_modes):
