@@ -36,7 +36,7 @@ from qdphonon.engines.process import Stop, StopReason, run_process
 from qdphonon.engines.relax import relax
 from qdphonon.parsers.run_dir import parse_run_dir
 from qdphonon.run.layout import LOCK_FILE, STATE_FILE, lock_holder, lock_run_dir, run_files
-from qdphonon.run.recovery import prepare_continuation, prepare_run_dir
+from qdphonon.engines.recovery import prepare_continuation, prepare_run_dir
 from qdphonon.structures.build import build_quantum_dot
 from qdphonon.structures.io import read_structure, write_structure
 from qdphonon.structures.model import QuantumDotSpec

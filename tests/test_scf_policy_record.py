@@ -13,7 +13,7 @@ import pytest
 
 from qdphonon import settings
 from qdphonon.parsers.run_dir import parse_run_dir
-from qdphonon.run.layout import recorded_scf_policy
+from qdphonon.parsers.discover import recorded_scf_policy
 
 DATA = Path(__file__).parent / "data" / "cp2k-2023.1"
 

@@ -2,7 +2,7 @@
 
 A fresh run starts ``seg000``; after a kill, a wall-time stop or a crash the next call
 continues from ``{project}-1.restart`` (its backup when the kill cut it short) with
-``&EXT_RESTART`` and the saved wavefunction, after :mod:`qdphonon.run.recovery` has
+``&EXT_RESTART`` and the saved wavefunction, after :mod:`qdphonon.engines.recovery` has
 recorded and set aside whatever the kill left and trimmed the shared files back to the restart
 step. The engine holds the run directory's lock for its whole life (:mod:`qdphonon.run.lock`,
 CP2K inherits it) and CP2K dies with the engine (:mod:`qdphonon.engines.process`). The
@@ -46,7 +46,7 @@ from qdphonon.run.layout import (
     foreign_files, read_json, restart_source, segment_files, wipe_run_files, write_json_atomic,
 )
 from qdphonon.run.records import count_md_blocks, fortran_file_whole
-from qdphonon.run.recovery import prepare_continuation, prepare_run_dir
+from qdphonon.engines.recovery import prepare_continuation, prepare_run_dir
 
 
 SCF_FAILURE_POLICIES = tuple(settings.choices("scf.on_failure"))

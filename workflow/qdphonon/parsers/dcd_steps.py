@@ -269,7 +269,7 @@ def read_dcd_run(run_dir: str | os.PathLike, key: str, symbols: Sequence[str] | 
     """Positions (``key="positions"``) or velocities of a run directory written as DCD, every step once;
     None when the run has no such DCD file.
 
-    The project and energy file come from :func:`qdphonon.run.layout.discover` (unless ``project`` is
+    The project and energy file come from :func:`qdphonon.parsers.discover.discover` (unless ``project`` is
     given), and whether the last segment ended normally from its main output. ``symbols`` default
     to the ``&COORD`` of the first segment's input (``seg000.inp``, else the first ``*.inp`` holding
     one). Units are checked from the cell records, which CP2K scales like the values: positions
@@ -277,7 +277,8 @@ def read_dcd_run(run_dir: str | os.PathLike, key: str, symbols: Sequence[str] | 
     CP2K's default); a DCD printed with another ``UNIT`` is a ValueError.
     """
     from qdphonon.parsers.verdicts import output_end
-    from qdphonon.run.layout import discover, run_files, segment_files  # here: run.layout may import this module
+    from qdphonon.parsers.discover import discover
+    from qdphonon.run.files import run_files, segment_files
 
     run_dir = Path(run_dir)
     layout = discover(run_dir)

@@ -1,6 +1,6 @@
 """One CP2K MD run directory, ours or any, parsed into band edges, trajectories and energies.
 
-The files are found by :func:`qdphonon.run.layout.discover` (any project name, any main-output
+The files are found by :func:`qdphonon.parsers.discover.discover` (any project name, any main-output
 name, continuations made by hand); band edges come from the MOLog when it holds the LUMO,
 else from the main outputs (OT); steps are aligned across segments so every MD step
 appears once. The SCF policy decides what happens to steps whose SCF did not converge.
@@ -21,7 +21,7 @@ from qdphonon.parsers.main_output import MainOutput, read_main_output
 from qdphonon.parsers.dcd_steps import read_dcd_run
 from qdphonon.parsers.xyz import Trajectory, read_positions, read_velocities
 from qdphonon import settings
-from qdphonon.run.layout import RunLayout, discover, recorded_scf_policy
+from qdphonon.parsers.discover import RunLayout, discover, recorded_scf_policy
 from qdphonon.parsers.output_header import read_output_header
 from qdphonon.parsers.verdicts import RunType
 from qdphonon.units import BOLTZMANN_meV_per_K
@@ -82,9 +82,9 @@ def parse_run_dir(run_dir: str | os.PathLike, on_scf_failure: str | None = None,
     on_scf_failure: what to do with band edges of steps whose SCF did not converge:
     ``drop_step`` (remove them, warn), ``keep_flagged`` (keep, ``scf_converged`` False)
     or ``fail`` (ValueError listing them). Trajectories and energies are not affected. None: the
-    policy the run recorded (:func:`qdphonon.run.layout.recorded_scf_policy`), else the schema's default.
+    policy the run recorded (:func:`qdphonon.parsers.discover.recorded_scf_policy`), else the schema's default.
     outputs / molog: the main outputs in run order and the MOLog, when the directory
-    does not say (see :func:`qdphonon.run.layout.discover`).
+    does not say (see :func:`qdphonon.parsers.discover.discover`).
     """
     if on_scf_failure is None:
         on_scf_failure = recorded_scf_policy(run_dir) or settings.default("scf.on_failure")

@@ -77,7 +77,7 @@ def read_cp2k_run(run_dir: str | os.PathLike, cell_A: Sequence[float] | None = N
     from qdphonon.parsers.dcd_steps import read_dcd_run
     from qdphonon.parsers.main_output import read_main_output
     from qdphonon.parsers.xyz import read_positions
-    from qdphonon.run.layout import discover
+    from qdphonon.parsers.discover import discover
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():

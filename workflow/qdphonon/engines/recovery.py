@@ -36,6 +36,7 @@ import time
 from pathlib import Path
 from typing import Any, Mapping
 
+from qdphonon.parsers.dcd_steps import dcd_length_through_step
 from qdphonon.parsers.verdicts import OutputEnd, output_end
 from qdphonon.run.layout import SET_ASIDE_DIR, SegmentEnd, restart_source
 from qdphonon.run.records import (
@@ -162,7 +163,6 @@ def _cut_dcd(path: Path, ener_steps: list[int], k: int, owner: Mapping[str, Any]
     """Cut a DCD trajectory at its first frame past step ``k`` (frames mapped to steps through the
     ``.ener`` steps read before that file was cut); a file without a whole header is moved aside
     whole (CP2K writes the header only into a new file)."""
-    from qdphonon.parsers.dcd_steps import dcd_length_through_step  # the DCD format is the parsers'
 
     ended = owner is not None and output_end(run_dir / owner["output"]).ended
     keep = dcd_length_through_step(path, ener_steps, k, last_segment_ended=ended)
