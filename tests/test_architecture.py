@@ -97,3 +97,32 @@ def test_no_module_level_import_cycle_and_the_run_directory_imports_no_engine():
     for v in sorted(graph):
         if v not in state:
             visit(v, [v])
+
+
+def _part(module: str) -> str:
+    """qdphonon.run.layout -> run; qdphonon.cost -> cost (a subpackage or a top-level module)."""
+    bits = module.split(".")
+    return bits[1] if len(bits) > 1 else "qdphonon"
+
+
+def test_no_module_level_cycle_between_parts_and_run_imports_only_itself():
+    """The subpackages (and top-level modules) form no cycle: the run-directory contract (run/) is below the
+    parsers, the metadata and the engines, and imports nothing of theirs."""
+    graph: dict[str, set[str]] = {}
+    for src, targets in _module_level_imports().items():
+        graph.setdefault(_part(src), set()).update(_part(t) for t in targets if _part(t) != _part(src))
+    assert graph["run"] <= {"typed_records"}, graph["run"]
+    state: dict[str, int] = {}
+
+    def visit(v: str, stack: list[str]) -> None:
+        state[v] = 1
+        for w in sorted(graph.get(v, ())):
+            if state.get(w) == 1:
+                raise AssertionError("cycle between parts: " + " -> ".join(stack[stack.index(w):] + [w]))
+            if w not in state:
+                visit(w, [*stack, w])
+        state[v] = 2
+
+    for v in sorted(graph):
+        if v not in state:
+            visit(v, [v])
