@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import time
 from pathlib import Path
 
@@ -115,7 +116,7 @@ def test_touching_package_code_schedules_no_job(campaign):
     """Editing plotting or analysis code is not a rerun trigger: the rules call the package,
     whose files are not inputs. (Re-running plots is `--forcerun plot_figures`.)"""
     work, _ = campaign
-    for module in ("plots.py", "analysis/spectrum.py", "run/layout.py"):
+    for module in ("figures/campaign.py", "analysis/spectrum.py", "run/layout.py"):
         path = REPO / "workflow/qdphonon" / module
         st = path.stat()
         os.utime(path, None)
@@ -142,11 +143,32 @@ def test_analysis_setting_change_reruns_analysis_only(campaign):
     assert jobs.get("analyze_system") == 6 and "run_aimd" not in jobs and "write_cp2k_input" not in jobs, res.stdout
 
 
+def test_status_check_and_cost_after_the_run_describe_this_campaign_unasked(campaign):
+    """The campaign ran with ``--configfile config.yaml`` (not config/config.yaml, which this directory lacks):
+    the run recorded its merged config, so the campaign commands need no --configfile."""
+    import subprocess
+    import sys
+
+    work, _ = campaign
+    recorded = json.loads((work / "results/campaign_config.json").read_text())
+    assert [s["size"] for s in recorded["systems"]] == [s["size"] for s in default_config()["systems"]]
+    env = {**os.environ, "PYTHONPATH": str(REPO / "workflow")}
+    for command in ("status", "check", "cost"):
+        res = subprocess.run([sys.executable, "-m", "qdphonon", command], cwd=work, capture_output=True, text=True,
+                             env=env, check=False)  # fmt: skip
+        assert res.returncode == 0, (command, res.stdout, res.stderr)
+        assert "results/campaign_config.json (the merged config of the last snakemake run" in res.stderr, res.stderr
+        assert "warning" not in res.stderr, res.stderr  # check: the summary was made with this config
+    status = subprocess.run([sys.executable, "-m", "qdphonon", "status"], cwd=work, capture_output=True, text=True,
+                            env=env, check=False).stdout  # fmt: skip
+    assert re.search(r"\b(\d+) of \1 replicas complete", status), status
+
+
 def test_launch_settings_change_reruns_no_engine_or_analysis(campaign):
     """How CP2K is launched (MPI launcher, wall-time margin, the SCF watch) defines no result: a change
     re-runs no engine, input or analysis (the settings reach the engines as literal shell text, not as
     a param, and the default profile leaves the shell text out of the rerun triggers). Only the summary
-    is re-made: its config digest records the whole config."""
+    and the recorded campaign config are re-made: they record the whole config."""
     work, _ = campaign
     cfg = default_config()
     cfg.setdefault("cp2k", {}).update(mpi_launcher="srun", walltime_margin_min=3.0)
@@ -154,7 +176,7 @@ def test_launch_settings_change_reruns_no_engine_or_analysis(campaign):
     jobs = planned_jobs(snakemake(work, "-n", "--configfile", _alt_config(work, cfg)))
     assert jobs.get("summarize_campaign") == 1, jobs
     assert set(jobs) <= {"summarize_campaign", "report_pages", "plot_figures", "plot_claims", "plot_localisation",
-                         "plot_anharmonicity", "all"}, jobs
+                         "plot_anharmonicity", "record_campaign_config", "all"}, jobs
 
 
 def test_md_change_of_one_system_touches_only_that_system(campaign):

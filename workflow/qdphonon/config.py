@@ -40,6 +40,11 @@ class ConfigError(ValueError):
     (or with ``FILE:LINE:COLUMN`` for an unreadable config file)."""
 
 
+CAMPAIGN_CONFIG_FILE = "campaign_config.json"
+"""The merged config of the last Snakemake run, in the results directory (rule record_campaign_config);
+``qdphonon status``, ``check`` and ``cost`` read it when given no ``--configfile``."""
+
+
 def load_config_file(path: str | Path) -> dict[str, Any]:
     """The mapping in a YAML (or JSON) config file; :class:`ConfigError` naming the file and line
     of a syntax error or a duplicate key, or saying that the file holds no mapping.

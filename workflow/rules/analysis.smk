@@ -123,3 +123,20 @@ rule report_pages:
     shell:
         "python -m qdphonon report-pages --summary {input.summary:q} --html-out {output.html:q}"
         " --rst-out {output.rst:q} --settings-json {params.settings:q} > {log:q} 2>&1"
+
+
+rule record_campaign_config:
+    """The merged config of this run (config/config.yaml and every --configfile, defaults filled in),
+    so that `qdphonon status`, `check` and `cost` describe this campaign when given no --configfile.
+    Rewritten when the config changes (params)."""
+    output:
+        f"{RESULTS}/{CAMPAIGN_CONFIG_FILE}",
+    log:
+        f"{RESULTS}/logs/record_campaign_config.log",
+    localrule: True
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        config=json.dumps(config, sort_keys=True),
+    shell:
+        "printf '%s\\n' {params.config:q} > {output:q} 2> {log:q}"

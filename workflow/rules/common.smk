@@ -12,7 +12,7 @@ from qdphonon.config import (
     check_cp2k_command,
     replica_seed,
 )
-from qdphonon.config import settings_digest, validate_config
+from qdphonon.config import CAMPAIGN_CONFIG_FILE, settings_digest, validate_config
 from qdphonon import cost
 from qdphonon.harmonic import cost as harmonic_cost
 from qdphonon.harmonic import plan as harmonic_plan
@@ -68,9 +68,11 @@ def all_targets():
     figures = [
         f"{RESULTS}/figures/{name}.{ext}" for name in FIGURES for ext in ("png", "pdf")
     ]
-    return [f"{RESULTS}/summary.csv", f"{RESULTS}/report/summary.html"] + (
-        figures if MD_SYSTEMS else []
-    )
+    return [
+        f"{RESULTS}/summary.csv",
+        f"{RESULTS}/report/summary.html",
+        f"{RESULTS}/{CAMPAIGN_CONFIG_FILE}",
+    ] + (figures if MD_SYSTEMS else [])
 
 
 def claims_targets():

@@ -1,8 +1,9 @@
 """``qdphonon check`` and ``qdphonon status``: read-only views of a campaign's results tree.
 
-Both read the campaign's config as ``qdphonon cost`` and Snakemake do (``config/config.yaml`` of
-the current directory when present, ``--configfile`` files merged over it; validated, defaults
-filled in). A missing results directory, no config named, or a missing or broken config is one
+Both read the campaign's config as ``qdphonon cost`` does: the ``--configfile`` files merged over
+``config/config.yaml`` as Snakemake does; without them, the merged config the last Snakemake run
+recorded in the results directory (``campaign_config.json``); else ``config/config.yaml``. Validated,
+defaults filled in. A missing results directory, no config named, or a missing or broken config is one
 line naming the directory, file or key (or line), exit status 1. Exit status 0 when every row
 is complete, else 3.
 """
@@ -40,13 +41,13 @@ def _load_config(args: argparse.Namespace, command: str) -> dict | None:
     from pathlib import Path
 
     from qdphonon.config import ConfigError
-    from qdphonon.cli.cost import BASE_CONFIG, load_merged_config
+    from qdphonon.cli.cost import BASE_CONFIG, campaign_config
 
     if not Path(args.results).is_dir():
         print(f"qdphonon {command}: error: results directory not found: {args.results}", file=sys.stderr)
         return None
     try:
-        config = load_merged_config(args.configfile)
+        config = campaign_config(args.configfile, args.results, command)
     except ConfigError as exc:
         print(f"qdphonon {command}: error: {exc}", file=sys.stderr)
         return None

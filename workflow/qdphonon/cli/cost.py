@@ -95,6 +95,8 @@ def add_cost_parser(sub) -> None:
     """Register ``qdphonon cost`` on an argparse sub-parsers object."""
     p = sub.add_parser("cost", help="CP2K cost of a campaign (core-hours, job sizes) from the measured cost model")
     add_configfile_option(p)
+    p.add_argument("--results", default="results", help="a campaign's results directory whose recorded config "
+                   "(campaign_config.json) is used when no --configfile is given (default: results)")
     p.add_argument("--markdown", action="store_true", help="a Markdown table (docs/running.md's) instead of plain text")
     p.set_defaults(func=run_cost)
 
@@ -141,8 +143,30 @@ def load_merged_config(configfiles: Iterable[str | Path], base: str | Path = BAS
     return config
 
 
+def campaign_config(configfiles: Iterable[str | Path], results: str | Path, command: str) -> dict[str, Any]:
+    """The config a campaign command describes: the ``--configfile`` files merged as Snakemake does when
+    given; else the merged config the last Snakemake run recorded in ``results``
+    (:data:`qdphonon.config.CAMPAIGN_CONFIG_FILE`, said on stderr), so that ``qdphonon status`` after
+    ``snakemake --configfile X`` describes X's campaign; else ``config/config.yaml``."""
+    import sys
+
+    from qdphonon.config import CAMPAIGN_CONFIG_FILE, ConfigError, campaign_from_config, load_config_file, validate_config
+
+    recorded = Path(results) / CAMPAIGN_CONFIG_FILE
+    if list(configfiles) or not recorded.is_file():
+        return load_merged_config(configfiles)
+    config = load_config_file(recorded)
+    try:
+        campaign_from_config(validate_config(config))
+    except ConfigError as exc:
+        raise ConfigError(f"invalid config ({recorded}): {exc}") from None
+    print(f"qdphonon {command}: config {recorded} (the merged config of the last snakemake run; "
+          "--configfile to choose another)", file=sys.stderr)
+    return config
+
+
 def run_cost(args) -> int:
     """``qdphonon cost``: print the campaign's cost (plain text, or ``--markdown``)."""
-    config = load_merged_config(args.configfile)
+    config = campaign_config(args.configfile, args.results, "cost")
     print(cost_table_markdown(config) if args.markdown else cost_table_text(config))
     return 0
