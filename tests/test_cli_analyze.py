@@ -102,7 +102,7 @@ def test_short_trajectory_still_reaches_outputs(tmp_path):
 def test_short_trajectory_warning_reaches_stderr(tmp_path):
     csv = band_edge_csv(tmp_path / "short.csv", duration_fs=400.0, dt_fs=1.0)
     proc = subprocess.run(
-        [sys.executable, "-m", "qdphonon.cli", "analyze", "--band-edges", csv, "--md-temperature-K", "10",
+        [sys.executable, "-m", "qdphonon", "analyze", "--band-edges", csv, "--md-temperature-K", "10",
          "--report-temperature-K", "300", "--outdir", str(tmp_path / "o"), "--md-equilibration-fs", "0"],
         capture_output=True, text=True, timeout=60,
     )
@@ -137,7 +137,7 @@ def test_console_script_reports_errors_on_stderr(tmp_path):
     bad = tmp_path / "nocols.csv"
     bad.write_text("a,b\n1,2\n3,4\n")
     proc = subprocess.run(
-        [sys.executable, "-m", "qdphonon.cli", "analyze", "--band-edges", str(bad), "--md-temperature-K", "10",
+        [sys.executable, "-m", "qdphonon", "analyze", "--band-edges", str(bad), "--md-temperature-K", "10",
          "--report-temperature-K", "300", "--outdir", str(tmp_path / "o"), "--md-equilibration-fs", "0"],
         capture_output=True, text=True, timeout=60,
     )
