@@ -97,7 +97,7 @@ def test_default_config_dry_run_lists_whole_pipeline(tmp_path):
     write_config(tmp_path, DEFAULT)
     jobs = planned_jobs(snakemake(tmp_path, "-n", timeout_s=300))
     assert jobs == {"build_structure": 6, "relax_structure": 6, "write_cp2k_input": 32, "run_aimd": 32,
-                    "parse_band_edges": 32, "analyze_system": 6, "anharmonicity_system": 1, "plot_anharmonicity": 1, "summarize_campaign": 1, "plot_figures": 1, "report_pages": 1,
+                    "parse_band_edges": 32, "analyze_system": 6, "anharmonicity_system": 1, "plot_anharmonicity": 1, "summarize_campaign": 1, "record_campaign_config": 1, "plot_figures": 1, "report_pages": 1,
                     "attribute_system": 6, "plot_claims": 1, "localise_system": 6, "plot_localisation": 1, "all": 1}
     assert not (tmp_path / "results").exists()
 
