@@ -21,7 +21,7 @@ import pandas as pd
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE.parent / "workflow" / "qdphonon" / "data" / "real_points.csv"
-ARCHIVES = ("pbe_n1/pbe_n1.tar.xz", "pbe_n1_harmonic/pbe_n1_harmonic.tar.xz")
+ARCHIVES = ("pbe_n1/pbe_n1.tar.xz", "pbe_n1_harmonic/pbe_n1_harmonic.tar.xz", "pbe_n2/pbe_n2.tar.xz")
 """Archives under validation/ whose summary rows are real results."""
 
 COLUMNS = ("system", "formula", "n_atoms", "edge_nm", "shell_layers", "level", "route", "report_temperature_K",

@@ -26,7 +26,7 @@ from qdphonon.parsers.output_header import read_output_header  # noqa: E402
 from qdphonon.parsers.single_point import read_single_point  # noqa: E402
 from qdphonon.harmonic.cost import COLUMNS, DATA_PATH  # noqa: E402
 
-ARCHIVES = ("pbe_n1_harmonic/pbe_n1_harmonic.tar.xz",)
+ARCHIVES = ("pbe_n1_harmonic/pbe_n1_harmonic.tar.xz", "pbe_n2/pbe_n2.tar.xz")
 """Archives under validation/ holding a harmonic route's single points."""
 
 
