@@ -83,13 +83,18 @@ def test_no_module_level_import_cycle_and_the_run_directory_imports_no_engine():
     engines = sorted(f"{a} -> {b}" for a, bs in graph.items() if a.startswith("qdphonon.run")
                      for b in bs if b.startswith("qdphonon.engines"))  # fmt: skip
     assert not engines
+    _assert_acyclic(graph, "import cycle")
+
+
+def _assert_acyclic(graph: dict[str, set[str]], what: str) -> None:
+    """AssertionError naming the first cycle of ``graph`` (depth first, sorted)."""
     state: dict[str, int] = {}
 
     def visit(v: str, stack: list[str]) -> None:
         state[v] = 1
         for w in sorted(graph.get(v, ())):
             if state.get(w) == 1:
-                raise AssertionError("import cycle: " + " -> ".join(stack[stack.index(w):] + [w]) if w in stack else w)
+                raise AssertionError(f"{what}: " + " -> ".join(stack[stack.index(w):] + [w]) if w in stack else w)
             if w not in state:
                 visit(w, [*stack, w])
         state[v] = 2
@@ -112,17 +117,4 @@ def test_no_module_level_cycle_between_parts_and_run_imports_only_itself():
     for src, targets in _module_level_imports().items():
         graph.setdefault(_part(src), set()).update(_part(t) for t in targets if _part(t) != _part(src))
     assert graph["run"] <= {"typed_records"}, graph["run"]
-    state: dict[str, int] = {}
-
-    def visit(v: str, stack: list[str]) -> None:
-        state[v] = 1
-        for w in sorted(graph.get(v, ())):
-            if state.get(w) == 1:
-                raise AssertionError("cycle between parts: " + " -> ".join(stack[stack.index(w):] + [w]))
-            if w not in state:
-                visit(w, [*stack, w])
-        state[v] = 2
-
-    for v in sorted(graph):
-        if v not in state:
-            visit(v, [v])
+    _assert_acyclic(graph, "cycle between parts")

@@ -14,25 +14,18 @@ import json
 import math
 import subprocess
 import sys
-import tarfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from test_validation_pbe_harmonic import K_B_meV_per_K, _forces_eV_A, _gap_eV
+from test_validation_pbe_harmonic import K_B_meV_per_K, _forces_eV_A, _gap_eV, _unpack
 
 REPO = Path(__file__).resolve().parents[1]
 ARCHIVE = REPO / "validation" / "pbe_n2" / "pbe_n2.tar.xz"
 N1_ARCHIVE = REPO / "validation" / "pbe_n1_harmonic" / "pbe_n1_harmonic.tar.xz"
 SYSTEM = "cspbbr3_2x2x2"
-
-
-def _unpack(archive: Path, out: Path) -> Path:
-    with tarfile.open(archive) as tar:
-        tar.extractall(out, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
-    return out
 
 
 @pytest.fixture(scope="module")
