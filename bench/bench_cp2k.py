@@ -393,7 +393,7 @@ def main(argv=None) -> int:
             rows.append({"level": r["level"], "n_atoms": r["n_atoms"], "box_A": r["box_A"],
                          "ranks": r["settings"]["ranks"], "threads": r["settings"]["threads"],
                          "s_per_step": r["s_per_step"], "first_step_s": r["first_step_s"], "inputs": inputs,
-                         "cp2k_version": r["cp2k"], "source": f"bench/bench_cp2k.py {r['candidate']}, "
+                         "cp2k_version": f"CP2K {r['cp2k']}", "source": f"bench/bench_cp2k.py {r['candidate']}, "
                          f"{r['measured_at'][:10]}, 2 cores, median of {r['steps']} MD steps"})  # fmt: skip
         append_measurements(rows)
         print(f"recorded {len(rows)} row(s)")

@@ -74,3 +74,13 @@ def test_a_malformed_table_is_refused_naming_file_and_line(tmp_path):
     bad.write_text("level,n_atoms\npbe,11\n")
     with pytest.raises(ValueError, match=r"costs.csv: columns \['level', 'n_atoms'\]"):
         sp_cost.read_rows(bad)
+
+
+@pytest.mark.parametrize("name", ["cp2k_single_point_costs.csv", "cp2k_step_costs.csv", "real_points.csv"])
+def test_the_shipped_tables_read_with_plain_pandas_and_versions_stay_text(name):
+    """``pandas.read_csv`` with no options: a CP2K version such as 9.10 must not become the float 9.1, so
+    the column holds ``CP2K <version>`` (text) wherever a table has one."""
+    table = pd.read_csv(sp_cost.DATA_PATH.parent / name)
+    assert len(table) >= 1 and not table.columns.str.startswith("Unnamed").any()
+    for column in [c for c in table.columns if "version" in c]:
+        assert table[column].map(type).eq(str).all() and table[column].str.startswith("CP2K ").all(), column

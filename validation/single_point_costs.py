@@ -55,7 +55,7 @@ def archive_row(archive: Path) -> dict:
     level = levels.pop()
     return {"level": level, "n_atoms": symbols, "ranks": ranks, "threads": threads,
             "s_per_single_point": round(statistics.median(walls), 3), "n_single_points": len(walls),
-            "min_s": round(min(walls), 3), "max_s": round(max(walls), 3), "cp2k_version": version,
+            "min_s": round(min(walls), 3), "max_s": round(max(walls), 3), "cp2k_version": f"CP2K {version}",
             "source": "validation/" + archive.parent.name}  # fmt: skip
 
 
