@@ -3,6 +3,8 @@ batches, done = same input and a whole parse, a changed input runs again."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from qdphonon.harmonic.assemble import cartesian_displacements
@@ -46,6 +48,25 @@ def test_done_means_same_input_and_whole_output(dot_xyz, tmp_path):
     assert status[names[2]] == "ran" and list(status.values()).count("done") == 4
     status = run_single_points(dot_xyz, work, names, "xtb", step_A=0.02, engine="mock")  # other displacements
     assert status.pop(REFERENCE) == "done" and set(status.values()) == {"ran"}
+
+
+def test_a_single_point_another_engine_holds_is_refused_and_left_as_it_is(dot_xyz, tmp_path):
+    """A second job given a single point in flight (its directory's lock held) refuses it, naming the
+    holder, and touches nothing in the directory; the ones before it in the list are done."""
+    from qdphonon.run.errors import RunDirLocked
+    from qdphonon.run.lock import lock_run_dir
+
+    work = tmp_path / "sp"
+    names = displacement_names(11)[:3]
+    held = work / names[1]
+    held.mkdir(parents=True)
+    (held / "partial.out").write_text("CP2K writing\n")
+    with lock_run_dir(held, "test"), pytest.raises(RunDirLocked, match=str(os.getpid())):
+        run_single_points(dot_xyz, work, names, "xtb", engine="mock")
+    assert (held / "partial.out").read_text() == "CP2K writing\n"
+    assert (work / names[0] / OUTPUT).is_file() and not (work / names[2]).exists()
+    assert set(run_single_points(dot_xyz, work, names, "xtb", engine="mock").values()) == {"done", "ran"}
+    assert not (held / "partial.out").exists()
 
 
 def test_collect_names_the_first_missing_single_point(dot_xyz, tmp_path):

@@ -217,6 +217,20 @@ def test_the_harmonic_route_is_one_row_from_not_started_to_complete(tmp_path, ca
     assert rc == 3 and r["state"] == "single points" and r["steps_done"] == 2
     # CP2K's own total time of the two real single points (17.137 s and the displaced one's): their median
     assert r["seconds_per_step"] > 10 and r["seconds_left"] == pytest.approx(7 * r["seconds_per_step"])
+    # a live engine holds a01's lock (as run_single_points does while CP2K runs): counted as running
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys; from qdphonon.run.lock import lock_run_dir\n"
+        f"with lock_run_dir({str(root / 'sp' / 'a0001xp')!r}, 'test'):\n"
+        "    print('held', flush=True); sys.stdin.read()")], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        rc, r = row()
+        assert rc == 3 and r["state"] == "single points (1 running)" and r["running"] and r["steps_done"] == 2
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=60)
+    rc, r = row()
+    assert r["state"] == "single points" and not r["running"]
     (root / "batches").mkdir()
     for b in (0, 1):
         (root / "batches" / f"b{b}.json").write_text("{}")

@@ -1,7 +1,7 @@
 """Where a campaign stands: per system and replica, steps done of planned, how each segment ended,
 seconds per MD step in the last segment, time left at that rate, and whether CP2K runs now; per
 system on the harmonic route (``route: harmonic`` or ``both``), one row ``harmonic``: its
-relaxation's segments and the single points done of planned.
+relaxation's segments, the single points done of planned and how many run now (their lock held).
 
 Read-only: it looks at ``results/aimd/{system}/{replica}/`` (``segments.json``, ``run.json``
 and the last line of CP2K's ``.ener`` file, named by :mod:`qdphonon.run.layout`), at
@@ -76,7 +76,7 @@ def harmonic_status(results: Path, config: Mapping[str, Any], system) -> dict[st
     time over the finished ones and ``seconds_left`` that times the ones left; ``segments`` the relaxation's."""
     from qdphonon.harmonic.cost import harmonic_displacements_per_job
     from qdphonon.harmonic.plan import HARMONIC_DIR, batch_record, n_batches, n_displacements
-    from qdphonon.harmonic.runner import single_point_walls
+    from qdphonon.harmonic.runner import single_point_walls, single_points_running
     from qdphonon.run.files import RELAX_STATE_FILE
 
     root = results / HARMONIC_DIR / system.name
@@ -88,18 +88,21 @@ def harmonic_status(results: Path, config: Mapping[str, Any], system) -> dict[st
     last = segments[-1] if segments else None
     relaxing = bool(last and last.get("ended") == SegmentEnd.RUNNING and process_alive(last.get("pid")))
     walls = single_point_walls(root / "sp")
+    in_flight = single_points_running(root / "sp")
     done = len(walls)
     timed = sorted(w for w in walls if w is not None)
     per_sp = timed[len(timed) // 2] if timed else None
     if complete:
         state_word = "complete"
     elif (root / "relaxed.xyz").is_file():
-        state_word = "single points" if done else "relaxed"
+        state_word = "single points" if done or in_flight else "relaxed"
+        if in_flight:
+            state_word += f" ({len(in_flight)} running)"
     elif relaxing or not segments:
         state_word = "relaxing" if relaxing else "not started"
     else:
         state_word = "relaxation " + segments_state(segments, relaxing)
-    return {"run_dir": str(root), "state": state_word, "complete": complete, "running": relaxing,
+    return {"run_dir": str(root), "state": state_word, "complete": complete, "running": relaxing or bool(in_flight),
             "steps_done": done, "steps_planned": n_disp + 1, "segments": [str(s.get("ended")) for s in segments],
             "seconds_per_step": per_sp, "seconds_left": None if per_sp is None else per_sp * (n_disp + 1 - done),
             "engine": config["engine"]}  # fmt: skip

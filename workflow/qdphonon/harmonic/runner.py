@@ -7,7 +7,8 @@ structure symmetrised onto the cut's point group: :mod:`qdphonon.harmonic.symmet
 directory holds the same input (``sp.inp``, byte for byte) and its outputs parse completely
 (:func:`qdphonon.parsers.single_point.read_single_point`); a job given several displacements runs the
 ones not done, one after the other, so a kill loses at most the one in flight. Jobs given disjoint
-sets of displacements may run at the same time.
+sets of displacements may run at the same time. A single point runs with its directory's lock held
+(:mod:`qdphonon.run.lock`), so a second job refuses it and ``qdphonon status`` sees it running.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from qdphonon.cp2k.inputs import SCFSettings, cp2k_input_tree, merge_overrides
 from qdphonon.harmonic.plan import TIGHT_RELAX_OVERRIDES  # noqa: F401  (re-exported)
 from qdphonon.harmonic.assemble import Displacement, SinglePoint, cartesian_displacements, displaced_positions
 from qdphonon.parsers.single_point import SinglePointIncomplete, read_single_point
+from qdphonon.run.lock import LOCK_FILE, lock_holder, lock_run_dir
 from qdphonon.structures.io import read_structure
 
 REFERENCE = "ref"
@@ -178,24 +180,43 @@ def run_single_points(structure_xyz: str | Path, workdir: str | Path, names: Seq
         if is_done(d, text):
             status[name] = "done"
             continue
-        if d.exists():
-            shutil.rmtree(d)
-        d.mkdir(parents=True)
-        (d / INPUT).write_text(text)
-        if restart:
-            shutil.copyfile(initial_wfn, d / START_WFN)
-        if mock is not None:
-            disp = _displacement(name, step_A)
-            write_single_point(d, mock, base if disp is None else displaced_positions(base, disp), PROJECT, OUTPUT)
-            exit_status = 0
-        else:
-            exit_status = _run_cp2k(d, cp2k_command, mpi, tasks, threads)
+        d.mkdir(parents=True, exist_ok=True)
+        with lock_run_dir(d, f"harmonic single point {name}"):
+            _clear(d)
+            (d / INPUT).write_text(text)
+            if restart:
+                shutil.copyfile(initial_wfn, d / START_WFN)
+            if mock is not None:
+                disp = _displacement(name, step_A)
+                write_single_point(d, mock, base if disp is None else displaced_positions(base, disp), PROJECT, OUTPUT)
+                exit_status = 0
+            else:
+                exit_status = _run_cp2k(d, cp2k_command, mpi, tasks, threads)
         try:
             read_single_point(d, PROJECT, OUTPUT)
         except SinglePointIncomplete as exc:
             raise SinglePointFailed(f"{d}: CP2K exit status {exit_status}, no whole result: {exc}") from exc
         status[name] = "ran"
     return status
+
+
+def _clear(directory: Path) -> None:
+    """Remove what an earlier attempt left in a single point's directory (all but the held lock file)."""
+    for p in directory.iterdir():
+        if p.name != LOCK_FILE:
+            shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+
+
+def single_points_running(workdir: str | Path) -> list[str]:
+    """The single points of ``workdir`` whose directory's lock a live engine holds (a holder on another
+    host counts as running: it cannot be checked from here)."""
+    workdir = Path(workdir)
+    running = []
+    for d in sorted(workdir.iterdir()) if workdir.is_dir() else []:
+        holder = lock_holder(d)
+        if holder is not None and holder["engine_alive"] is not False:
+            running.append(d.name)
+    return running
 
 
 def _run_cp2k(directory: Path, cp2k_command: str, mpi: str | None, tasks: int, threads: int) -> int:
