@@ -118,3 +118,56 @@ def test_no_module_level_cycle_between_parts_and_run_imports_only_itself():
         graph.setdefault(_part(src), set()).update(_part(t) for t in targets if _part(t) != _part(src))
     assert graph["run"] <= {"typed_records"}, graph["run"]
     _assert_acyclic(graph, "cycle between parts")
+
+
+CP2K_OUTPUT_MARKERS = ("EIGENVALUES AND OCCUPATION", "E(Fermi)", "Band gap", "HOMO - LUMO", "PROGRAM ENDED",
+                       "PROGRAM STARTED", "CP2K|", "GLOBAL|", "MD_INI|", "MD| ", "SCF run", "ENERGY| Total",
+                       "OPTIMIZATION COMPLETED", "STEP_START_VAL", "Step Nr.", "i =", "ABORT")  # fmt: skip
+"""Text CP2K prints into its outputs, trajectories, MOLogs and restart files."""
+
+CP2K_TEXT_WRITERS = {"engines/mock_writers.py", "engines/mock_localisation.py", "engines/mock_dcd.py",
+                     "harmonic/mock.py", "reevaluate.py"}  # fmt: skip
+"""Modules that write CP2K-shaped text and read none: the mock's outputs, and the re-evaluation's
+snapshot file (CP2K XYZ, the input of ``REFTRAJ``)."""
+
+
+def _string_constants(tree) -> list[tuple[int, str]]:
+    """(line, text) of every str/bytes constant of a module but its docstrings."""
+    import ast
+
+    docstrings = {id(n.body[0].value) for n in ast.walk(tree)
+                  if isinstance(n, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and n.body
+                  and isinstance(n.body[0], ast.Expr) and isinstance(n.body[0].value, ast.Constant)}  # fmt: skip
+    out = []
+    for n in ast.walk(tree):
+        if isinstance(n, ast.Constant) and isinstance(n.value, (str, bytes)) and id(n) not in docstrings:
+            text = n.value.decode("latin-1") if isinstance(n.value, bytes) else n.value
+            out.append((n.lineno, text))
+    return out
+
+
+def test_cp2k_output_text_is_read_only_in_parsers():
+    """A new CP2K print variant is a parsers/-only change: no module outside parsers/ (but the mock's
+    writers) holds a string or regex of CP2K's output text. Error messages may name a CP2K file, not its
+    contents."""
+    import ast
+
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        rel = path.relative_to(PACKAGE).as_posix()
+        if rel.startswith("parsers/") or rel in CP2K_TEXT_WRITERS:
+            continue
+        for line, text in _string_constants(ast.parse(path.read_text())):
+            hits = [m for m in CP2K_OUTPUT_MARKERS if m in text]
+            if hits:
+                found.append(f"{rel}:{line}: {hits} in {text[:60]!r}")
+    assert not found, "CP2K output text outside parsers/:\n" + "\n".join(found)
+
+
+def test_the_cp2k_text_check_sees_a_reader_outside_parsers(tmp_path):
+    """The check above finds a MOLog marker in a regex (not only in plain strings) and skips docstrings."""
+    import ast
+
+    src = '"""Reads E(Fermi) lines."""\nimport re\nPAT = re.compile(rb"EIGENVALUES AND OCCUPATION")\n'
+    texts = [t for _, t in _string_constants(ast.parse(src))]
+    assert texts == ["EIGENVALUES AND OCCUPATION"]

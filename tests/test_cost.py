@@ -9,7 +9,6 @@ config files themselves.
 from __future__ import annotations
 
 import copy
-import math
 import re
 import subprocess
 import sys

@@ -327,7 +327,7 @@ def test_ambiguous_lost_frame_resolved_by_the_overlap(tmp_path):
 
 
 def test_engine_path_cut_after_the_restart_step(copy_run):
-    """Our engine cuts the shared files back to the restart step before a continuation (run.records
+    """Our engine cuts the shared files back to the restart step before a continuation (engines.file_cuts
     ``cut_after_step``): replay restart_overlap's seg000 state, cut its DCD with dcd_length_through_step
     (mapped by the .ener before it is cut), append seg001's real bytes: every step once, no overlap."""
     run = copy_run("restart_overlap")

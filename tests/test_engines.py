@@ -37,7 +37,9 @@ from qdphonon.engines.process import Stop, StopReason, cp2k_command_line, cp2k_e
 from qdphonon.engines.relax import relax, write_labelled_structure
 from qdphonon.parsers.energies import read_energies
 from qdphonon.parsers.run_dir import RunResult, parse_run_dir
-from qdphonon.run.layout import STATE_FILE, restart_source, restart_step, run_files
+from qdphonon.engines.file_cuts import restart_source
+from qdphonon.parsers.record_bounds import restart_step
+from qdphonon.run.layout import STATE_FILE, run_files
 from qdphonon.structures.build import build_quantum_dot
 from qdphonon.structures.io import read_structure, write_structure
 from qdphonon.structures.model import QuantumDotSpec

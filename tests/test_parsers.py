@@ -23,7 +23,8 @@ from qdphonon.parsers.main_output import read_main_output
 from qdphonon.parsers.run_dir import parse_run_dir
 from qdphonon.parsers.writers import write_band_edges_csv, write_trajectory_npz
 from qdphonon.parsers.xyz import dedupe_keep_last, read_positions, read_velocities, read_xyz_trajectory
-from qdphonon.run.layout import run_files, truncate_to_complete_records
+from qdphonon.engines.file_cuts import truncate_to_complete_records
+from qdphonon.run.layout import run_files
 
 FILES = run_files("md", "mo")
 from qdphonon.units import AU_VELOCITY_A_per_fs, BOLTZMANN_meV_per_K, HARTREE_eV

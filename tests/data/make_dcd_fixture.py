@@ -98,18 +98,19 @@ def continuation(run: Path, log: list[str], k: int) -> None:
 def trim(run: Path, log: list[str]) -> dict[str, int]:
     """What the engine must do before a continuation: whole DCD frames, whole .ener lines and MO blocks."""
     from qdphonon.parsers.dcd import dcd_files, trim_dcd
-    from qdphonon.run.layout import run_files, truncate_to_complete_records
+    from qdphonon.engines.file_cuts import truncate_to_complete_records
+    from qdphonon.run.layout import run_files
 
     files = run_files("md", "mo")
     removed = truncate_to_complete_records(run, {k: v for k, v in files.items() if k in ("energies", "molog")})
     for name in dcd_files("md").values():
         removed[name] = trim_dcd(run / name)
-    log.append(f"qdphonon.parsers.dcd.trim_dcd + run.layout.truncate_to_complete_records('.')  # removed bytes: {removed}")
+    log.append(f"qdphonon.parsers.dcd.trim_dcd + engines.file_cuts.truncate_to_complete_records('.')  # removed bytes: {removed}")
     return removed
 
 
 def restart_step(run: Path) -> int:
-    from qdphonon.run.layout import restart_step as rs
+    from qdphonon.parsers.record_bounds import restart_step as rs
 
     k = rs(run / "md-1.restart")
     if k is None:

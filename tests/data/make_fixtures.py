@@ -11,8 +11,8 @@ Every input comes from the current code, the way the engine writes it: ``md.inp`
 :func:`qdphonon.cp2k.continuation.with_restart_backup` (``BACKUP_COPIES 1``, as
 :func:`qdphonon.engines.cp2k.run_cp2k` writes it), continuations through
 :func:`qdphonon.cp2k.continuation.continuation_tree` from the restart file that
-:func:`qdphonon.run.layout.restart_source` picks, after
-:func:`qdphonon.run.layout.truncate_to_complete_records`.
+:func:`qdphonon.engines.file_cuts.restart_source` picks, after
+:func:`qdphonon.engines.file_cuts.truncate_to_complete_records`.
 
 Total cost on 2 cores: about 7 minutes (the 64-atom relaxation ~3.5 min, the two PBE runs
 ~40 s each). Run it under the machine-wide CP2K lock::
@@ -151,7 +151,7 @@ def segment_input(run: Path, index: int, log: list[str], *, walltime_s: float | 
     """Write ``seg{index:03d}.inp`` from ``md.inp`` as the engine does; return the restart step it continues from.
 
     Segment 0 is ``md.inp``'s tree; a later one continues from the restart file (and wavefunction)
-    that :func:`qdphonon.run.layout.restart_source` picks, after trimming partial records, with
+    that :func:`qdphonon.engines.file_cuts.restart_source` picks, after trimming partial records, with
     :func:`continuation_tree` and the remaining steps. Every segment gets
     :func:`with_restart_backup`; ``walltime_s`` sets ``GLOBAL/WALLTIME`` in fractional seconds
     (the engine writes whole seconds, too coarse for a 0.06 s MD step).
@@ -159,7 +159,8 @@ def segment_input(run: Path, index: int, log: list[str], *, walltime_s: float | 
     from qdphonon.cp2k.continuation import continuation_tree, with_restart_backup
     from qdphonon.cp2k.readback import read_md_input, render_tree
     from qdphonon.cp2k.xmlspec import installed_xmlspec
-    from qdphonon.run.layout import restart_source, segment_files, truncate_to_complete_records
+    from qdphonon.engines.file_cuts import restart_source, truncate_to_complete_records
+    from qdphonon.run.layout import segment_files
 
     md = read_md_input(run / "md.inp")
     inp, _ = segment_files(index)
@@ -168,7 +169,7 @@ def segment_input(run: Path, index: int, log: list[str], *, walltime_s: float | 
         tree, origin, call = md.tree, "fresh start", "md.tree"
     else:
         trimmed = truncate_to_complete_records(run, md.files)
-        log.append(f"qdphonon.run.layout.truncate_to_complete_records('.', md.files)  # removed bytes: {trimmed}")
+        log.append(f"qdphonon.engines.file_cuts.truncate_to_complete_records('.', md.files)  # removed bytes: {trimmed}")
         restart, k, wfn = restart_source(run, md.files)
         if k is None:
             raise RuntimeError(f"{run}: no readable restart file to continue from")
@@ -213,7 +214,7 @@ def relaxed_structure(work: Path, size: int, smearing_K: float | None, reuse: bo
 
 
 def restart_step(run: Path) -> int:
-    from qdphonon.run.layout import restart_step as step
+    from qdphonon.parsers.record_bounds import restart_step as step
 
     k = step(run / "md-1.restart")
     if k is None:

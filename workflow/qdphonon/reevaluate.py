@@ -20,7 +20,6 @@ Physics of the stride and of "dynamics at one level, band edges at another": doc
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 from pathlib import Path

@@ -50,7 +50,7 @@ def _parse_pass(run_dir: Path, first: int) -> PassResult:
 
 def _wavefunction_of(run_dir: Path) -> Path | None:
     """The pass's last whole wavefunction file (a kill can cut the newest one short)."""
-    from qdphonon.run.records import fortran_file_whole
+    from qdphonon.parsers.record_bounds import fortran_file_whole
 
     for name in (f"{PROJECT}-RESTART.wfn", f"{PROJECT}-RESTART.wfn.bak-1"):
         if fortran_file_whole(run_dir / name):

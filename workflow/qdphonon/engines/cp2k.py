@@ -43,9 +43,10 @@ from qdphonon.metadata import run_record
 from qdphonon.parsers.energies import last_energy_step
 from qdphonon.run.layout import (
     INITIAL_WFN_FILE, STATE_FILE, SegmentEnd, check_same_input,
-    foreign_files, read_json, restart_source, segment_files, wipe_run_files, write_json_atomic,
+    foreign_files, read_json, segment_files, wipe_run_files, write_json_atomic,
 )
-from qdphonon.run.records import count_md_blocks, fortran_file_whole
+from qdphonon.engines.file_cuts import restart_source
+from qdphonon.parsers.record_bounds import count_md_blocks, fortran_file_whole
 from qdphonon.engines.recovery import prepare_continuation, prepare_run_dir
 
 

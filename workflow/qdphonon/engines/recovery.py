@@ -38,10 +38,9 @@ from typing import Any, Mapping
 
 from qdphonon.parsers.dcd_steps import dcd_length_through_step
 from qdphonon.parsers.verdicts import OutputEnd, output_end
-from qdphonon.run.layout import SET_ASIDE_DIR, SegmentEnd, restart_source
-from qdphonon.run.records import (
-    count_md_blocks, cut_after_step, cut_file, cut_molog_blocks, ener_lines, truncate_to_complete_records,
-)  # fmt: skip
+from qdphonon.engines.file_cuts import cut_after_step, cut_file, cut_molog_blocks, restart_source, truncate_to_complete_records
+from qdphonon.parsers.record_bounds import count_md_blocks, ener_lines
+from qdphonon.run.layout import SET_ASIDE_DIR, SegmentEnd
 
 _STALE_TMP = re.compile(r"^\..+\.tmp$")
 

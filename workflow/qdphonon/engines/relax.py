@@ -31,7 +31,7 @@ from qdphonon.run.layout import LOCK_FILE, SegmentEnd, write_json_atomic
 from qdphonon.run.files import (
     RELAX_PROJECT, RELAX_STATE_FILE, RELAX_SUMMARY_FILE, relax_segment_files, relax_trajectory, relax_wavefunctions,
 )  # fmt: skip
-from qdphonon.run.records import fortran_file_whole, xyz_frames
+from qdphonon.parsers.record_bounds import fortran_file_whole, xyz_frames
 from qdphonon.engines.recovery import remove_stale_temp_files
 from qdphonon.structures.build import recentre
 from qdphonon.structures.io import _xyz_text, read_structure

@@ -27,9 +27,9 @@ Locking and recovery
     k, :mod:`qdphonon.engines.recovery` trims the shared files back to what the continuation
     rewrites (energies and trajectories to step k, the MOLog to the blocks of steps < k) and
     moves what it took out to ``set_aside/``; each segment records ``molog_blocks``, the MD
-    blocks it left in the MOLog, which ``discover`` hands to the parser. Record
-    boundaries and restart files (:func:`restart_step`, :func:`restart_source`, re-exported
-    here): :mod:`qdphonon.run.records`.
+    blocks it left in the MOLog, which ``discover`` hands to the parser. Where CP2K's records
+    end and which step a restart file holds is CP2K's text, read by
+    :mod:`qdphonon.parsers.record_bounds`; the cuts are :mod:`qdphonon.engines.file_cuts`.
 """
 
 from __future__ import annotations
@@ -46,7 +46,6 @@ from qdphonon.run.files import (  # noqa: F401  (the names are files' own; re-ex
     is_segment_file, molog_name, run_files, segment_files,
 )
 from qdphonon.run.lock import LOCK_FILE, lock_holder, lock_run_dir  # noqa: F401  (part of the contract)
-from qdphonon.run.records import count_md_blocks, restart_source, restart_step, truncate_to_complete_records  # noqa: F401
 
 
 
