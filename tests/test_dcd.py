@@ -485,3 +485,23 @@ def test_velocity_unit_checked_from_the_cell_records(copy_run):
               cell=h["cells"] / CP2K_BOHR_A, titles=h["titles"])  # fmt: skip
     with pytest.raises(ValueError, match=r"md-pos-1\.dcd: positions written in a unit 1\.88973 x Angstrom"):
         read_dcd_run(run, "positions")
+
+
+def test_symbols_and_cell_of_a_hand_written_input_are_read_by_cp2k_input_tools(tmp_path):
+    """The DCD reader's symbols and cell come from the input parsed as CP2K does (a ``[bohr]`` ABC
+    converted, comments and the SCALED keyword skipped), not from a pattern over its text; an input
+    that does not parse is a ValueError naming the file."""
+    from qdphonon.cp2k.readback import read_subsys
+
+    inp = tmp_path / "hand.inp"
+    inp.write_text("&GLOBAL\n  PROJECT hand\n  RUN_TYPE MD\n&END GLOBAL\n&FORCE_EVAL\n  &SUBSYS\n    &CELL\n"
+                   "      ABC [bohr] 20.0 20.0 20.0\n    &END CELL\n    &COORD\n      ! a comment\n      SCALED F\n"
+                   "      Cs 0.0 0.0 0.0\n      Br 3.0 0.0 0.0   # trailing\n    &END COORD\n  &END SUBSYS\n"
+                   "&END FORCE_EVAL\n")  # fmt: skip
+    symbols, abc = read_subsys(inp)
+    assert symbols == ["Cs", "Br"] and symbols_from_input(inp) == ("Cs", "Br")
+    assert abc == pytest.approx([20.0 * CP2K_BOHR_A] * 3, rel=1e-7)  # its bohr differs from CP2K's by 4e-9
+    bad = tmp_path / "bad.inp"
+    bad.write_text("&GLOBAL\n  NO_SUCH_KEYWORD 1\n&END GLOBAL\n")
+    with pytest.raises(ValueError, match="bad.inp: not a CP2K input"):
+        read_subsys(bad)

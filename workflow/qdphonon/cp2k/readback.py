@@ -149,6 +149,23 @@ def read_md_input(input_path: str | os.PathLike, xmlspec: str | os.PathLike | No
     )
 
 
+def read_subsys(input_path: str | os.PathLike) -> tuple[list[str], np.ndarray | None]:
+    """Element symbols of any CP2K input's ``&COORD`` (in order; empty when it has none) and its
+    ``&CELL ABC`` in Angstrom (a ``[unit]`` converted by cp2k-input-tools; None when absent).
+
+    For trajectories that carry no symbols (DCD) and their unit check. ValueError naming the file
+    when the input does not parse."""
+    path = Path(input_path)
+    try:
+        tree = parse_input_text(path.read_text(errors="replace"), bundled_xmlspec())
+    except Exception as exc:  # cp2k-input-tools raises its own error types
+        raise ValueError(f"{path}: not a CP2K input cp2k-input-tools can read: {exc}") from exc
+    subsys = _sec(_sec(tree, "force_eval"), "subsys") or {}
+    symbols = [line.split()[0] for line in (_sec(subsys, "coord") or {}).get("*", []) if line.split()]
+    abc = (_sec(subsys, "cell") or {}).get("abc")
+    return symbols, None if abc is None else np.array([float(x) for x in abc], dtype=float)
+
+
 def input_ldos_lists(tree: dict[str, Any]) -> list[list[int]]:
     """The 1-based atom indices of every ``&LDOS`` of a parsed CP2K input (canonical tree of
     :func:`qdphonon.cp2k.xmlspec.parse_input_text`), in the order CP2K numbers its list files."""

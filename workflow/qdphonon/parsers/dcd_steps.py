@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import re
 from pathlib import Path
 from typing import Any, Sequence
 import numpy as np
@@ -189,23 +188,15 @@ def dcd_length_through_step(path: str | os.PathLike, ener_steps: Sequence[int], 
 
 # --- run directories ---------------------------------------------------------------------------
 
-_COORD_BLOCK = re.compile(r"^\s*&COORD\b[^\n]*\n(.*?)^\s*&END\s+COORD\b", re.IGNORECASE | re.MULTILINE | re.DOTALL)
-
-
 def symbols_from_input(path: str | os.PathLike) -> tuple[str, ...]:
-    """Element symbols of a CP2K input's ``&COORD`` block, in order (DCD files hold none)."""
-    path = Path(path)
-    text = path.read_text(errors="replace")
-    m = _COORD_BLOCK.search(text)
-    if m is None:
+    """Element symbols of a CP2K input's ``&COORD`` block, in order (DCD files hold none); read with
+    cp2k-input-tools (:func:`qdphonon.cp2k.readback.read_subsys`)."""
+    from qdphonon.cp2k.readback import read_subsys
+
+    symbols = read_subsys(path)[0]
+    if not symbols:
         raise ValueError(f"{path}: no &COORD block (DCD files carry no element symbols; pass them)")
-    out = []
-    for line in m.group(1).splitlines():
-        s = line.split("!")[0].split("#")[0].split()
-        if not s or s[0].upper() in ("UNIT", "SCALED"):
-            continue
-        out.append(s[0])
-    return tuple(out)
+    return tuple(symbols)
 
 
 def read_dcd_trajectory(path: str | os.PathLike, energies_path: str | os.PathLike, symbols: Sequence[str], *,
@@ -255,15 +246,6 @@ def velocity_unit_factor(positions_cells: np.ndarray, velocities_cells: np.ndarr
     return a_vel / (a_pos / CP2K_BOHR_A)
 
 
-_ABC = re.compile(r"^\s*ABC\s+([-+0-9.eEdD]+)\s+([-+0-9.eEdD]+)\s+([-+0-9.eEdD]+)\s*$", re.IGNORECASE | re.MULTILINE)
-
-
-def _input_abc_A(text: str) -> np.ndarray | None:
-    """``&CELL ABC`` of an input when given plainly in Angstrom (no ``[unit]``), else None."""
-    m = _ABC.search(text)
-    return None if m is None else np.array([float(x.replace("d", "e").replace("D", "e")) for x in m.groups()])
-
-
 def read_dcd_run(run_dir: str | os.PathLike, key: str, symbols: Sequence[str] | None = None, *,
                  project: str | None = None, warn_sink: list[str] | None = None) -> Trajectory | None:  # fmt: skip
     """Positions (``key="positions"``) or velocities of a run directory written as DCD, every step once;
@@ -278,7 +260,7 @@ def read_dcd_run(run_dir: str | os.PathLike, key: str, symbols: Sequence[str] | 
     """
     from qdphonon.parsers.verdicts import output_end
     from qdphonon.parsers.discover import discover
-    from qdphonon.run.files import run_files, segment_files
+    from qdphonon.run.files import run_files
 
     run_dir = Path(run_dir)
     layout = discover(run_dir)
@@ -288,16 +270,14 @@ def read_dcd_run(run_dir: str | os.PathLike, key: str, symbols: Sequence[str] | 
     path = run_dir / name
     if not path.is_file():
         return None
-    inp = next((p for p in [run_dir / segment_files(0)[0], *sorted(run_dir.glob("*.inp"))]
-                if p.is_file() and _COORD_BLOCK.search(p.read_text(errors="replace"))), None)  # fmt: skip
+    inp, in_symbols, abc = _input_subsys(run_dir)
     if symbols is None:
         if inp is None:
             raise ValueError(f"{path}: no input with a &COORD block in {run_dir}; pass the element symbols")
-        symbols = symbols_from_input(inp)
+        symbols = in_symbols
     energies = run_dir / run_files(project)["energies"]
     ended = bool(layout.outputs) and output_end(layout.outputs[-1]).ended
     traj = read_dcd_trajectory(path, energies, symbols, kind=key, last_segment_ended=ended, warn_sink=warn_sink)
-    abc = _input_abc_A(inp.read_text(errors="replace")) if inp is not None else None
     cell = _first_cell(path)
     if key == "positions" and abc is not None and cell is not None:
         factor = float(cell[0, 0]) / float(abc[0])
@@ -314,6 +294,25 @@ def read_dcd_run(run_dir: str | os.PathLike, key: str, symbols: Sequence[str] | 
                     raise ValueError(f"{path}: velocities written in a unit {factor:.6g} x bohr/au_time (cell "
                                      "record vs the positions' one); CP2K's default UNIT bohr*au_t^-1 is expected")  # fmt: skip
     return traj
+
+
+def _input_subsys(run_dir: Path) -> tuple[Path | None, tuple[str, ...], np.ndarray | None]:
+    """(input, its symbols, its ABC in Angstrom) of the first input of a run with a ``&COORD`` block
+    (``seg000.inp``, else the ``*.inp`` files in name order; one that does not parse is passed over),
+    or (None, (), None)."""
+    from qdphonon.cp2k.readback import read_subsys
+    from qdphonon.run.files import segment_files
+
+    for p in [run_dir / segment_files(0)[0], *sorted(run_dir.glob("*.inp"))]:
+        if not p.is_file():
+            continue
+        try:
+            symbols, abc = read_subsys(p)
+        except ValueError:
+            continue
+        if symbols:
+            return p, tuple(symbols), abc
+    return None, (), None
 
 
 def _first_cell(path: Path) -> np.ndarray | None:
