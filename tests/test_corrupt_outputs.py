@@ -22,6 +22,7 @@ import pytest
 from qdphonon.parsers.energies import read_energies
 from qdphonon.parsers.run_dir import parse_run_dir
 from qdphonon.parsers.xyz import read_positions, read_velocities
+from archives import extract
 
 DATA = Path(__file__).resolve().parent / "data" / "cp2k-2023.1"
 
@@ -37,7 +38,7 @@ def unpacked(tmp_path_factory):
             if not archive.is_file():
                 pytest.fail(f"fixture {archive} missing: regenerate with tests/data/make_fixtures.py")
             with tarfile.open(archive) as tar:
-                tar.extractall(dest, filter="data")
+                extract(tar, dest)
         return dest
 
     return get

@@ -22,6 +22,7 @@ from qdphonon.parsers.molog import UnsupportedMOLogFormat
 from qdphonon.parsers.run_dir import parse_run_dir
 from qdphonon.parsers.writers import write_band_edges_csv
 from test_parsers import ref_molog_blocks
+from archives import extract
 
 DATA = Path(__file__).parent / "data" / "cp2k-versions"
 
@@ -168,7 +169,7 @@ def test_derived_2026_md_banner_gives_the_band_edges_of_the_2023_run(tmp_path):
     np.testing.assert_allclose(result.band_edges.cbm_eV, [b[homo + 1][0] for b in ref], atol=1e-8)
     real = tmp_path / "real"
     with tarfile.open(DATA.parent / "cp2k-2023.1" / "xtb_cs4pbbr6_20steps" / "run.tar.xz") as tar:
-        tar.extractall(real, filter="data") if hasattr(tarfile, "data_filter") else tar.extractall(real)
+        extract(tar, real)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         base = parse_run_dir(real)
@@ -191,7 +192,7 @@ def test_on_scf_failure_help_says_what_the_csv_writes(tmp_path):
     """keep_flagged writes scf_converged as pandas writes a bool (False); the --help text says the same."""
     src = DATA.parent / "cp2k-2023.1" / "xtb_cs4pbbr6_scf_unconverged" / "run.tar.xz"
     with tarfile.open(src) as tar:
-        tar.extractall(tmp_path / "run", filter="data") if hasattr(tarfile, "data_filter") else tar.extractall(tmp_path / "run")
+        extract(tar, tmp_path / "run")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         result = parse_run_dir(tmp_path / "run", on_scf_failure="keep_flagged")
@@ -213,7 +214,7 @@ def test_library_messages_in_the_middle_of_eigenvalue_lists_change_nothing(tmp_p
     runs = {}
     for name in ("clean", "gpu"):
         with tarfile.open(src) as tar:
-            tar.extractall(tmp_path / name, filter="data") if hasattr(tarfile, "data_filter") else tar.extractall(tmp_path / name)
+            extract(tar, tmp_path / name)
         runs[name] = tmp_path / name
     out = runs["gpu"] / "seg000.out"
     lines, edited, k = out.read_text().split("\n"), [], None

@@ -38,6 +38,7 @@ from qdphonon.parsers.dcd_steps import (
     symbols_from_input,
 )
 from qdphonon.units import AU_VELOCITY_A_per_fs
+from archives import extract
 
 DATA = Path(__file__).resolve().parent / "data" / "cp2k-2023.1" / "xtb_cs4pbbr6_dcd_restart"
 RECORD = json.loads((DATA / "fixture.json").read_text())
@@ -55,7 +56,7 @@ saved wavefunction; seen here 4e-6 A and 2e-7 A/fs after 11 steps)."""
 def fixture_root(tmp_path_factory) -> Path:
     dest = tmp_path_factory.mktemp("dcd-fixture")
     with tarfile.open(DATA / "run.tar.xz") as tar:
-        tar.extractall(dest, filter="data")
+        extract(tar, dest)
     return dest
 
 

@@ -19,6 +19,7 @@ from qdphonon.analysis.localisation_run import SUMMARY_COLUMNS as LOCALISATION_C
 from qdphonon.analysis.records import LinewidthRecord, read_linewidth, summary_columns
 from qdphonon.analysis.summary import EXTRA_COLUMNS, write_summary
 from qdphonon.typed_records import ABSENT
+from archives import extract
 
 REPO = Path(__file__).resolve().parents[1]
 ARCHIVE = REPO / "validation" / "pbe_n1" / "pbe_n1.tar.xz"
@@ -32,7 +33,7 @@ def shipped(tmp_path_factory) -> Path:
     with tarfile.open(ARCHIVE) as tar:
         names = [m for m in tar.getmembers()
                  if m.name.startswith(("analysis/", "structures/")) or m.name == "summary.csv"]
-        tar.extractall(out, members=names, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
+        extract(tar, out, members=names)
     return out
 
 

@@ -36,6 +36,7 @@ from qdphonon.parsers.run_dir import parse_run_dir
 from qdphonon.structures.build import build_quantum_dot
 from qdphonon.structures.io import read_structure, write_structure
 from qdphonon.structures.model import QuantumDotSpec
+from archives import extract
 
 DATA = Path(__file__).resolve().parent / "data" / "cp2k-2023.1"
 LABEL = "# synthetic (mock engine)"
@@ -69,7 +70,7 @@ def write_case(tmp: Path, size: int, shell: int = 0, *, steps: int = 200, every:
 def unpack(name: str, dest: Path) -> Path:
     """A real CP2K 2023.1 fixture's run directory (tests/data/README.md)."""
     with tarfile.open(DATA / name / "run.tar.xz") as tar:
-        tar.extractall(dest, filter="data")
+        extract(tar, dest)
     return dest
 
 

@@ -28,6 +28,7 @@ from qdphonon.run.layout import run_files
 
 FILES = run_files("md", "mo")
 from qdphonon.units import AU_VELOCITY_A_per_fs, BOLTZMANN_meV_per_K, HARTREE_eV
+from archives import extract
 
 DATA = Path(__file__).resolve().parent / "data" / "cp2k-2023.1"
 RESTART_TOL_eV = 1e-4
@@ -51,7 +52,7 @@ def unpack(name: str, root: Path) -> Path:
         if not archive.is_file():
             pytest.fail(f"fixture {archive} missing: regenerate with tests/data/make_fixtures.py")
         with tarfile.open(archive) as tar:
-            tar.extractall(dest, filter="data")
+            extract(tar, dest)
     return dest
 
 

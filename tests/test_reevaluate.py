@@ -28,6 +28,7 @@ from qdphonon.cp2k.xmlspec import bundled_xmlspec
 from qdphonon.parsers.source_trajectory import SourceTrajectory, parse_type_map, read_ase_trajectory
 from qdphonon.reevaluate import (PLANCK_meV_fs, check_same_plan, default_stride_steps, make_plan, nyquist_meV,
                                  plan_to_json, reftraj_tree, select_frames)  # fmt: skip
+from archives import extract
 
 DATA = Path(__file__).resolve().parent / "data" / "cp2k-2023.1"
 STEPS = 20
@@ -308,7 +309,7 @@ def dcd_runs(tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("dcd")
     with tarfile.open(DATA / "xtb_cs4pbbr6_dcd_restart" / "run.tar.xz") as tar:
-        tar.extractall(tmp, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
+        extract(tar, tmp)
     return tmp
 
 

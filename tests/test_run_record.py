@@ -17,6 +17,7 @@ from qdphonon.run.layout import write_json_atomic
 from qdphonon.run.run_record import RunRecord, SegmentRecord, build_run_record, read_run_record
 
 from test_status import campaign
+from archives import extract
 
 ARCHIVE = Path(__file__).resolve().parents[1] / "validation" / "pbe_n1" / "pbe_n1.tar.xz"
 
@@ -26,7 +27,7 @@ def shipped(tmp_path_factory) -> list[Path]:
     out = tmp_path_factory.mktemp("pbe_n1_runs")
     with tarfile.open(ARCHIVE) as tar:
         names = [m for m in tar.getmembers() if m.name.endswith("/run.json")]
-        tar.extractall(out, members=names, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
+        extract(tar, out, members=names)
     return sorted(out.rglob("run.json"))
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from archives import extract
 
 REPO = Path(__file__).resolve().parents[1]
 ARCHIVE = REPO / "validation" / "pbe_n1" / "pbe_n1.tar.xz"
@@ -28,7 +29,7 @@ K_B_meV_per_K = 8.617333262e-2
 def shipped(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("pbe_n1")
     with tarfile.open(ARCHIVE) as tar:
-        tar.extractall(out, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
+        extract(tar, out)
     return out
 
 

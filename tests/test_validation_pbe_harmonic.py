@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from archives import extract
 
 REPO = Path(__file__).resolve().parents[1]
 ARCHIVE = REPO / "validation" / "pbe_n1_harmonic" / "pbe_n1_harmonic.tar.xz"
@@ -36,7 +37,7 @@ _NUMBERS = re.compile(r"^[-+0-9.Ee ]+$")
 
 def _unpack(archive: Path, out: Path) -> Path:
     with tarfile.open(archive) as tar:
-        tar.extractall(out, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
+        extract(tar, out)
     return out
 
 

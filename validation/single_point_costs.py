@@ -33,7 +33,8 @@ ARCHIVES = ("pbe_n1_harmonic/pbe_n1_harmonic.tar.xz", "pbe_n2/pbe_n2.tar.xz")
 def archive_row(archive: Path) -> dict:
     """The cost row of one archive's single points."""
     with tempfile.TemporaryDirectory() as tmp, tarfile.open(archive) as tar:
-        tar.extractall(tmp, members=[m for m in tar.getmembers() if "/sp/" in m.name])
+        tar.extractall(tmp, members=[m for m in tar.getmembers() if "/sp/" in m.name],
+                       **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))  # 3.11.0-3.11.3 have no filter
         outputs = sorted(Path(tmp).glob("harmonic/*/sp/*/sp.out"))
         if not outputs:
             raise ValueError(f"{archive}: no single points")

@@ -83,7 +83,7 @@ def use_code_from(rev: str, work: Path) -> None:
     archive = subprocess.run(["git", "archive", "--format=tar", commit, "workflow"], cwd=REPO, capture_output=True,
                              check=True).stdout  # fmt: skip
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-        tar.extractall(dest, filter="data")
+        tar.extractall(dest, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
     if any(m.startswith("qdphonon") for m in sys.modules):
         raise RuntimeError("qdphonon was imported before the code to use was chosen")
     sys.path.insert(0, str(dest / "workflow"))
