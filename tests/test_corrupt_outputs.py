@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from qdphonon.parsers.common import ParseWarning
 from qdphonon.parsers.energies import read_energies
 from qdphonon.parsers.run_dir import parse_run_dir
 from qdphonon.parsers.xyz import read_positions, read_velocities
@@ -414,3 +415,29 @@ def test_molog_counts_of_segments_json_that_do_not_fit_are_refused(copy):
     (d / "segments.json").write_text(json.dumps(state))
     with pytest.raises(ValueError, match=rf"md-mo-1\.MOLog: {n} MO blocks, but the segments up to seg001\.out recorded {n + 5}"):
         parse_run_dir(d)
+
+
+def test_a_torn_mo_block_after_the_counted_ones_is_dropped_and_a_whole_one_refused(copy):
+    """A run of ours killed while CP2K wrote an MO block, never continued: segments.json counts the whole
+    blocks, the torn one after them is dropped with a warning (the band edges are those of the whole
+    blocks); a whole block that segments.json does not account for is still refused."""
+    d = copy(A)
+    whole = parse_run_dir(d).band_edges
+    text = (d / "md-mo-1.MOLog").read_text()
+    n = sum("EIGENVALUES AND OCCUPATION" in h and "AFTER SCF STEP" not in h for h in text.splitlines())
+    state = {"engine": "cp2k", "project": "md", "steps": 20, "segments": [
+        {"index": 0, "output": "seg000.out", "ended": "killed", "molog_blocks": n}]}  # fmt: skip
+    (d / "segments.json").write_text(json.dumps(state))
+    last = text.rstrip("\n").split("\n")
+    start = max(i for i, ln in enumerate(last) if "EIGENVALUES AND OCCUPATION" in ln)
+    block = last[start:]
+    (d / "md-mo-1.MOLog").write_text(text + "\n".join(block[:4]) + "\n")  # header and a few lines: torn
+    with pytest.warns(ParseWarning, match=rf"MO block cut short after the {n} that segments\.json accounts for"):
+        torn = parse_run_dir(d).band_edges
+    for name in ("step", "time_fs", "vbm_eV", "cbm_eV"):
+        np.testing.assert_array_equal(getattr(torn, name), getattr(whole, name))
+    assert len(whole.step) == 21
+    (d / "md-mo-1.MOLog").write_text(text + "\n".join(block) + "\n")
+    with pytest.raises(ValueError, match=rf"MO block after the {n} that segments\.json accounts for"):
+        parse_run_dir(d)
+

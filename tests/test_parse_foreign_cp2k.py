@@ -12,7 +12,6 @@ import shutil
 import signal
 import subprocess
 import tarfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +21,7 @@ import pytest
 from qdphonon.cli import main
 from test_parsers import ref_molog_blocks
 from archives import extract
+from cp2k_slices import held_cp2k, run_in_slices_until
 
 DATA = Path(__file__).parent / "data" / "cp2k-2023.1"
 
@@ -83,15 +83,11 @@ def test_killed_run_continued_by_hand(tmp_path, cp2k_exe):
         (d / "md.inp").write_text(text)
     subprocess.run([cp2k_exe, "-i", "md.inp", "-o", "first.out"], cwd=whole, check=True, timeout=600,
                    capture_output=True)  # fmt: skip
-    proc = subprocess.Popen([cp2k_exe, "-i", "md.inp", "-o", "first.out"], cwd=run, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
-    deadline = time.monotonic() + 300
+    proc = subprocess.Popen([str(held_cp2k(tmp_path / "bin")), "-i", "md.inp", "-o", "first.out"], cwd=run,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
     ener = run / "qd-1.ener"
-    while time.monotonic() < deadline and proc.poll() is None:
-        if ener.is_file() and len(ener.read_text().splitlines()) >= 9:
-            os.killpg(proc.pid, signal.SIGKILL)
-            break
-        time.sleep(0.005)
+    run_in_slices_until(proc.pid, lambda: ener.is_file() and len(ener.read_text().splitlines()) >= 9, proc, 300)
+    os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, "CP2K finished before the kill; the test needs a longer run"
     restart = (run / "qd-1.restart").read_text()

@@ -29,6 +29,7 @@ from qdphonon.parsers.source_trajectory import SourceTrajectory, parse_type_map,
 from qdphonon.reevaluate import (PLANCK_meV_fs, check_same_plan, default_stride_steps, make_plan, nyquist_meV,
                                  plan_to_json, reftraj_tree, select_frames)  # fmt: skip
 from archives import extract
+from cp2k_slices import held_cp2k, run_in_slices_until
 
 DATA = Path(__file__).resolve().parent / "data" / "cp2k-2023.1"
 STEPS = 20
@@ -249,17 +250,30 @@ def _molog_blocks(path: Path) -> int:
 
 @pytest.mark.cp2k
 def test_a_kill_during_the_reevaluation_resumes_without_a_lost_or_repeated_frame(md_runs, tmp_path):
+    """CP2K is killed right after the 4th snapshot's MO block, deterministically: it starts stopped and
+    runs in slices while the test watches its MOLog between them (tests/cp2k_slices.py)."""
     work, out = tmp_path / "w", tmp_path / "be.csv"
+    held = held_cp2k(tmp_path / "bin")
     args = _cli("--run-dir", str(md_runs["silent"]), "--level", "xtb", "--stride-steps", "2", "--eps-scf", str(EPS_SCF),
                 "--workdir", str(work), "--out", str(out))  # fmt: skip
-    proc = subprocess.Popen(args, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([*args, "--cp2k-command", str(held)], start_new_session=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
     molog = work / "pass000" / "reeval-mo-1.MOLog"
+    state = work / "pass000" / "segments.json"
+
+    def cp2k_pid() -> int | None:
+        try:
+            return json.loads(state.read_text())["segments"][-1].get("pid")
+        except (FileNotFoundError, json.JSONDecodeError, IndexError, KeyError):
+            return None
+
     t0 = time.monotonic()
-    while _molog_blocks(molog) < 4:  # kill CP2K once the 4th snapshot's MO block is written
+    while cp2k_pid() is None:  # the engine records the process group it started
         assert proc.poll() is None, proc.communicate()[1]
         assert time.monotonic() - t0 < HANG_GUARD_S, "hang guard"
-        time.sleep(0.002)
-    pid = json.loads((work / "pass000" / "segments.json").read_text())["segments"][-1]["pid"]
+        time.sleep(0.01)
+    pid = cp2k_pid()
+    run_in_slices_until(pid, lambda: _molog_blocks(molog) >= 4, proc, HANG_GUARD_S)
     os.killpg(pid, signal.SIGKILL)
     _, err = proc.communicate(timeout=HANG_GUARD_S)
     assert proc.returncode != 0 and "run the same command again" in err and not out.exists()

@@ -91,7 +91,7 @@ def align_mo_blocks(mains: Sequence[MainOutput], blocks: Sequence[MOBlock], molo
     """
     md_blocks = [b for b in blocks if not b.guess]
     if counts is not None:
-        return _align_counted(mains, md_blocks, molog, counts)
+        return _align_counted(mains, md_blocks, molog, counts, warn_sink)
     evals = [ev for mo in mains for ev in mo.evaluations if not ev.scf_stopped]
     dated = sum(ev.kind != "trailing" for ev in evals)
     certain = [ev for ev in evals if ev.kind == "trailing" and ev.force_done]
@@ -132,7 +132,7 @@ def align_mo_blocks(mains: Sequence[MainOutput], blocks: Sequence[MOBlock], molo
 
 
 def _align_counted(mains: Sequence[MainOutput], md_blocks: Sequence[MOBlock], molog: str,
-                   counts: Sequence[int | None]) -> list[tuple[Evaluation, MOBlock]]:
+                   counts: Sequence[int | None], warn_sink: list[str] | None = None) -> list[tuple[Evaluation, MOBlock]]:
     if len(counts) != len(mains):
         raise ValueError(f"{molog}: {len(counts)} recorded MO block counts for {len(mains)} main outputs")
     dated = [[ev for ev in mo.evaluations if ev.kind != "trailing" and not ev.scf_stopped] for mo in mains]
@@ -154,9 +154,13 @@ def _align_counted(mains: Sequence[MainOutput], md_blocks: Sequence[MOBlock], mo
             if not b.complete:
                 raise ValueError(f"{molog}: line {b.line_no}: MO block cut short, but its step ({ev.step}) completed")
             pairs.append((ev, b))
-    if k < len(md_blocks) and counts and counts[-1] is not None:
-        extra = md_blocks[k]
-        raise ValueError(f"{molog}: line {extra.line_no}: MO block after the {k} that segments.json accounts for")
+    rest = md_blocks[k:]
+    if rest and counts and counts[-1] is not None:
+        if len(rest) == 1 and not rest[0].complete:  # what a kill during its write leaves, never continued
+            _warn(f"{molog}: line {rest[0].line_no}: MO block cut short after the {k} that segments.json accounts "
+                  "for (the last segment was killed while CP2K wrote it): not used", warn_sink)  # fmt: skip
+        else:
+            raise ValueError(f"{molog}: line {rest[0].line_no}: MO block after the {k} that segments.json accounts for")
     return pairs
 
 
