@@ -472,7 +472,9 @@ def test_a_kill_during_the_first_scf_of_a_continuation(relaxed, tmp_path):
     kill_at_rows(relaxed["input"], relaxed["xyz"], run, 20)
     park = wrapper(tmp_path, "cp2k-park", PARK_IN_FIRST_SCF)
     proc = start_engine(relaxed["input"], relaxed["xyz"], run, "--cp2k-command", str(park))
-    wait_until((run / "WAITING").exists, proc)
+    # CP2K makes WAITING, then writes its message and parks until WAIT goes: wait for both
+    wait_until(lambda: (run / "WAITING").exists()
+               and "waiting till the file WAIT" in (run / "seg001.out").read_text(), proc)  # fmt: skip
     out = (run / "seg001.out").read_text()
     assert "SCF WAVEFUNCTION OPTIMIZATION" in out and "MD_INI|" not in out and "waiting till the file WAIT" in out
     os.killpg(proc.pid, signal.SIGKILL)
